@@ -1,0 +1,284 @@
+"""Configuration: one validated object the app factory is built from.
+
+Strict pydantic models (unknown keys are errors), ``${ENV}`` interpolation so
+provider keys never sit in the file, and error messages that name the file,
+the key path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hybridgate.errors import ConfigError
+from hybridgate.policy.model import Openness, PolicyConfig
+
+Location = Literal["on_prem", "external"]
+ProviderKind = Literal["openai", "anthropic", "openai_compat", "local"]
+Strategy = Literal["fixed", "fallback", "least_cost", "least_latency", "weighted", "quality"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Price(_Strict):
+    """USD per million tokens, or an hourly cost apportioned per token for self-hosted routes."""
+
+    input_per_mtok: float = Field(default=0.0, ge=0)
+    output_per_mtok: float = Field(default=0.0, ge=0)
+    hourly_usd: float | None = Field(default=None, ge=0, description="self-hosted: cost per hour")
+    tokens_per_second: float | None = Field(
+        default=None, gt=0, description="self-hosted: sustained throughput the hour is spread over"
+    )
+
+    @model_validator(mode="after")
+    def _hourly_needs_throughput(self) -> Price:
+        if self.hourly_usd is not None and self.tokens_per_second is None:
+            raise ValueError("hourly_usd needs tokens_per_second to apportion it per token")
+        return self
+
+
+class LocalModel(_Strict):
+    """In-process transformers model (optional extra ``local``)."""
+
+    model_path: str
+    adapter_path: str | None = None
+    device: str = "cpu"
+    max_new_tokens: int = Field(default=256, ge=1)
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+
+
+class RouteConfig(_Strict):
+    """One concrete upstream: a provider, a model on it, where it runs and what it costs."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._:/-]{1,128}$")
+    provider: ProviderKind
+    model: str = Field(description="model id sent upstream")
+    base_url: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
+    location: Location
+    region: str | None = None
+    licence: str | None = None
+    openness: Openness | None = None
+    price: Price = Field(default_factory=Price)
+    timeout_s: float = Field(default=60.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    weight: float = Field(default=1.0, ge=0, description="for the weighted strategy")
+    embeddings: bool = False
+    local: LocalModel | None = None
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> RouteConfig:
+        if self.provider == "local" and self.local is None:
+            raise ValueError("provider 'local' needs a `local:` section with model_path")
+        if self.provider in ("openai_compat",) and not self.base_url:
+            raise ValueError("provider 'openai_compat' needs base_url")
+        return self
+
+
+class VirtualModel(_Strict):
+    """A name clients call (``auto``, ``fast`` ...) mapped to routes and a strategy."""
+
+    routes: list[str] = Field(min_length=1)
+    strategy: Strategy = "fallback"
+    #: quality strategy: the frontier and the cheaper route
+    strong: str | None = None
+    weak: str | None = None
+    strong_share: float | None = Field(default=None, ge=0, le=1)
+    quality_floor: float | None = Field(default=None, ge=0, le=1)
+    router: str | None = Field(default=None, description="path to a trained router file")
+
+    @model_validator(mode="after")
+    def _quality_fields(self) -> VirtualModel:
+        if self.strategy == "quality":
+            if not self.strong or not self.weak:
+                raise ValueError("strategy 'quality' needs `strong` and `weak` route names")
+            if self.strong_share is None and self.quality_floor is None:
+                self.strong_share = 0.5
+        return self
+
+
+class ScannerConfig(_Strict):
+    terms: list[str] = Field(default_factory=list, description="org-confidential deny-list")
+    terms_file: str | None = None
+    disabled: list[str] = Field(default_factory=list, description="detector names to disable")
+    phone_regions: list[str] = Field(default_factory=lambda: ["US", "GB", "DE", "FR"])
+
+
+class BudgetConfig(_Strict):
+    """Limits for one key (by key id) or one team. Unset fields are unlimited."""
+
+    scope: Literal["key", "team"]
+    name: str
+    usd_per_day: float | None = Field(default=None, ge=0)
+    usd_per_month: float | None = Field(default=None, ge=0)
+    tokens_per_day: int | None = Field(default=None, ge=0)
+    tokens_per_month: int | None = Field(default=None, ge=0)
+    requests_per_minute: int | None = Field(default=None, ge=0)
+    tokens_per_minute: int | None = Field(default=None, ge=0)
+
+
+class LedgerConfig(_Strict):
+    origin: str = Field(default="hybridgate.local/receipts", description="checkpoint origin line")
+    checkpoint_interval_s: float = Field(default=10.0, gt=0)
+    commit_interval_ms: float = Field(default=2.0, ge=0, description="group-commit window")
+    max_batch: int = Field(default=512, ge=1)
+    durability: Literal["power_loss", "process_crash"] = "power_loss"
+
+
+class ActionsConfig(_Strict):
+    hold_timeout_s: float = Field(default=300.0, gt=0)
+    receipt_ttl_s: float = Field(default=300.0, gt=0)
+    executor_url: str | None = None
+    approvers_dir: str | None = Field(default=None, description="approver public keys (PEM)")
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    admin_key: str | None = Field(default=None, repr=False)
+    log_level: str = "info"
+
+
+class GatewayConfig(_Strict):
+    """Everything the app factory needs. ``home`` holds the database and keys."""
+
+    home: str = Field(default_factory=lambda: os.environ.get("HYBRIDGATE_HOME", "~/.hybridgate"))
+    database: str | None = Field(default=None, description="SQLite path; default HOME/gateway.db")
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    models: dict[str, VirtualModel] = Field(default_factory=dict)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    policy_file: str | None = None
+    scanner: ScannerConfig = Field(default_factory=ScannerConfig)
+    budgets: list[BudgetConfig] = Field(default_factory=list)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    actions: ActionsConfig = Field(default_factory=ActionsConfig)
+
+    @model_validator(mode="after")
+    def _references(self) -> GatewayConfig:
+        names = [r.name for r in self.routes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate route names: {', '.join(dupes)}")
+        known = set(names)
+        for vname, vm in self.models.items():
+            for ref in [*vm.routes, vm.strong, vm.weak]:
+                if ref is not None and ref not in known:
+                    raise ValueError(f"models.{vname} names unknown route {ref!r}")
+        return self
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home).expanduser()
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.database).expanduser() if self.database else self.home_path / "gateway.db"
+
+    def route(self, name: str) -> RouteConfig:
+        for r in self.routes:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def virtual_model(self, name: str) -> VirtualModel | None:
+        """A configured virtual model, or an implicit ``fixed`` one for a bare route name."""
+        if name in self.models:
+            return self.models[name]
+        if any(r.name == name for r in self.routes):
+            return VirtualModel(routes=[name], strategy="fixed")
+        return None
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate_env(value: Any, env: dict[str, str], path: str = "") -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string; a missing name is an error."""
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path or '<root>'}: environment variable {name} is not set")
+
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: interpolate_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate_env(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _format_validation(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        lines.append(f"  {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_policy_file(path: Path) -> PolicyConfig:
+    """Load and validate a standalone policy file (YAML, optionally under a `policy:` key)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read policy: {exc}") from exc
+    if isinstance(raw, dict) and set(raw) == {"policy"}:
+        raw = raw["policy"]
+    try:
+        return PolicyConfig.model_validate(interpolate_env(raw, dict(os.environ), "policy"))
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(str(path), exc)) from exc
+
+
+def parse_config(
+    raw: Any, *, source: str = "<config>", env: dict[str, str] | None = None
+) -> GatewayConfig:
+    """Validate already-parsed YAML/JSON data into a :class:`GatewayConfig`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: top level must be a mapping")
+    data = interpolate_env(raw, dict(os.environ) if env is None else env)
+    try:
+        cfg = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(source, exc)) from exc
+    if cfg.policy_file:
+        if "policy" in raw:
+            raise ConfigError(f"{source}: policy: and policy_file: are exclusive")
+        pf = Path(cfg.policy_file).expanduser()
+        if not pf.is_absolute() and source not in ("<config>", "<defaults>"):
+            pf = Path(source).parent / pf
+        cfg = cfg.model_copy(update={"policy": load_policy_file(pf)})
+    return cfg
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read: {exc}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    return parse_config(raw, source=str(p), env=env)
+
+
+def config_schema() -> dict[str, Any]:
+    return GatewayConfig.model_json_schema()

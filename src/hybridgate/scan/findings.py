@@ -1,0 +1,99 @@
+"""The scanner's output types, shared by scanning, policy, redaction and receipts.
+
+They are plain frozen dataclasses so every stage downstream stays a pure
+function over data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class DataClass(StrEnum):
+    """Coarse sensitivity classes the policy writes rules for."""
+
+    FINANCIAL = "financial"
+    GOVERNMENT_ID = "government_id"
+    CONTACT = "contact"
+    SECRET = "secret"
+    HEALTH = "health"
+    ORG_CONFIDENTIAL = "org_confidential"
+    PERSON = "person"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One sensitive span in one scanned text.
+
+    ``start``/``end`` are character (not byte) offsets into the text that was
+    scanned, ``end`` exclusive, so ``text[start:end]`` is the value.
+    """
+
+    type: str  # e.g. "CREDIT_CARD", "IBAN_CODE", "AWS_ACCESS_KEY"
+    data_class: DataClass
+    start: int
+    end: int
+    confidence: float
+    detector: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "type": self.type,
+            "class": self.data_class.value,
+            "start": self.start,
+            "end": self.end,
+            "confidence": self.confidence,
+            "detector": self.detector,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """Findings for one text.
+
+    ``complete`` is False when any detector failed or the input could not be
+    decoded: the result is then *unknown*, never *clean*, and the policy
+    treats it as sensitive (fail closed).
+    """
+
+    findings: tuple[Finding, ...] = ()
+    complete: bool = True
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One string of a request that is scanned and may be masked.
+
+    ``path`` locates the string in the request's JSON (e.g.
+    ``("messages", 2, "tool_calls", 0, "function", "arguments")``).
+    """
+
+    path: tuple[str | int, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentFindings:
+    segment: int  # index into the request's segment list
+    findings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestScan:
+    """Findings across every segment of a request."""
+
+    segments: tuple[SegmentFindings, ...] = ()
+    complete: bool = True
+    errors: tuple[str, ...] = ()
+    #: Parts of the request that could not be scanned (images, audio, files).
+    unscannable: tuple[str, ...] = field(default=())
+
+    @property
+    def data_classes(self) -> frozenset[DataClass]:
+        return frozenset(f.data_class for s in self.segments for f in s.findings)
+
+    @property
+    def finding_count(self) -> int:
+        return sum(len(s.findings) for s in self.segments)
