@@ -216,7 +216,9 @@ def interpolate_env(value: Any, env: dict[str, str], path: str = "") -> Any:
 
         return _ENV.sub(sub, value)
     if isinstance(value, dict):
-        return {k: interpolate_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return {
+            k: interpolate_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [interpolate_env(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
     return value

@@ -84,7 +84,9 @@ class SQLiteStore:
             self._migrate(conn, migrations)
         finally:
             conn.close()
-        self._thread = threading.Thread(target=self._writer_loop, name="hybridgate-writer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._writer_loop, name="hybridgate-writer", daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:
@@ -103,7 +105,9 @@ class SQLiteStore:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=" + ("FULL" if self.durability == "power_loss" else "NORMAL"))
+        conn.execute(
+            "PRAGMA synchronous=" + ("FULL" if self.durability == "power_loss" else "NORMAL")
+        )
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
         return conn

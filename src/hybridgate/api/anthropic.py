@@ -1,0 +1,59 @@
+"""The Anthropic Messages surface (``POST /v1/messages``), streaming included.
+
+Requests are translated to the internal (OpenAI) shape before anything else
+runs, so the scanner and policy see every system block, tool_use input and
+tool_result; answers and stream events are translated back into the exact
+event sequence the official ``anthropic`` SDK expects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hybridgate.translate.anthropic import (
+    OpenAIToAnthropicStream,
+    anthropic_request_to_openai,
+    openai_response_to_anthropic,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hybridgate.api.common import error_body, json_bytes
+from hybridgate.api.exchange import WireFormat, run_exchange
+from hybridgate.errors import GatewayError
+from hybridgate.pipeline import Pipeline
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return b"event: " + str(event["type"]).encode() + b"\ndata: " + json_bytes(event) + b"\n\n"
+
+
+class AnthropicFramer:
+    def __init__(self, request: dict[str, Any]) -> None:
+        self._stream = OpenAIToAnthropicStream(model=str(request.get("model", "")))
+
+    def frames(self, chunk: dict[str, Any]) -> list[bytes]:
+        return [_sse(e) for e in self._stream.feed(chunk)]
+
+    def end(self) -> list[bytes]:
+        return [_sse(e) for e in self._stream.finish()]
+
+    def error(self, err: GatewayError) -> bytes:
+        return _sse(error_body(err, "anthropic"))
+
+
+MESSAGES = WireFormat(
+    api="anthropic.messages",
+    errors="anthropic",
+    to_internal=anthropic_request_to_openai,
+    from_internal=openai_response_to_anthropic,
+    framer=AnthropicFramer,
+)
+
+
+def anthropic_routes(pipeline: Pipeline) -> list[Route]:
+    async def messages(request: Request) -> Response:
+        return await run_exchange(request, pipeline, MESSAGES)
+
+    return [Route("/v1/messages", messages, methods=["POST"])]

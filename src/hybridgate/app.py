@@ -1,0 +1,119 @@
+"""The app factory: ``create_app(config)`` builds one gateway, with no globals.
+
+Built-in features are mounted the same way a plugin would be: each API module
+contributes a list of routes built from the :class:`Gateway` it is handed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import signal
+from collections.abc import AsyncIterator
+
+from hybridgate.api.actions import action_routes
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hybridgate.api.admin import admin_routes, config_policy_loader
+from hybridgate.api.anthropic import anthropic_routes
+from hybridgate.api.common import make_authenticator
+from hybridgate.api.openai import openai_routes
+from hybridgate.config import GatewayConfig
+from hybridgate.pipeline import Pipeline
+from hybridgate.runtime import Gateway
+
+log = logging.getLogger("hybridgate")
+
+
+class GatewayHeaders:
+    """Plain ASGI middleware: every response carries the gateway's id headers.
+
+    Endpoints set them with real values; this fills them in for the responses
+    that never reach an endpoint (404, 405).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                if b"x-hybridgate-request-id" not in names:
+                    headers.append(
+                        (b"x-hybridgate-request-id", b"req_" + secrets.token_hex(12).encode())
+                    )
+                if b"x-hybridgate-route" not in names:
+                    headers.append((b"x-hybridgate-route", b"none"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(
+    config: GatewayConfig,
+    *,
+    config_path: str | None = None,
+    handle_sighup: bool = False,
+) -> Starlette:
+    """Build the ASGI app. The gateway's services open when the app's lifespan starts."""
+    gw = Gateway.build(config)
+    pipeline = Pipeline(gw)
+    reload_policy = config_policy_loader(config_path, config.policy)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        try:
+            gw.store.query("SELECT 1")
+        except Exception as exc:  # readiness reports failure; it never raises
+            return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, 503)
+        return JSONResponse(
+            {"status": "ready", "routes": len(config.routes), "log_size": gw.ledger.size()}
+        )
+
+    async def metrics(_: Request) -> Response:
+        gw.metrics.log_size.set(gw.ledger.size())
+        return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await gw.start()
+        if handle_sighup:
+            import asyncio
+
+            def on_sighup() -> None:
+                result = gw.policy.reload(reload_policy)
+                gw.metrics.policy_reloads.labels("ok" if result.ok else "refused").inc()
+
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
+        try:
+            yield
+        finally:
+            await gw.aclose()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        *openai_routes(pipeline),
+        *anthropic_routes(pipeline),
+        *admin_routes(gw, reload_policy),
+        *action_routes(gw.actions, make_authenticator(gw)),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(GatewayHeaders)
+    app.state.gateway = gw
+    return app

@@ -1,0 +1,71 @@
+"""Prometheus metrics, one registry per app (tests build many apps; no globals).
+
+Labels never carry keys, prompts or values: only route names, API names,
+outcomes and data classes, all of which come from configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True)
+    )
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            "hybridgate_requests",
+            "Requests handled, by API, outcome and policy action",
+            ["api", "outcome", "action"],
+            registry=r,
+        )
+        self.route_requests = Counter(
+            "hybridgate_route_requests",
+            "Upstream attempts per route and result",
+            ["route", "location", "result"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "hybridgate_request_seconds",
+            "End-to-end request latency",
+            ["api"],
+            buckets=(
+                0.001,
+                0.0025,
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1,
+                2.5,
+                5,
+                10,
+                30,
+                60,
+            ),
+            registry=r,
+        )
+        self.tokens = Counter(
+            "hybridgate_tokens", "Tokens by route and direction", ["route", "direction"], registry=r
+        )
+        self.cost = Counter("hybridgate_cost_usd", "Spend in USD by route", ["route"], registry=r)
+        self.findings = Counter(
+            "hybridgate_findings", "Sensitive findings by data class", ["data_class"], registry=r
+        )
+        self.receipts = Counter("hybridgate_receipts", "Receipts appended", ["kind"], registry=r)
+        self.policy_reloads = Counter(
+            "hybridgate_policy_reloads", "Policy reload attempts", ["result"], registry=r
+        )
+        self.log_size = Gauge("hybridgate_log_size", "Entries in the receipt log", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

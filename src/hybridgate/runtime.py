@@ -1,0 +1,136 @@
+"""The services one gateway instance runs on, built from a config object.
+
+Everything stateful lives here, per app: the store, keys, ledger, policy
+holder, scanner, providers, route health, budgets and usage log. The app
+factory builds one :class:`Gateway`; tests build as many as they like.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hybridgate.providers.registry import build_provider
+from hybridgate.routing.quality import QualityRouter
+
+from hybridgate.accounting import BudgetManager, UsageLog
+from hybridgate.actions import ActionService
+from hybridgate.config import GatewayConfig, RouteConfig
+from hybridgate.keys import KeyStore
+from hybridgate.ledger import KeyRing, Ledger, VerifierKey
+from hybridgate.metrics import Metrics
+from hybridgate.policy import PolicyHolder
+from hybridgate.providers.base import Provider
+from hybridgate.routing import RouteHealth
+from hybridgate.scan import Scanner, build_scanner
+from hybridgate.store.sqlite import SQLiteStore
+
+log = logging.getLogger("hybridgate")
+
+
+def load_or_create_secret(home: Path, name: str = "deployment.secret") -> bytes:
+    """The per-deployment secret behind request commitments and key hashes (mode 0600)."""
+    path = home / name
+    if path.exists():
+        data = path.read_bytes()
+        if len(data) < 32:
+            raise RuntimeError(f"{path} is too short to be a deployment secret")
+        return data
+    home.mkdir(parents=True, exist_ok=True)
+    data = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return data
+
+
+@dataclass
+class Gateway:
+    config: GatewayConfig
+    store: SQLiteStore
+    keys: KeyStore
+    ledger: Ledger
+    policy: PolicyHolder
+    scanner: Scanner
+    providers: dict[str, Provider]
+    health: RouteHealth
+    budgets: BudgetManager
+    usage: UsageLog
+    actions: ActionService
+    metrics: Metrics
+    keyring: KeyRing
+    _routers: dict[str, QualityRouter] = field(default_factory=dict)
+
+    @property
+    def routes(self) -> dict[str, RouteConfig]:
+        return {r.name: r for r in self.config.routes}
+
+    def quality_router(self, path: str | None) -> QualityRouter:
+        """Loaded once per file per gateway; the shipped router when ``path`` is None."""
+        key = path or ""
+        if key not in self._routers:
+            self._routers[key] = QualityRouter.load(path)
+        return self._routers[key]
+
+    @classmethod
+    def build(cls, config: GatewayConfig) -> Gateway:
+        home = config.home_path
+        home.mkdir(parents=True, exist_ok=True)
+        secret = load_or_create_secret(home)
+        store = SQLiteStore(
+            config.database_path,
+            durability=config.ledger.durability,
+            commit_window_s=config.ledger.commit_interval_ms / 1000.0,
+            max_batch=config.ledger.max_batch,
+        )
+        store.open(
+            [
+                *KeyStore.migrations(),
+                *Ledger.migrations(),
+                *BudgetManager.migrations(),
+                *UsageLog.migrations(),
+                *ActionService.migrations(),
+            ]
+        )
+        keyring = KeyRing.load_or_create(home / "keys", config.ledger.origin)
+        ledger = Ledger(store, keyring, config.ledger, commitment_secret=secret)
+        holder = PolicyHolder(config.policy)
+        budgets = BudgetManager(store, config.budgets)
+        budgets.load()
+        gw = cls(
+            config=config,
+            store=store,
+            keys=KeyStore(store, pepper=secret, admin_key=config.server.admin_key),
+            ledger=ledger,
+            policy=holder,
+            scanner=build_scanner(config.scanner),
+            providers={r.name: build_provider(r) for r in config.routes},
+            health=RouteHealth(),
+            budgets=budgets,
+            usage=UsageLog(store),
+            actions=ActionService(ledger, holder, store, config.actions),
+            metrics=Metrics(),
+            keyring=keyring,
+        )
+        for vm in config.models.values():
+            if vm.strategy == "quality":
+                gw.quality_router(vm.router)
+        return gw
+
+    def ledger_verifiers(self) -> list[VerifierKey]:
+        """Public keys receipts verify with, the active one first (rotation keeps old ones)."""
+        active = self.keyring.active.verifier()
+        return [active, *(v for v in self.keyring.verifiers() if v.key_id != active.key_id)]
+
+    async def start(self) -> None:
+        await self.ledger.start()
+        self.metrics.log_size.set(self.ledger.size())
+
+    async def aclose(self) -> None:
+        for p in self.providers.values():
+            await p.aclose()
+        await self.ledger.aclose()
+        self.store.close()
