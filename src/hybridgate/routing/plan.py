@@ -193,6 +193,6 @@ def _quality(
     else:
         why = f"router chose {choice}"
     first, second = (vm.strong, vm.weak) if choice == "strong" else (vm.weak, vm.strong)
-    head = [n for n in (first, second) if n is not None and n in names]
+    head = list(dict.fromkeys(n for n in (first, second) if n is not None and n in names))
     ordered = head + [n for n in names if n not in head]
     return ordered, f"{why} ({first}, then {second})"
