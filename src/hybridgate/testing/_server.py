@@ -171,6 +171,25 @@ class LoopbackUpstream:
             self._loop.call_soon_threadsafe(self._unstall.set)
         return beh
 
+    def set_reply(self, text: str | None) -> None:
+        """Fixed reply text; ``None`` restores the echo of the last user message."""
+        self.configure(reply=text)
+
+    def set_latency(self, seconds: float) -> None:
+        self.configure(latency_s=seconds)
+
+    def stall(self, seconds: float = 30.0) -> None:
+        """Hold each request ``seconds`` before answering; ``0`` releases held ones now."""
+        self.configure(stall_s=seconds)
+
+    def cut_stream_after(self, events: int | None) -> None:
+        """Close streams after ``events`` events, with no final event; ``None`` disables."""
+        self.configure(cut_after=events)
+
+    def use_tools(self, on: bool = True, arguments: dict[str, Any] | None = None) -> None:
+        """Answer requests that offer tools with a call to the first (or forced) tool."""
+        self.configure(tool_calls=on, tool_arguments=arguments)
+
     @property
     def behaviour(self) -> Behaviour:
         return self._ctl.behaviour
