@@ -48,11 +48,16 @@ def params_hash(params: dict[str, Any]) -> str:
     Raises :class:`InvalidRequest` for values JSON cannot carry exactly
     (NaN, infinities, integers beyond 2**53).
     """
+    return hashlib.sha256(_canonical_params(params)).hexdigest()
+
+
+def _canonical_params(params: dict[str, Any]) -> bytes:
     try:
-        data = canonical_json(params)
+        return canonical_json(params)
     except (ValueError, TypeError) as exc:
         raise InvalidRequest(f"`params` cannot be canonicalized: {exc}", param="params") from None
-    return hashlib.sha256(data).hexdigest()
+    except RecursionError:
+        raise InvalidRequest("`params` are nested too deeply", param="params") from None
 
 
 def approval_payload(
@@ -111,9 +116,10 @@ def parse_action_request(body: object) -> ActionRequest:
     params = body.get("params", {})
     if not isinstance(params, dict):
         raise InvalidRequest("`params` must be a JSON object", param="params")
-    phash = params_hash(params)
-    if len(canonical_json(params)) > MAX_PARAMS_BYTES:
+    data = _canonical_params(params)
+    if len(data) > MAX_PARAMS_BYTES:
         raise InvalidRequest(f"`params` exceed {MAX_PARAMS_BYTES} bytes", param="params")
+    phash = hashlib.sha256(data).hexdigest()
     return ActionRequest(agent_id=agent_id, action=action, params=params, params_hash=phash)
 
 

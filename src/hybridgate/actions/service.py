@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hybridgate.actions.approvals import (
+    Approver,
     ApproverRegistry,
     HeldApproval,
     check_approver_signature,
@@ -227,22 +228,23 @@ class ActionService:
             created_ns=now,
             expires_ns=now + _ns(self._config.hold_timeout_s),
         )
-        await self._db.add_approval(
-            ApprovalRecord(
-                approval_id=held.approval_id,
-                action=req.action,
-                params_hash=req.params_hash,
-                agent_id=req.agent_id,
-                team=key.team,
-                key_id=key.key_id,
-                status="pending",
-                created_ns=held.created_ns,
-                expires_ns=held.expires_ns,
-            )
-        )
         self._pending[held.approval_id] = held
-        log.info("action %s by %s held for approval %s", req.action, req.agent_id, held.approval_id)
         try:
+            # The row is queued before any decision can be (the writer is FIFO).
+            await self._db.add_approval(
+                ApprovalRecord(
+                    approval_id=held.approval_id,
+                    action=req.action,
+                    params_hash=req.params_hash,
+                    agent_id=req.agent_id,
+                    team=key.team,
+                    key_id=key.key_id,
+                    status="pending",
+                    created_ns=held.created_ns,
+                    expires_ns=held.expires_ns,
+                )
+            )
+            log.info("action %s by %s held as %s", req.action, req.agent_id, held.approval_id)
             await self._wait(held)
         finally:
             self._pending.pop(held.approval_id, None)
@@ -337,11 +339,20 @@ class ActionService:
         held.approver = approver.name
         held.approver_key_id = approver.key.key_id
         status: ApprovalStatus = "approved" if dec.decision == "approve" else "rejected"
+        # Shielded: once the decision is taken, an admin client hanging up must not
+        # leave it half logged; the held request learns the outcome either way.
+        rid = await asyncio.shield(self._record_decision(held, approver, dec, status))
+        log.info("approval %s %s by %s", approval_id, status, approver.name)
+        return {"approval_id": approval_id, "status": status, "receipt_id": rid}
+
+    async def _record_decision(
+        self, held: HeldApproval, approver: Approver, dec: DecisionRequest, status: ApprovalStatus
+    ) -> str:
         try:
             rid = await self._log(
                 {
                     "kind": KIND_APPROVAL,
-                    "approval_id": approval_id,
+                    "approval_id": held.approval_id,
                     "decision": dec.decision,
                     "approver": approver.name,
                     "approver_key_id": approver.key.key_id,
@@ -354,7 +365,7 @@ class ActionService:
             )
             held.decision_receipt_id = rid
             await self._db.finish_approval(
-                approval_id,
+                held.approval_id,
                 status,
                 approver=approver.name,
                 approver_key_id=approver.key.key_id,
@@ -365,8 +376,7 @@ class ActionService:
             raise
         finally:
             held.event.set()
-        log.info("approval %s %s by %s", approval_id, status, approver.name)
-        return {"approval_id": approval_id, "status": status, "receipt_id": rid}
+        return rid
 
     # -- gate ------------------------------------------------------------------
     async def gate(self, req: ActionRequest, receipt: object) -> VerdictResult:

@@ -10,12 +10,13 @@ at them and are gone with the process.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from hybridgate.store.sqlite import Migration, SQLiteStore
+from hybridgate.store.sqlite import Migration, SQLiteStore, WriteFn
 
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]
 
@@ -86,6 +87,15 @@ class ActionStore:
     def __init__(self, store: SQLiteStore) -> None:
         self._store = store
 
+    async def _write(self, fn: WriteFn) -> Any:
+        """A durable write that a cancelled request cannot abandon half way.
+
+        Shielded because the caller's cancellation (a client hanging up) must
+        neither leave a nonce's fate unknown nor cancel a job the store's
+        writer thread may already be running.
+        """
+        return await asyncio.shield(self._store.write(fn))
+
     # -- nonces ------------------------------------------------------------
     async def burn_nonce(self, nonce: str, receipt_id: str, now_ns: int) -> bool:
         """Record a nonce as used; False when it already was (durable either way on return)."""
@@ -100,7 +110,7 @@ class ActionStore:
                 return False
             return True
 
-        return bool(await self._store.write(insert))
+        return bool(await self._write(insert))
 
     def nonce_used(self, nonce: str) -> bool:
         return bool(self._store.query("SELECT 1 FROM action_nonces WHERE nonce = ?", (nonce,)))
@@ -128,7 +138,7 @@ class ActionStore:
                 ),
             )
 
-        await self._store.write(insert)
+        await self._write(insert)
 
     def _finish_fn(
         self,
@@ -160,7 +170,7 @@ class ActionStore:
     ) -> bool:
         """Move a pending approval to its final status; False if it was not pending."""
         fn = self._finish_fn(approval_id, status, approver, approver_key_id, receipt_id)
-        return bool(await self._store.write(fn))
+        return bool(await self._write(fn))
 
     def finish_approval_nowait(self, approval_id: str, status: ApprovalStatus) -> None:
         """Queue the final status without waiting: used while a held request is cancelled."""
@@ -215,13 +225,13 @@ class ActionStore:
                 return False
             return True
 
-        return bool(await self._store.write(insert))
+        return bool(await self._write(insert))
 
     async def remove_approver(self, name: str) -> bool:
         def delete(conn: sqlite3.Connection) -> int:
             return conn.execute("DELETE FROM action_approvers WHERE name = ?", (name,)).rowcount
 
-        return bool(await self._store.write(delete))
+        return bool(await self._write(delete))
 
     def get_approver(self, name: str) -> str | None:
         rows = self._store.query("SELECT public_key FROM action_approvers WHERE name = ?", (name,))
