@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hybridgate.scan.findings import DataClass
 
@@ -62,6 +62,10 @@ _OPENNESS_LEVEL = {
 }
 
 
+#: Largest integer canonical JSON (RFC 8785) represents exactly; the policy hash needs it.
+_MAX_SAFE_INT = 2**53
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -101,6 +105,25 @@ class ParamCondition(_Strict):
     param: str
     op: Literal["gt", "gte", "lt", "lte", "eq", "ne", "in", "not_in", "exists"]
     value: float | int | str | bool | list[str | int | float] | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> ParamCondition:
+        """Reject rules that could never be evaluated, at load time rather than per request."""
+        v = self.value
+        numeric = isinstance(v, int | float) and not isinstance(v, bool)
+        if self.op in ("gt", "gte", "lt", "lte") and not numeric:
+            raise ValueError(f"op {self.op!r} needs a numeric value")
+        if self.op in ("in", "not_in") and not isinstance(v, list):
+            raise ValueError(f"op {self.op!r} needs a list value")
+        if self.op == "exists" and v not in (None, True, False):
+            raise ValueError("op 'exists' takes no value, or true/false")
+        items = v if isinstance(v, list) else [v]
+        for x in items:
+            if isinstance(x, int) and not isinstance(x, bool) and abs(x) > _MAX_SAFE_INT:
+                raise ValueError("integer values must lie within +/-2**53 (canonical JSON)")
+            if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+                raise ValueError("values must be finite numbers")
+        return self
 
 
 class ActionRule(_Strict):
