@@ -126,7 +126,11 @@ async def test_tool_result_round_trip_to_upstream(anthropic_up: AnthropicUpstrea
                 "role": "assistant",
                 "content": None,
                 "tool_calls": [
-                    {"id": "toolu_1", "type": "function", "function": {"name": "pick", "arguments": "{}"}}
+                    {
+                        "id": "toolu_1",
+                        "type": "function",
+                        "function": {"name": "pick", "arguments": "{}"},
+                    }
                 ],
             },
             {"role": "tool", "tool_call_id": "toolu_1", "content": "green"},
@@ -193,7 +197,9 @@ async def test_embeddings_not_supported(anthropic_up: AnthropicUpstream) -> None
 
 def test_base_url_forms() -> None:
     def url(base: str | None) -> str:
-        r = RouteConfig(name="c", provider="anthropic", model="m", base_url=base, location="external")
+        r = RouteConfig(
+            name="c", provider="anthropic", model="m", base_url=base, location="external"
+        )
         return AnthropicProvider(r)._url
 
     assert url(None) == "https://api.anthropic.com/v1/messages"

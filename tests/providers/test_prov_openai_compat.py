@@ -68,7 +68,9 @@ async def test_bearer_key_is_sent(openai_up: OpenAIUpstream) -> None:
         assert (await p.chat(REQ)).body["choices"]
     finally:
         await p.aclose()
-    wrong = build_provider(_route(openai_up.base_url).model_copy(update={"api_key": "sk-wrong-key-000"}))
+    wrong = build_provider(
+        _route(openai_up.base_url).model_copy(update={"api_key": "sk-wrong-key-000"})
+    )
     try:
         with pytest.raises(UpstreamError) as ei:
             await wrong.chat(REQ)
@@ -120,7 +122,9 @@ async def test_tool_calls_non_stream_and_stream(openai_up: OpenAIUpstream) -> No
     choice = c.body["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     call = choice["message"]["tool_calls"][0]
-    assert call["function"]["name"] == "calc" and json.loads(call["function"]["arguments"]) == {"expr": "2+2"}
+    assert call["function"]["name"] == "calc" and json.loads(call["function"]["arguments"]) == {
+        "expr": "2+2"
+    }
     args = "".join(
         tc["function"].get("arguments", "")
         for ch in chunks
@@ -145,7 +149,9 @@ async def test_embeddings(openai_up: OpenAIUpstream) -> None:
     assert openai_up.requests[-1].body["model"] == "upstream-model"
 
 
-@pytest.mark.parametrize(("status", "retryable"), [(500, True), (503, True), (429, True), (400, False), (404, False)])
+@pytest.mark.parametrize(
+    ("status", "retryable"), [(500, True), (503, True), (429, True), (400, False), (404, False)]
+)
 async def test_http_errors_mapped(openai_up: OpenAIUpstream, status: int, retryable: bool) -> None:
     openai_up.fail_next(2, status, f"boom {KEY} details")
     p = _provider(openai_up)

@@ -49,20 +49,29 @@ async def canned() -> AsyncIterator[tuple[Canned, str]]:
 
 def _openai(base: str) -> OpenAICompatProvider:
     return OpenAICompatProvider(
-        RouteConfig(name="o", provider="openai_compat", model="m", base_url=base + "/v1", location="on_prem")
+        RouteConfig(
+            name="o", provider="openai_compat", model="m", base_url=base + "/v1", location="on_prem"
+        )
     )
 
 
 def _anthropic(base: str) -> AnthropicProvider:
-    return AnthropicProvider(RouteConfig(name="a", provider="anthropic", model="m", base_url=base, location="external"))
+    return AnthropicProvider(
+        RouteConfig(name="a", provider="anthropic", model="m", base_url=base, location="external")
+    )
 
 
 def _chunk(content: str | None, finish: str | None = None) -> bytes:
     import json
 
     delta = {} if content is None else {"content": content}
-    c = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
-         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    c = {
+        "id": "x",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     return json.dumps(c).encode()
 
 
@@ -84,7 +93,9 @@ async def test_clean_http_end_without_done_or_finish_raises(canned: tuple[Canned
     assert ei.value.code == "upstream_stream_cut"
 
 
-async def test_finish_without_done_is_complete_and_comments_ignored(canned: tuple[Canned, str]) -> None:
+async def test_finish_without_done_is_complete_and_comments_ignored(
+    canned: tuple[Canned, str],
+) -> None:
     state, base = canned
     state.body = (
         b": heartbeat\r\n\r\ndata: " + _chunk("Hi") + b"\r\n\r\n"
@@ -123,7 +134,9 @@ async def test_non_json_and_choiceless_bodies(canned: tuple[Canned, str]) -> Non
     with pytest.raises(UpstreamError) as eb:
         await p.chat(REQ)
     await p.aclose()
-    assert eb.value.retryable and eb.value.upstream_status == 502 and "bad gateway" in eb.value.message
+    assert (
+        eb.value.retryable and eb.value.upstream_status == 502 and "bad gateway" in eb.value.message
+    )
 
 
 async def test_anthropic_stream_without_message_stop_raises(canned: tuple[Canned, str]) -> None:
@@ -150,7 +163,8 @@ async def test_anthropic_error_event_mid_stream(canned: tuple[Canned, str]) -> N
     state, base = canned
     state.body = (
         b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1"}}\n\n'
-        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+        b'event: error\ndata: {"type":"error",'
+        b'"error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
     )
     p = _anthropic(base)
     with pytest.raises(UpstreamError) as ei:

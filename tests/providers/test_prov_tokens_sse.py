@@ -65,7 +65,7 @@ def test_sse_multiline_comments_crlf_and_split_feeds() -> None:
     dec = SSEDecoder()
     stream = (
         b": keep-alive comment\r\n\r\n"
-        b"event: message_start\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n"
+        b'event: message_start\r\ndata: {"a":\r\ndata: 1}\r\n\r\n'
         b"data:no-space\n\n"
         b"data: [DONE]\r\r"
     )
@@ -95,7 +95,9 @@ def test_sse_line_limit() -> None:
 
 
 def test_sanitize_strips_keys_and_control_chars() -> None:
-    msg = sanitize_message("bad key sk-abcdef1234567890\x00\nBearer tok_123456789 mysecret", ("mysecret",))
+    msg = sanitize_message(
+        "bad key sk-abcdef1234567890\x00\nBearer tok_123456789 mysecret", ("mysecret",)
+    )
     assert "sk-abcdef" not in msg and "tok_123456789" not in msg and "mysecret" not in msg
     assert "\x00" not in msg and "\n" not in msg
     assert len(sanitize_message("y" * 10_000)) <= 401

@@ -15,7 +15,7 @@ from hybridgate.translate.anthropic import (
 )
 
 PNG = "iVBORw0KGgo="
-WEATHER_TOOL = {
+WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -91,7 +91,11 @@ def test_multiturn_merging_tools_and_tool_results() -> None:
                 ],
             },
             {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
-            {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "21C"}]},
+            {
+                "role": "tool",
+                "tool_call_id": "call_2",
+                "content": [{"type": "text", "text": "21C"}],
+            },
             {"role": "user", "content": "Thanks"},
         ],
         "tools": [WEATHER_TOOL, {"type": "function", "function": {"name": "noargs"}}],
@@ -131,12 +135,19 @@ def test_multiturn_merging_tools_and_tool_results() -> None:
     [
         ("auto", {"type": "auto"}),
         ("none", {"type": "none"}),
-        ({"type": "function", "function": {"name": "get_weather"}}, {"type": "tool", "name": "get_weather"}),
+        (
+            {"type": "function", "function": {"name": "get_weather"}},
+            {"type": "tool", "name": "get_weather"},
+        ),
     ],
 )
 def test_tool_choice_mapping(choice: Any, expected: dict[str, Any]) -> None:
     out = openai_request_to_anthropic(
-        {"messages": [{"role": "user", "content": "x"}], "tools": [WEATHER_TOOL], "tool_choice": choice}
+        {
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [WEATHER_TOOL],
+            "tool_choice": choice,
+        }
     )
     assert out["tool_choice"] == expected
 
@@ -161,7 +172,10 @@ def test_images_data_url_and_http_url() -> None:
         "type": "image",
         "source": {"type": "base64", "media_type": "image/png", "data": PNG},
     }
-    assert blocks[2] == {"type": "image", "source": {"type": "url", "url": "https://example.com/a.jpg"}}
+    assert blocks[2] == {
+        "type": "image",
+        "source": {"type": "url", "url": "https://example.com/a.jpg"},
+    }
 
 
 @pytest.mark.parametrize(
@@ -173,11 +187,50 @@ def test_images_data_url_and_http_url() -> None:
         {"messages": [{"role": "wizard", "content": "x"}]},
         {"messages": [{"role": "user", "content": 5}]},
         {"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},
-        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]},
-        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]}]},
-        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/tiff;base64,AAAA"}}]}]},
-        {"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{bad"}}]}]},
-        {"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "[1]"}}]}]},
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}],
+                }
+            ]
+        },
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}
+                    ],
+                }
+            ]
+        },
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "data:image/tiff;base64,AAAA"}}
+                    ],
+                }
+            ]
+        },
+        {
+            "messages": [
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{bad"}}],
+                }
+            ]
+        },
+        {
+            "messages": [
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "[1]"}}],
+                }
+            ]
+        },
         {"messages": [{"role": "tool", "content": "no id"}]},
         {"messages": [{"role": "user", "content": "x"}], "max_tokens": 0},
         {"messages": [{"role": "user", "content": "x"}], "stop": 5},
@@ -202,7 +255,10 @@ def test_anthropic_to_openai_full() -> None:
                 "role": "user",
                 "content": [
                     {"type": "text", "text": "Look:"},
-                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+                    },
                 ],
             },
             {
@@ -221,7 +277,10 @@ def test_anthropic_to_openai_full() -> None:
                     {
                         "type": "tool_result",
                         "tool_use_id": "toolu_2",
-                        "content": [{"type": "text", "text": "not"}, {"type": "text", "text": "found"}],
+                        "content": [
+                            {"type": "text", "text": "not"},
+                            {"type": "text", "text": "found"},
+                        ],
                         "is_error": True,
                     },
                     {"type": "text", "text": "Go on"},
@@ -251,10 +310,17 @@ def test_anthropic_to_openai_full() -> None:
         {"q": "dog"},
     ]
     assert msgs[3] == {"role": "tool", "tool_call_id": "toolu_1", "content": "a cat"}
-    assert msgs[4] == {"role": "tool", "tool_call_id": "toolu_2", "content": "[tool error] not\nfound"}
+    assert msgs[4] == {
+        "role": "tool",
+        "tool_call_id": "toolu_2",
+        "content": "[tool error] not\nfound",
+    }
     assert msgs[5] == {"role": "user", "content": "Go on"}
     assert out["tools"] == [
-        {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}, "description": "Find"}}
+        {
+            "type": "function",
+            "function": {"name": "lookup", "parameters": {"type": "object"}, "description": "Find"},
+        }
     ]
     assert out["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}
     assert out["parallel_tool_calls"] is False
@@ -270,7 +336,12 @@ def test_anthropic_to_openai_full() -> None:
 )
 def test_anthropic_tool_choice(choice: dict[str, Any], expected: str) -> None:
     out = anthropic_request_to_openai(
-        {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tool_choice": choice}
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+            "tool_choice": choice,
+        }
     )
     assert out["tool_choice"] == expected
 
@@ -285,15 +356,77 @@ def test_anthropic_tool_choice(choice: dict[str, Any], expected: str) -> None:
         {"model": "m", "max_tokens": True, "messages": [{"role": "user", "content": "x"}]},
         {"model": "m", "max_tokens": 5, "messages": []},
         {"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]},
-        {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document"}]}]},
-        {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_result"}]}]},
-        {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image"}]}]}]},
-        {"model": "m", "max_tokens": 5, "messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "n", "input": [1]}]}]},
-        {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "text/html", "data": "x"}}]}]},
-        {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "system": [{"type": "image"}]},
-        {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "stop_sequences": "STOP"},
-        {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "magic"}},
-        {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": [{"description": "no name"}]},
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": [{"type": "document"}]}],
+        },
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": [{"type": "tool_result"}]}],
+        },
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image"}]}
+                    ],
+                }
+            ],
+        },
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": "t", "name": "n", "input": [1]}],
+                }
+            ],
+        },
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "text/html", "data": "x"},
+                        }
+                    ],
+                }
+            ],
+        },
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+            "system": [{"type": "image"}],
+        },
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+            "stop_sequences": "STOP",
+        },
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+            "tool_choice": {"type": "magic"},
+        },
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"description": "no name"}],
+        },
         {"model": "m", "max_tokens": 5, "messages": ["not an object"]},
     ],
 )
@@ -303,7 +436,7 @@ def test_anthropic_to_openai_rejects(body: Any) -> None:
 
 
 def test_round_trip_anthropic_openai_anthropic_preserves_conversation() -> None:
-    original = {
+    original: dict[str, Any] = {
         "model": "m",
         "max_tokens": 64,
         "system": "Sys",
@@ -316,7 +449,10 @@ def test_round_trip_anthropic_openai_anthropic_preserves_conversation() -> None:
                     {"type": "tool_use", "id": "toolu_9", "name": "f", "input": {"a": [1, 2]}},
                 ],
             },
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "ok"}]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "ok"}],
+            },
         ],
         "stop_sequences": ["X"],
         "tools": [{"name": "f", "input_schema": {"type": "object"}}],
@@ -327,6 +463,7 @@ def test_round_trip_anthropic_openai_anthropic_preserves_conversation() -> None:
     assert back["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "Q1"}]},
         original["messages"][1],
-        original["messages"][2] | {"content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "ok"}]},
+        original["messages"][2]
+        | {"content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "ok"}]},
     ]
     assert back["tools"] == [{"name": "f", "input_schema": {"type": "object"}}]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import importlib
 import importlib.util
+import json
+from typing import Any
 
 import anthropic
 import pytest
@@ -21,7 +20,9 @@ from hybridgate.translate.anthropic import (
 )
 
 
-def _completion(message: dict[str, Any], finish: str, usage: dict[str, int] | None = None) -> dict[str, Any]:
+def _completion(
+    message: dict[str, Any], finish: str, usage: dict[str, int] | None = None
+) -> dict[str, Any]:
     return {
         "id": "chatcmpl-abc123",
         "object": "chat.completion",
@@ -34,7 +35,12 @@ def _completion(message: dict[str, Any], finish: str, usage: dict[str, int] | No
 
 @pytest.mark.parametrize(
     ("stop", "finish"),
-    [("end_turn", "stop"), ("max_tokens", "length"), ("tool_use", "tool_calls"), ("stop_sequence", "stop")],
+    [
+        ("end_turn", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("stop_sequence", "stop"),
+    ],
 )
 def test_anthropic_message_to_openai(stop: str, finish: str) -> None:
     msg = {
@@ -63,7 +69,10 @@ def test_anthropic_message_to_openai(stop: str, finish: str) -> None:
 
 
 def test_anthropic_message_tool_only_has_null_content() -> None:
-    msg = {"content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}], "stop_reason": "tool_use"}
+    msg = {
+        "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}],
+        "stop_reason": "tool_use",
+    }
     assert anthropic_response_to_openai(msg)["choices"][0]["message"]["content"] is None
 
 
@@ -78,8 +87,16 @@ def test_openai_completion_to_anthropic_validates_with_sdk() -> None:
             "role": "assistant",
             "content": "Sure.",
             "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}},
-                {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": "{broken"}},
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": '{"a": 1}'},
+                },
+                {
+                    "id": "call_2",
+                    "type": "function",
+                    "function": {"name": "g", "arguments": "{broken"},
+                },
             ],
         },
         "tool_calls",
@@ -91,12 +108,19 @@ def test_openai_completion_to_anthropic_validates_with_sdk() -> None:
     parsed = anthropic.types.Message.model_validate(out)
     assert parsed.content[0].type == "text" and parsed.content[0].text == "Sure."
     assert parsed.content[1].type == "tool_use" and parsed.content[1].input == {"a": 1}
-    assert parsed.content[2].type == "tool_use" and parsed.content[2].input == {"_raw_arguments": "{broken"}
+    assert parsed.content[2].type == "tool_use" and parsed.content[2].input == {
+        "_raw_arguments": "{broken"
+    }
 
 
 @pytest.mark.parametrize(
     ("finish", "stop"),
-    [("stop", "end_turn"), ("length", "max_tokens"), ("tool_calls", "tool_use"), (None, "end_turn")],
+    [
+        ("stop", "end_turn"),
+        ("length", "max_tokens"),
+        ("tool_calls", "tool_use"),
+        (None, "end_turn"),
+    ],
 )
 def test_finish_to_stop_reason(finish: str | None, stop: str) -> None:
     out = openai_response_to_anthropic(_completion({"role": "assistant", "content": "x"}, finish))  # type: ignore[arg-type]
@@ -117,19 +141,48 @@ OPENAI_TOOL_STREAM = [
     _chunk({"role": "assistant", "content": ""}),
     _chunk({"content": "Let me "}),
     _chunk({"content": "look."}),
-    _chunk({"tool_calls": [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "f", "arguments": ""}}]}),
+    _chunk(
+        {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_a",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": ""},
+                }
+            ]
+        }
+    ),
     _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"q": '}}]}),
     _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"cats"}'}}]}),
-    _chunk({"tool_calls": [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "g", "arguments": "{}"}}]}),
+    _chunk(
+        {
+            "tool_calls": [
+                {
+                    "index": 1,
+                    "id": "call_b",
+                    "type": "function",
+                    "function": {"name": "g", "arguments": "{}"},
+                }
+            ]
+        }
+    ),
     _chunk({}, "tool_calls"),
-    {"id": "chatcmpl-s1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
-     "usage": {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}},
+    {
+        "id": "chatcmpl-s1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29},
+    },
 ]
 
 
 def _sse(events: list[dict[str, Any]]) -> bytes:
     return b"".join(
-        b"event: " + e["type"].encode() + b"\ndata: " + json.dumps(e).encode() + b"\n\n" for e in events
+        b"event: " + e["type"].encode() + b"\ndata: " + json.dumps(e).encode() + b"\n\n"
+        for e in events
     )
 
 
@@ -156,10 +209,19 @@ def test_openai_to_anthropic_stream_event_order() -> None:
     types = [e["type"] for e in events]
     assert types == [
         "message_start",
-        "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
-        "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
-        "content_block_start", "content_block_delta", "content_block_stop",
-        "message_delta", "message_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
     ]
     assert [e["index"] for e in events if e["type"] == "content_block_start"] == [0, 1, 2]
     assert events[-2]["delta"]["stop_reason"] == "tool_use"
@@ -172,7 +234,9 @@ def test_openai_to_anthropic_stream_through_official_sdk() -> None:
     events = [e for c in OPENAI_TOOL_STREAM for e in st.feed(c)] + st.finish()
     client = _sdk_client(_sse(events))
     texts: list[str] = []
-    with client.messages.stream(model="x", max_tokens=10, messages=[{"role": "user", "content": "q"}]) as s:
+    with client.messages.stream(
+        model="x", max_tokens=10, messages=[{"role": "user", "content": "q"}]
+    ) as s:
         for ev in s:
             if ev.type == "text":
                 texts.append(ev.text)
@@ -195,7 +259,7 @@ def test_openai_to_anthropic_stream_empty_and_estimated_usage() -> None:
     final = _sdk_client(_sse(events)).messages.create(
         model="x", max_tokens=5, messages=[{"role": "user", "content": "q"}], stream=True
     )
-    assert [e.type for e in final][0] == "message_start"
+    assert next(e.type for e in final) == "message_start"
     only_finish = OpenAIToAnthropicStream(model="m").finish()
     assert [e["type"] for e in only_finish] == ["message_start", "message_delta", "message_stop"]
 
@@ -204,29 +268,62 @@ def test_error_event_raises_in_sdk() -> None:
     st = OpenAIToAnthropicStream(model="m")
     events = st.feed(_chunk({"content": "partial"}))
     events.append(anthropic_error_event("upstream broke", 502))
-    assert events[-1] == {"type": "error", "error": {"type": "api_error", "message": "upstream broke"}}
+    assert events[-1] == {
+        "type": "error",
+        "error": {"type": "api_error", "message": "upstream broke"},
+    }
     assert anthropic_error_event("busy", 529)["error"]["type"] == "overloaded_error"
     client = _sdk_client(_sse(events))
-    with pytest.raises(anthropic.APIStatusError), client.messages.stream(
-        model="x", max_tokens=10, messages=[{"role": "user", "content": "q"}]
-    ) as s:
+    with (
+        pytest.raises(anthropic.APIStatusError),
+        client.messages.stream(
+            model="x", max_tokens=10, messages=[{"role": "user", "content": "q"}]
+        ) as s,
+    ):
         for _ in s:
             pass
 
 
 ANTHROPIC_STREAM: list[dict[str, Any]] = [
-    {"type": "message_start", "message": {"id": "msg_9", "type": "message", "role": "assistant", "model": "claude-up",
-     "content": [], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 25, "output_tokens": 1}}},
+    {
+        "type": "message_start",
+        "message": {
+            "id": "msg_9",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-up",
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 25, "output_tokens": 1},
+        },
+    },
     {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
     {"type": "ping"},
     {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
     {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " you"}},
     {"type": "content_block_stop", "index": 0},
-    {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_x", "name": "f", "input": {}}},
-    {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"a"'}},
-    {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": ": 2}"}},
+    {
+        "type": "content_block_start",
+        "index": 1,
+        "content_block": {"type": "tool_use", "id": "toolu_x", "name": "f", "input": {}},
+    },
+    {
+        "type": "content_block_delta",
+        "index": 1,
+        "delta": {"type": "input_json_delta", "partial_json": '{"a"'},
+    },
+    {
+        "type": "content_block_delta",
+        "index": 1,
+        "delta": {"type": "input_json_delta", "partial_json": ": 2}"},
+    },
     {"type": "content_block_stop", "index": 1},
-    {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None}, "usage": {"output_tokens": 12}},
+    {
+        "type": "message_delta",
+        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+        "usage": {"output_tokens": 12},
+    },
     {"type": "message_stop"},
 ]
 
@@ -238,8 +335,14 @@ def test_anthropic_to_openai_stream() -> None:
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == "Hi you"
-    calls = [tc for c in chunks if c["choices"] for tc in c["choices"][0]["delta"].get("tool_calls", [])]
-    assert calls[0]["id"] == "toolu_x" and calls[0]["function"]["name"] == "f" and calls[0]["index"] == 0
+    calls = [
+        tc for c in chunks if c["choices"] for tc in c["choices"][0]["delta"].get("tool_calls", [])
+    ]
+    assert (
+        calls[0]["id"] == "toolu_x"
+        and calls[0]["function"]["name"] == "f"
+        and calls[0]["index"] == 0
+    )
     assert "".join(tc["function"]["arguments"] for tc in calls) == '{"a": 2}'
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
     assert chunks[-1]["choices"] == []

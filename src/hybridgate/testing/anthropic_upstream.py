@@ -72,7 +72,11 @@ class AnthropicUpstream(LoopbackUpstream):
         return web.Response(body=_dumps(body), status=status, content_type="application/json")
 
     def _authorized(self, request: web.Request, key: str) -> bool:
-        return request.headers.get("x-api-key") == key
+        # The API takes x-api-key; recent official SDKs send the key as a Bearer token.
+        return (
+            request.headers.get("x-api-key") == key
+            or request.headers.get("authorization") == f"Bearer {key}"
+        )
 
     async def _messages(self, request: web.Request, call: Call) -> web.StreamResponse:
         body = call.body
