@@ -280,11 +280,13 @@ async def write_events(
         headers={"content-type": "text/event-stream", "cache-control": "no-cache"}
     )
     await resp.prepare(request)
-    for i, frame in enumerate(frames):
-        if cut_after is not None and i >= cut_after:
-            if request.transport is not None:
-                request.transport.close()
-            return resp
+    if cut_after is None:
+        # One write: events stay separate on the wire, the upstream stays cheap to run.
+        await resp.write(b"".join(frames))
+        await resp.write_eof()
+        return resp
+    for frame in frames[:cut_after]:
         await resp.write(frame)
-    await resp.write_eof()
+    if request.transport is not None:
+        request.transport.close()
     return resp
