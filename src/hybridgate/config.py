@@ -162,6 +162,10 @@ class GatewayConfig(_Strict):
     budgets: list[BudgetConfig] = Field(default_factory=list)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
+    catalog: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="extra model catalog entries (hybridgate.planner.catalog schema)",
+    )
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

@@ -1,0 +1,192 @@
+"""``hybridgate catalog``: the models the planner knows, their licences, each fact's source."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hybridgate.config import load_config
+from hybridgate.errors import ConfigError
+from hybridgate.planner.catalog import Catalog, CatalogEntry, CatalogFilter, load_catalog
+
+app = typer.Typer(
+    name="catalog",
+    help="Model catalog: openness, licence terms, size, prices — every fact with its source.",
+    no_args_is_help=True,
+)
+
+Format = Literal["table", "json"]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="hybridgate.yaml whose `catalog:` adds entries"),
+]
+FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
+
+
+def catalog_from(config: Path | None) -> Catalog:
+    """The shipped catalog plus the config's entries; errors exit 2 with the message."""
+    try:
+        extra = load_config(config).catalog if config else []
+        return load_catalog(extra)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+
+
+def _fmt(value: str) -> Format:
+    if value not in ("table", "json"):
+        typer.echo("--format must be table or json", err=True)
+        raise typer.Exit(2)
+    return "json" if value == "json" else "table"
+
+
+def _mau(e: CatalogEntry) -> str:
+    t = e.licence.mau_threshold
+    return "?" if t is None else "none" if t == "none" else f"{t:,}"
+
+
+def _yn(v: bool | None) -> str:
+    return "?" if v is None else "yes" if v else "no"
+
+
+def _b(v: float | None) -> str:
+    return "?" if v is None else f"{v:g}"
+
+
+def summary_row(e: CatalogEntry) -> dict[str, Any]:
+    p, pr = e.params, e.pricing
+    return {
+        "name": e.name,
+        "organization": e.organization,
+        "released": None if e.release is None or e.release.date is None else str(e.release.date),
+        "openness": e.level,
+        "licence": e.licence.id,
+        "commercial": e.licence.commercial_use,
+        "mau_threshold": e.licence.mau_threshold,
+        "params_b": None if p is None else p.total_b,
+        "active_b": None if p is None else p.active_b,
+        "context": None if e.context is None else e.context.tokens,
+        "input_per_mtok": None if pr is None else pr.input_per_mtok,
+        "output_per_mtok": None if pr is None else pr.output_per_mtok,
+    }
+
+
+@app.command("list")
+def list_models(
+    min_openness: Annotated[
+        int | None, typer.Option(min=1, max=5, help="1 closed … 5 weights+code+data open")
+    ] = None,
+    commercial: Annotated[bool, typer.Option(help="only licences allowing commercial use")] = False,
+    mau: Annotated[
+        int | None,
+        typer.Option(
+            "--mau",
+            "--max-mau-threshold",
+            min=0,
+            help="your monthly active users: keep models whose licence has no user threshold "
+            "or one above this (an unknown threshold never qualifies)",
+        ),
+    ] = None,
+    licence: Annotated[
+        list[str] | None, typer.Option(help="licence id (repeatable), e.g. apache-2.0")
+    ] = None,
+    self_hostable: Annotated[
+        bool | None,
+        typer.Option("--self-hostable/--api-only", help="weights available, or API only"),
+    ] = None,
+    fmt: FormatOpt = "table",
+    config: ConfigOpt = None,
+) -> None:
+    """List models, filtered by openness and licence terms."""
+    out = _fmt(fmt)
+    cat = catalog_from(config)
+    flt = CatalogFilter(
+        min_openness=min_openness,
+        commercial=commercial,
+        users=mau,
+        licences=frozenset(licence or ()),
+        self_hostable=self_hostable,
+    )
+    rows = [summary_row(e) for e in cat.filter(flt)]
+    if out == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    t = Table(title=f"{len(rows)} of {len(cat)} models")
+    for col in (
+        "model",
+        "org",
+        "released",
+        "open",
+        "licence",
+        "comm.",
+        "MAU limit",
+        "params B",
+        "active B",
+        "context",
+        "$/Mtok in",
+        "$/Mtok out",
+    ):
+        t.add_column(col, justify="right" if col[0] in "$pac" and col != "model" else "left")
+    for r in rows:
+        e = cat.get(r["name"])
+        t.add_row(
+            r["name"],
+            r["organization"],
+            r["released"] or "?",
+            str(r["openness"]),
+            r["licence"],
+            _yn(r["commercial"]),
+            _mau(e),
+            _b(r["params_b"]),
+            _b(r["active_b"]),
+            "?" if r["context"] is None else f"{r['context']:,}",
+            "-" if r["input_per_mtok"] is None else f"{r['input_per_mtok']:g}",
+            "-" if r["output_per_mtok"] is None else f"{r['output_per_mtok']:g}",
+        )
+    Console(width=170).print(t)
+    typer.echo("? = not known (null in the catalog); - = not sold as an API in the catalog")
+
+
+@app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="model name or alias")],
+    fmt: FormatOpt = "table",
+    config: ConfigOpt = None,
+) -> None:
+    """Every fact about one model, each with its source."""
+    out = _fmt(fmt)
+    cat = catalog_from(config)
+    e = cat.find(name)
+    if e is None:
+        typer.echo(f"no model {name!r}; try `hybridgate catalog list`", err=True)
+        raise typer.Exit(1)
+    data = e.model_dump(mode="json")
+    if out == "json":
+        typer.echo(json.dumps(data, indent=2))
+        return
+    t = Table(title=f"{e.name} ({e.organization})", show_lines=False)
+    t.add_column("fact")
+    t.add_column("value")
+    t.add_column("source", overflow="fold")
+    t.add_row("aliases", ", ".join(e.aliases) or "-", e.source)
+    for group in ("release", "openness", "licence", "params", "context", "architecture", "pricing"):
+        facts = data.get(group)
+        if facts is None:
+            t.add_row(group, "- (not sold as an API)" if group == "pricing" else "?", "")
+            continue
+        for key, value in facts.items():
+            if key in ("source", "sources", "note"):
+                continue
+            shown = "?" if value is None else "; ".join(value) if isinstance(value, list) else value
+            src = facts["sources"].get(key, facts["source"])
+            t.add_row(f"{group}.{key}", str(shown) if shown != [] else "-", src)
+        if facts.get("note"):
+            t.add_row(f"{group} note", facts["note"], "")
+    for tp in e.throughput:
+        t.add_row(f"throughput {tp.gpu} {tp.quant}", f"{tp.tokens_per_second:g} tok/s", tp.source)
+    Console(width=160).print(t)

@@ -1,0 +1,340 @@
+"""The model catalog: facts about models, each carrying the document it came from.
+
+Facts are grouped (release, openness, licence, parameters, context,
+architecture, pricing, throughput) and every group that is present must name
+a ``source`` — a URL or a document citation. A group may also give
+``sources: {field: citation}`` for a fact that came from a different document
+than the rest of its group. An entry whose facts lack a source is rejected, so
+nothing reaches a cost or memory estimate without a trail back to where it
+was read. Unknown is ``null``: a missing figure stays missing, it is never
+filled with a plausible-looking guess.
+
+The shipped data is ``hybridgate/data/catalog.yaml``; operators add or
+override entries under ``catalog:`` in their config (same schema).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from hybridgate.errors import ConfigError
+from hybridgate.policy.model import Openness
+
+#: words that look like a source but say nothing about where a fact came from
+_PLACEHOLDERS = frozenset(
+    {"unknown", "n/a", "na", "none", "todo", "tbd", "?", "guess", "estimate", "null", "-"}
+)
+_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
+
+
+def _check_source(value: str) -> str:
+    """A source is a URL or a citation of at least two words; placeholders are not sources."""
+    text = value.strip()
+    if text.lower() in _PLACEHOLDERS or len(text) < 8:
+        raise ValueError(f"source must be a URL or a document citation, got {value!r}")
+    if "://" in text and not _URL.match(text.split()[0]):
+        raise ValueError(f"source URL is malformed: {value!r}")
+    if "://" not in text and len(text.split()) < 2:
+        raise ValueError(f"a citation needs a document and a location, got {value!r}")
+    return text
+
+
+Source = Annotated[str, Field(max_length=500), AfterValidator(_check_source)]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _Facts(_Strict):
+    """A group of facts from one document; ``sources`` cites per fact where they differ."""
+
+    source: Source
+    sources: dict[str, Source] = Field(default_factory=dict)
+    note: str | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _per_fact_sources_name_facts(self) -> _Facts:
+        fields = set(type(self).model_fields) - {"source", "sources", "note"}
+        unknown = sorted(set(self.sources) - fields)
+        if unknown:
+            raise ValueError(f"sources names unknown facts: {', '.join(unknown)}")
+        return self
+
+    def source_of(self, fact: str) -> str:
+        return self.sources.get(fact, self.source)
+
+
+class ReleaseFacts(_Facts):
+    date: dt.date | None = Field(strict=False)
+
+
+class OpennessFacts(_Facts):
+    """Level on the five-level scale; levels 3+ need an OSI-approved licence (see docs)."""
+
+    level: int = Field(ge=1, le=5)
+
+
+#: ``"none"``: the licence has no user-count clause; null: not known
+MauThreshold = int | Literal["none"] | None
+
+
+class LicenceFacts(_Facts):
+    id: Name
+    name: str = Field(min_length=1, max_length=200)
+    weights_available: bool
+    commercial_use: bool | None
+    mau_threshold: MauThreshold = Field(
+        description="monthly active users above which a separate licence is needed"
+    )
+    acceptable_use_policy: bool | None
+    attribution: bool | None
+    restrictions: list[str] = Field(default_factory=list, description="other key terms, verbatim")
+
+
+class ParamFacts(_Facts):
+    """Billions of parameters. ``active_b`` equals ``total_b`` for dense models."""
+
+    total_b: float | None = Field(default=None, gt=0)
+    active_b: float | None = Field(default=None, gt=0)
+    moe: bool | None = None
+
+    @model_validator(mode="after")
+    def _active_within_total(self) -> ParamFacts:
+        if self.total_b is not None and self.active_b is not None and self.active_b > self.total_b:
+            raise ValueError("active_b cannot exceed total_b")
+        known = None not in (self.total_b, self.active_b)
+        if self.moe is False and known and self.active_b != self.total_b:
+            raise ValueError("a dense model (moe: false) has active_b == total_b")
+        return self
+
+
+class ContextFacts(_Facts):
+    tokens: int = Field(gt=0)
+
+
+class ArchitectureFacts(_Facts):
+    """The attention shape memory estimates need.
+
+    ``kv_latent_dim`` is for multi-head latent attention (DeepSeek-V2/V3), whose
+    cache holds one compressed vector per layer per token instead of K and V per
+    head; when set, the KV cache uses it instead of ``2 × kv_heads × head_dim``.
+    """
+
+    layers: int | None = Field(default=None, gt=0)
+    hidden_size: int | None = Field(default=None, gt=0)
+    attention_heads: int | None = Field(default=None, gt=0)
+    kv_heads: int | None = Field(default=None, gt=0)
+    head_dim: int | None = Field(default=None, gt=0)
+    kv_latent_dim: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _grouped_query_shape(self) -> ArchitectureFacts:
+        h, kv = self.attention_heads, self.kv_heads
+        if h is not None and kv is not None and (kv > h or h % kv):
+            raise ValueError("kv_heads must divide attention_heads")
+        return self
+
+
+class PricingFacts(_Facts):
+    """List price in USD per million tokens, as of ``as_of``."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    api_id: str | None = Field(default=None, max_length=128, description="model id on the API")
+    as_of: dt.date | None = Field(default=None, strict=False)
+
+
+class ThroughputFact(_Facts):
+    """A published sustained throughput (input + output tokens per second per GPU)."""
+
+    gpu: str = Field(min_length=1, max_length=64)
+    quant: Literal["fp16", "int8", "int4"]
+    tokens_per_second: float = Field(gt=0)
+
+
+class CatalogEntry(_Strict):
+    name: Name
+    aliases: list[Name] = Field(default_factory=list)
+    organization: str = Field(min_length=1, max_length=100)
+    source: Source = Field(description="where the model's name and organization are stated")
+    release: ReleaseFacts | None = None
+    openness: OpennessFacts
+    licence: LicenceFacts
+    params: ParamFacts | None = None
+    context: ContextFacts | None = None
+    architecture: ArchitectureFacts | None = None
+    pricing: PricingFacts | None = None
+    throughput: list[ThroughputFact] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CatalogEntry:
+        closed = self.openness.level == 1
+        if closed == self.licence.weights_available:
+            raise ValueError("openness level 1 means weights are not available, and only level 1")
+        return self
+
+    @property
+    def level(self) -> int:
+        return self.openness.level
+
+    @property
+    def openness_enum(self) -> Openness:
+        return Openness.from_level(self.openness.level)
+
+    @property
+    def self_hostable(self) -> bool:
+        return self.licence.weights_available
+
+    def throughput_for(self, gpu: str, quant: str) -> ThroughputFact | None:
+        for t in self.throughput:
+            if t.gpu.lower() == gpu.lower() and t.quant == quant:
+                return t
+        return None
+
+
+@dataclass(frozen=True)
+class CatalogFilter:
+    """Licence and openness terms a model must meet; None means no constraint.
+
+    ``users`` is the deployer's monthly active users: a model qualifies only if
+    its licence has no user clause or one above that number. An *unknown*
+    licence term never qualifies — not knowing is not permission.
+    """
+
+    min_openness: int | None = None
+    commercial: bool = False
+    users: int | None = None
+    licences: frozenset[str] = frozenset()
+    self_hostable: bool | None = None
+    no_acceptable_use_policy: bool = False
+
+    def admits(self, e: CatalogEntry) -> bool:
+        lic = e.licence
+        if self.min_openness is not None and e.level < self.min_openness:
+            return False
+        if self.commercial and lic.commercial_use is not True:
+            return False
+        if self.users is not None:
+            t = lic.mau_threshold
+            if t is None or (t != "none" and t <= self.users):
+                return False
+        if self.licences and lic.id not in self.licences:
+            return False
+        if self.self_hostable is not None and e.self_hostable != self.self_hostable:
+            return False
+        return not (self.no_acceptable_use_policy and lic.acceptable_use_policy is not False)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    entries: tuple[CatalogEntry, ...]
+
+    def __iter__(self) -> Iterator[CatalogEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    def find(self, name: str) -> CatalogEntry | None:
+        key = name.strip().lower()
+        for e in self.entries:
+            if e.name == key or key in e.aliases:
+                return e
+        return None
+
+    def get(self, name: str) -> CatalogEntry:
+        e = self.find(name)
+        if e is None:
+            raise KeyError(f"no model {name!r} in the catalog")
+        return e
+
+    def filter(self, f: CatalogFilter) -> list[CatalogEntry]:
+        return [e for e in self.entries if f.admits(e)]
+
+
+def builtin_catalog_text() -> str:
+    return resources.files("hybridgate").joinpath("data/catalog.yaml").read_text(encoding="utf-8")
+
+
+def _validate(raw: Any, where: str) -> CatalogEntry:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: a catalog entry must be a mapping")
+    try:
+        return CatalogEntry.model_validate(dict(raw))
+    except ValidationError as exc:
+        lines = [f"{where}: invalid catalog entry {raw.get('name', '?')!r}"]
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "<entry>"
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from exc
+
+
+def parse_entries(raw: Any, where: str) -> list[CatalogEntry]:
+    """Validate a list of raw entries; names and aliases must be unique within it."""
+    if isinstance(raw, Mapping):  # the shipped file: shared licence blocks, then models
+        if not set(raw) <= {"licences", "models"} or "models" not in raw:
+            raise ConfigError(f"{where}: expected top-level keys `models` (and `licences`)")
+        raw = raw["models"]
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: the catalog must be a list of entries")
+    entries = [_validate(r, f"{where}[{i}]") for i, r in enumerate(raw)]
+    seen: dict[str, str] = {}
+    for e in entries:
+        for key in (e.name, *e.aliases):
+            if key in seen:
+                raise ConfigError(f"{where}: {key!r} names both {seen[key]!r} and {e.name!r}")
+            seen[key] = e.name
+    return entries
+
+
+def load_catalog(
+    extra: Sequence[Mapping[str, Any]] = (), *, path: str | Path | None = None
+) -> Catalog:
+    """The shipped catalog (or ``path``) plus ``extra`` entries from the user's config.
+
+    An extra entry with the name of a shipped one replaces it: the operator
+    knows their negotiated price or their fine-tune better than we do.
+    """
+    if path is None:
+        text, where = builtin_catalog_text(), "hybridgate/data/catalog.yaml"
+    else:
+        try:
+            text, where = Path(path).read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read catalog: {exc}") from exc
+    try:
+        base_raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+    base = parse_entries(base_raw, where)
+    added = parse_entries(list(extra), "config catalog") if extra else []
+    replaced = {e.name for e in added}
+    merged = [e for e in base if e.name not in replaced] + added
+    names: dict[str, str] = {}
+    for e in merged:
+        for key in (e.name, *e.aliases):
+            if key in names:
+                raise ConfigError(f"catalog: {key!r} names both {names[key]!r} and {e.name!r}")
+            names[key] = e.name
+    return Catalog(tuple(merged))

@@ -1,0 +1,109 @@
+"""A TCO workload measured from the gateway's own usage log instead of typed in.
+
+The log (``usage_log`` in ``<home>/gateway.db``, written by
+:class:`hybridgate.accounting.usage.UsageLog`) holds one row per request. Over
+a window of the last ``days`` days we take the answered requests of one team
+or virtual model (or all), their mean prompt and completion tokens, and scale
+the count to a month: ``requests × 30.4375 / observed days``, where the
+observed span runs from the first row in the window (or the window's start,
+whichever is later) to now, and is at least one day so a fresh log is not
+scaled up from minutes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from hybridgate.accounting.usage import UsageLog
+from hybridgate.errors import GatewayError
+from hybridgate.planner.tco import Workload
+from hybridgate.store.sqlite import SQLiteStore
+
+DAYS_PER_MONTH = 30.4375  # 365.25 / 12
+NS_PER_DAY = 86_400 * 10**9
+UsageGroup = Literal["team", "model"]
+
+
+class UsageUnavailable(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class UsageSample:
+    label: str
+    requests: int  # answered (outcome ok)
+    prompt_tokens: int
+    completion_tokens: int
+    observed_days: float
+
+
+def workload_from_sample(
+    s: UsageSample, *, peak_factor: float = 1.0, max_response_s: float | None = None
+) -> Workload:
+    if s.requests <= 0:
+        raise UsageUnavailable(f"{s.label}: no answered requests in the window")
+    days = max(1.0, s.observed_days)
+    monthly = s.requests * DAYS_PER_MONTH / days
+    return Workload(
+        requests_per_month=monthly,
+        input_tokens=s.prompt_tokens / s.requests,
+        output_tokens=s.completion_tokens / s.requests,
+        peak_factor=peak_factor,
+        max_response_s=max_response_s,
+        source=(
+            f"usage log, {s.label}: {s.requests:,} answered requests over {days:.2f} days × "
+            f"{DAYS_PER_MONTH} / {days:.2f}; tokens = mean prompt / completion tokens"
+        ),
+    )
+
+
+def read_usage_sample(
+    db: Path,
+    *,
+    by: UsageGroup | None = None,
+    group: str | None = None,
+    days: float = 30.0,
+    now_ns: int | None = None,
+) -> UsageSample:
+    """Totals from the usage log; reads only (the database is never created or migrated)."""
+    if not db.is_file():
+        raise UsageUnavailable(f"{db}: no gateway database (has the gateway run?)")
+    if days <= 0:
+        raise UsageUnavailable("days must be positive")
+    if (by is None) != (group is None):
+        raise UsageUnavailable("give both the grouping (team/model) and the group's name")
+    now = time.time_ns() if now_ns is None else now_ns
+    since = now - int(days * NS_PER_DAY)
+    store = SQLiteStore(db)
+    try:
+        tables = store.query(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name=?", ["usage_log"]
+        )
+        if not tables:
+            raise UsageUnavailable(f"{db}: no usage_log table (no requests recorded yet)")
+        log = UsageLog(store)
+        if by is None:
+            rows = [log.summary(since_ns=since)]
+            label = "all traffic"
+        else:
+            found = [r for r in log.report(by=by, since_ns=since) if r["group"] == group]
+            if not found:
+                raise UsageUnavailable(f"no usage for {by} {group!r} in the last {days:g} days")
+            rows, label = found, f"{by} {group}"
+        first = store.query("SELECT MIN(time_ns) FROM usage_log WHERE time_ns >= ?", [since])
+    except GatewayError as exc:
+        raise UsageUnavailable(f"{db}: cannot read usage: {exc}") from exc
+    finally:
+        store.close()
+    start = max(since, int(first[0][0]) if first and first[0][0] is not None else now)
+    row = rows[0]
+    return UsageSample(
+        label=label,
+        requests=int(row["ok"]),
+        prompt_tokens=int(row["prompt_tokens"]),
+        completion_tokens=int(row["completion_tokens"]),
+        observed_days=(now - start) / NS_PER_DAY,
+    )
