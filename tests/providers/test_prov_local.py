@@ -255,3 +255,31 @@ def test_plain_prompt() -> None:
         {"messages": [{"role": "developer", "content": "d"}, {"role": "user", "content": "u"}]}
     )
     assert plain_prompt(msgs) == "system: d\nuser: u\nassistant:"
+
+
+async def test_context_overflow_is_invalid_request(tiny_model: tuple[Path, Path]) -> None:
+    p = LocalProvider(_route(tiny_model[0]))
+    long_req = {"messages": [{"role": "user", "content": "hello " * 300}]}
+    with pytest.raises(InvalidRequest):
+        await p.chat(long_req)
+    with pytest.raises(InvalidRequest):
+        async for _ in p.chat_stream(long_req):
+            pass
+
+
+async def test_generation_failure_raises_not_hangs(
+    tiny_model: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = LocalProvider(_route(tiny_model[0]))
+    loaded = p._load()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(loaded.model, "generate", broken)
+    with pytest.raises(UpstreamError) as ei:
+        await p.chat(REQ)
+    assert "device lost" not in ei.value.message
+    with pytest.raises(UpstreamError):
+        async for _ in p.chat_stream(REQ):
+            pass

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import threading
 import time
 import uuid
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybridgate.config import LocalModel, RouteConfig
-from hybridgate.errors import InvalidRequest, UpstreamError
+from hybridgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from hybridgate.providers.base import Completion, Usage
 
 
@@ -217,11 +218,28 @@ class LocalProvider:
         if stop is not None:
             kwargs["stopping_criteria"] = stop
         prompt_len = int(enc["input_ids"].shape[-1])
-        with loaded.lock:
-            import torch
+        window = getattr(getattr(loaded.model, "config", None), "max_position_embeddings", None)
+        if isinstance(window, int) and prompt_len + kwargs["max_new_tokens"] > window:
+            if streamer is not None:
+                streamer.end()
+            raise InvalidRequest(
+                f"prompt of {prompt_len} tokens plus {kwargs['max_new_tokens']} new tokens "
+                f"exceeds this model's {window}-token context",
+                param="messages",
+            )
+        try:
+            with loaded.lock:
+                import torch
 
-            with torch.inference_mode():
-                out = loaded.model.generate(**enc, **kwargs)
+                with torch.inference_mode():
+                    out = loaded.model.generate(**enc, **kwargs)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise UpstreamError(
+                f"route {self.route.name}: local generation failed ({type(exc).__name__})"
+            ) from exc
+        finally:
+            if streamer is not None:
+                streamer.end()  # wake a waiting consumer even when generate() failed
         new_ids = out[0][prompt_len:]
         text = loaded.tokenizer.decode(new_ids, skip_special_tokens=True)
         finish = self._finish(loaded, new_ids, kwargs["max_new_tokens"])
@@ -305,15 +323,16 @@ class LocalProvider:
                     cancel.set()
                     break
             gen = await task
-        except (TimeoutError, RuntimeError) as exc:
+        except queue.Empty:
             cancel.set()
-            raise UpstreamError(
-                f"route {self.route.name}: local generation failed ({type(exc).__name__})"
-            ) from exc
+            raise UpstreamTimeout(
+                f"route {self.route.name}: local model produced nothing for "
+                f"{self.route.timeout_s:g}s"
+            ) from None
         finally:
             cancel.set()
             if not task.done():
-                with contextlib.suppress(UpstreamError, RuntimeError):
+                with contextlib.suppress(UpstreamError, InvalidRequest):
                     await task
         yield chunk({}, gen.finish_reason)
         done = {
