@@ -36,6 +36,10 @@ class Finding:
     end: int
     confidence: float
     detector: str
+    #: Data classes of overlapping findings this one won over. The span that
+    #: is masked is this one's, but the policy must still see every class the
+    #: text held (an org term inside an e-mail address is still org data).
+    absorbed: tuple[DataClass, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -92,7 +96,9 @@ class RequestScan:
 
     @property
     def data_classes(self) -> frozenset[DataClass]:
-        return frozenset(f.data_class for s in self.segments for f in s.findings)
+        classes = {f.data_class for s in self.segments for f in s.findings}
+        classes.update(c for s in self.segments for f in s.findings for c in f.absorbed)
+        return frozenset(classes)
 
     @property
     def finding_count(self) -> int:

@@ -1,0 +1,256 @@
+"""Contact details: e-mail addresses, phone numbers, IPv6 addresses.
+
+E-mail search starts from each ``@`` (found by the shared trigger pass) and
+expands with bounded steps either side, so no input makes it quadratic.
+Phone numbers are validated by ``phonenumbers`` but only for digit runs that
+already have a plausible length and shape: its own matcher is ~1 ms per KB.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+
+import phonenumbers
+
+from hybridgate.scan.findings import DataClass, Finding
+from hybridgate.scan.numbers import left_ok, right_ok
+from hybridgate.scan.text import NEGATIVE, PHONE, Run, TextView
+from hybridgate.scan.validators import isbn10_ok, isbn13_ok
+
+_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-'")
+_DOMAIN = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])"
+)
+
+
+class EmailDetector:
+    name = "email"
+
+    def detect(self, view: TextView) -> list[Finding]:
+        out: list[Finding] = []
+        text = view.text
+        last = 0
+        for at in view.trigger("@"):
+            if at < last:
+                continue
+            s = at
+            floor = max(last, at - 64)
+            while s > floor and text[s - 1] in _LOCAL_CHARS:
+                s -= 1
+            while s < at and text[s] in ".'":
+                s += 1
+            if s == at or text[at - 1] == ".":
+                continue
+            m = _DOMAIN.match(text, at + 1, at + 1 + 256)
+            if m is None:
+                continue
+            e = m.end()
+            out.append(Finding("EMAIL_ADDRESS", DataClass.CONTACT, s, e, 0.95, self.name))
+            last = e
+        return out
+
+
+_PHONE_SEP = re.compile(r"\)? ?[-.]? ?\(?")
+_EXT = re.compile(r" ?(?:x|ext\.?|extension) ?\d{1,6}", re.IGNORECASE)
+
+
+def _sep_ok(sep: str) -> bool:
+    return bool(sep) and len(sep) <= 4 and ". " not in sep and _PHONE_SEP.fullmatch(sep) is not None
+
+
+class PhoneDetector:
+    """Phone numbers in international (``+44 20 ...``) and national formats.
+
+    Region choice follows how numbers are written: ``+`` means international;
+    a leading ``0`` is a trunk prefix, so only regions that dial one are
+    tried; otherwise only regions without one (the NANP) are tried. This keeps
+    10-digit timestamps and counters from parsing as German mobile numbers.
+    """
+
+    name = "phone"
+
+    def __init__(self, regions: Sequence[str]) -> None:
+        trunk0: list[str] = []
+        other: list[str] = []
+        for region in regions:
+            meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+            if meta is None:
+                raise ValueError(f"unknown phone region {region!r}")
+            (trunk0 if meta.national_prefix == "0" else other).append(region)
+        self._trunk0 = tuple(trunk0)
+        self._trunk0_cc = tuple((r, phonenumbers.country_code_for_region(r)) for r in trunk0)
+        if "US" in other and "CA" not in other:
+            other.append("CA")  # one numbering plan; Canadian numbers are common in US text
+        self._other_cc = tuple((r, phonenumbers.country_code_for_region(r)) for r in other)
+
+    def detect(self, view: TextView) -> list[Finding]:
+        out: list[Finding] = []
+        for run in view.runs:
+            out.extend(self._run(view, run))
+        return out
+
+    def _run(self, view: TextView, run: Run) -> list[Finding]:
+        groups, seps = run.groups, run.seps
+        out: list[Finding] = []
+        # Split the run into segments joined only by phone-like separators.
+        seg_start = 0
+        for k in range(len(groups)):
+            last = k == len(groups) - 1
+            if last or not _sep_ok(seps[k]):
+                out.extend(self._segment(view, run, seg_start, k))
+                seg_start = k + 1
+        return out
+
+    def _segment(self, view: TextView, run: Run, i: int, j: int) -> list[Finding]:
+        """Longest valid number from each start; starts and ends sit at plain spaces.
+
+        Each start only looks ahead while the digit count stays <= 15, so the
+        work is linear in the run length even for hostile runs.
+        """
+        text, shape = view.text, view.shape
+        groups, seps = run.groups, run.seps
+        if sum(e - s for s, e in groups[i : j + 1]) < 8:
+            return []
+        out: list[Finding] = []
+        a = i
+        while a <= j:
+            width = 0
+            ends: list[int] = []
+            for b in range(a, j + 1):
+                width += groups[b][1] - groups[b][0]
+                if width > 15:
+                    break
+                if (b == j or seps[b] == " ") and width >= 8:
+                    ends.append(b)
+            found: Finding | None = None
+            for b in reversed(ends):
+                found = self._candidate(view, text, shape, run, a, b)
+                if found is not None:
+                    out.append(found)
+                    a = b + 1
+                    break
+            if found is None:
+                a += 1
+                while a <= j and seps[a - 1] != " ":
+                    a += 1
+        return out
+
+    def _candidate(
+        self, view: TextView, text: str, shape: str, run: Run, a: int, b: int
+    ) -> Finding | None:
+        groups, seps = run.groups, run.seps
+        digits = run.digits(text, a, b)
+        if not 8 <= len(digits) <= 15:
+            return None
+        s, e = groups[a][0], groups[b][1]
+        plus = False
+        if s > 0 and shape[s - 1] == "(":
+            s -= 1
+        if s > 0 and text[s - 1] == "+":
+            s -= 1
+            plus = True
+        elif s > 1 and text[s - 2 : s] == "+ ":
+            s -= 2
+            plus = True
+        if e < len(text) and text[e] == ")":
+            e += 1
+        if not left_ok(shape, s if not plus else s + 1):
+            return None
+        ext = _EXT.match(text, e)
+        if ext is not None:
+            e = ext.end()
+        if not right_ok(shape, e):
+            return None
+        inner = seps[a:b]
+        n_groups = b - a + 1
+        if not plus:
+            if n_groups == 1 and len(digits) > 11:
+                return None  # a bare long number: ids, timestamps
+            if n_groups == 4 and all(x == "." for x in inner):
+                return None  # IPv4 shape
+            if n_groups == 3 and [e2 - s2 for s2, e2 in run.groups[a : b + 1]] == [3, 2, 4]:
+                return None  # SSN shape
+            if isbn13_ok(digits) or (isbn10_ok(digits) and n_groups == 4 and inner[-1] == "-"):
+                return None
+        ctx = view.near(s, e, PHONE, before=32)
+        if not ctx and view.label_before(s) == NEGATIVE:
+            return None
+        if self._valid(text[s:e], digits, plus):
+            conf = 0.9 if (plus or ctx or n_groups > 1) else 0.7
+            return Finding("PHONE_NUMBER", DataClass.CONTACT, s, e, conf, self.name)
+        return None
+
+    def _valid(self, candidate: str, digits: str, plus: bool) -> bool:
+        """Validate against the numbering plans; the common paths skip ``parse`` (~30 us)."""
+        if plus or digits.startswith("00"):
+            regions: tuple[str | None, ...] = (None,) if plus else self._trunk0
+            for region in regions:
+                try:
+                    num = phonenumbers.parse(candidate, region)
+                except phonenumbers.NumberParseException:
+                    continue
+                if phonenumbers.is_valid_number(num):
+                    return True
+            return False
+        if digits[0] == "0":
+            if len(digits) < 10:
+                return False  # short trunk-prefixed strings parse as valid in some plans
+            national = int(digits[1:])
+            return any(
+                phonenumbers.is_valid_number_for_region(
+                    phonenumbers.PhoneNumber(country_code=cc, national_number=national), region
+                )
+                for region, cc in self._trunk0_cc
+            )
+        for region, cc in self._other_cc:
+            if cc == 1:
+                # NANP: one plan across the US, Canada and the Caribbean.
+                if len(digits) not in (10, 11) or (len(digits) == 11 and digits[0] != "1"):
+                    continue
+                nat = digits[-10:]
+                if nat[0] in "01" or nat[3] in "01":
+                    continue
+                num = phonenumbers.PhoneNumber(country_code=1, national_number=int(nat))
+                if phonenumbers.is_valid_number_for_region(num, region):
+                    return True
+                continue
+            try:
+                num = phonenumbers.parse(candidate, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number_for_region(num, region):
+                return True
+        return False
+
+
+_IPV6 = re.compile(r":(?:[0A]{0,4}:){1,6}[0A]{0,4}")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+class Ipv6Detector:
+    name = "ipv6_address"
+
+    def detect(self, view: TextView) -> list[Finding]:
+        out: list[Finding] = []
+        text, shape = view.text, view.shape
+        for m in _IPV6.finditer(shape):
+            s, e = m.span()
+            k = s
+            while k > 0 and s - k < 4 and text[k - 1] in _HEX:
+                k -= 1
+            s = k
+            if s > 0 and (text[s - 1].isalnum() or text[s - 1] in ":_"):
+                continue
+            if e < len(text) and (text[e].isalnum() or text[e] in ":_"):
+                continue
+            value = text[s:e]
+            if sum(1 for g in value.split(":") if g) < 3:
+                continue
+            try:
+                ipaddress.IPv6Address(value)
+            except ValueError:
+                continue
+            out.append(Finding("IP_ADDRESS", DataClass.CONTACT, s, e, 0.9, self.name))
+        return out

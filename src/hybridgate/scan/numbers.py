@@ -1,0 +1,303 @@
+"""Detectors for validated numeric identifiers: cards, IBANs, national IDs, IPv4.
+
+Candidates come from the shared shape string (see :mod:`hybridgate.scan.text`)
+and must pass a checksum or allocation rule before they become findings.
+National identifiers are described by :class:`IdSpec`, the pluggable seam
+for adding locales: a shape pattern, a validator and optional context words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hybridgate.scan.findings import DataClass, Finding
+from hybridgate.scan.text import CARD, NEGATIVE, NHS, ROUTING, SSN, Run, TextView
+from hybridgate.scan.validators import (
+    IBAN_LENGTHS,
+    aba_ok,
+    card_grouping_ok,
+    card_ok,
+    iban_ok,
+    nhs_ok,
+    nino_ok,
+    ssn_ok,
+)
+
+
+def left_ok(shape: str, start: int) -> bool:
+    """Nothing alphanumeric glued to the left (``-``/``.`` + alnum counts as glue)."""
+    if start == 0:
+        return True
+    c = shape[start - 1]
+    if c in "0A_" or c.isalnum():
+        return False
+    return not (c in "-." and start > 1 and shape[start - 2] in "0A")
+
+
+def right_ok(shape: str, end: int) -> bool:
+    if end >= len(shape):
+        return True
+    c = shape[end]
+    if c in "0A_" or c.isalnum():
+        return False
+    return not (c in "-." and end + 1 < len(shape) and shape[end + 1] in "0A")
+
+
+class CardDetector:
+    """Payment cards: issuer prefix + length + Luhn, plain, spaced or dashed.
+
+    Works on digit runs: every start group that is not glued to a previous
+    group by a dash is tried with the longest valid extension, so a card
+    followed by an expiry date (``4111 1111 1111 1111 12 25``) is still found.
+    """
+
+    name = "credit_card"
+
+    def detect(self, view: TextView) -> list[Finding]:
+        out: list[Finding] = []
+        text, shape = view.text, view.shape
+        for run in view.runs:
+            out.extend(self._run(view, text, shape, run))
+        return out
+
+    def _run(self, view: TextView, text: str, shape: str, run: Run) -> list[Finding]:
+        groups, seps = run.groups, run.seps
+        out: list[Finding] = []
+        i = 0
+        while i < len(groups):
+            if (i == 0 and not left_ok(shape, groups[0][0])) or (
+                i > 0 and seps[i - 1] in ("-", ".")
+            ):
+                i += 1
+                continue
+            best: int | None = None
+            digits = ""
+            lens: list[int] = []
+            sep0: str | None = None
+            for j in range(i, len(groups)):
+                if j > i:
+                    sep = seps[j - 1]
+                    if sep not in (" ", "-") or (sep0 is not None and sep != sep0):
+                        break
+                    sep0 = sep
+                gs, ge = groups[j]
+                digits += text[gs:ge]
+                lens.append(ge - gs)
+                if len(digits) > 19:
+                    break
+                end_ok = right_ok(shape, ge) if j == len(groups) - 1 else seps[j] not in ("-", ".")
+                if len(digits) >= 12 and end_ok and card_grouping_ok(lens) and card_ok(digits):
+                    best = j
+            if best is None:
+                i += 1
+                continue
+            start, end = groups[i][0], groups[best][1]
+            card_ctx = view.near(start, end, CARD, before=48, after=24)
+            if view.label_before(start) == NEGATIVE and not card_ctx:
+                i = best + 1
+                continue
+            conf = 0.99 if card_ctx else 0.9
+            out.append(Finding("CREDIT_CARD", DataClass.FINANCIAL, start, end, conf, self.name))
+            i = best + 1
+        return out
+
+
+class IbanDetector:
+    """IBANs, compact or in groups of four, upper or lower case: country length + mod-97."""
+
+    name = "iban"
+    _prefix = re.compile(r"AA00")
+
+    def detect(self, view: TextView) -> list[Finding]:
+        out: list[Finding] = []
+        text, shape = view.text, view.shape
+        n = len(text)
+        pos = 0
+        while True:
+            m = self._prefix.search(shape, pos)
+            if m is None:
+                break
+            s = m.start()
+            pos = s + 1
+            if not left_ok(shape, s):
+                continue
+            length = IBAN_LENGTHS.get(text[s : s + 2].upper())
+            if length is None:
+                continue
+            chars: list[str] = []
+            k = s
+            while k < n and len(chars) < length:
+                c = text[k]
+                if c.isascii() and c.isalnum():
+                    chars.append(c)
+                elif c == " " and len(chars) % 4 == 0 and k + 1 < n and text[k + 1] != " ":
+                    pass
+                else:
+                    break
+                k += 1
+            if len(chars) != length or not right_ok(shape, k):
+                continue
+            if iban_ok("".join(chars)):
+                out.append(Finding("IBAN_CODE", DataClass.FINANCIAL, s, k, 0.95, self.name))
+                pos = k
+        return out
+
+
+@dataclass(frozen=True)
+class IdSpec:
+    """A national identifier format: the seam for adding locales.
+
+    ``shape`` is a regex over the shape string (digits ``0``, ASCII letters
+    ``A``); begin it with a literal so prose is skipped at substring-search
+    speed. ``validate`` receives the value with separators removed.
+    ``context`` names a keyword category; ``context_words`` adds keywords
+    (they form a category named after ``name``).
+    """
+
+    name: str
+    type: str
+    data_class: DataClass
+    shape: str
+    validate: Callable[[str], bool]
+    confidence: float = 0.85
+    context_confidence: float = 0.95
+    context: str | None = None
+    context_words: tuple[str, ...] = ()
+    #: "always": only with context; "bare": only unseparated values need it.
+    require_context: str | None = None
+    context_before: int = 48
+    context_after: int = 24
+
+    @property
+    def category(self) -> str | None:
+        return self.context or (self.name if self.context_words else None)
+
+
+class IdDetector:
+    def __init__(self, spec: IdSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self._re = re.compile(spec.shape)
+
+    def detect(self, view: TextView) -> list[Finding]:
+        spec = self.spec
+        out: list[Finding] = []
+        text, shape = view.text, view.shape
+        cat = spec.category
+        pos = 0
+        while True:
+            m = self._re.search(shape, pos)
+            if m is None:
+                break
+            s, e = m.span()
+            if not (left_ok(shape, s) and right_ok(shape, e)):
+                pos = s + 1
+                continue
+            pos = e
+            raw = text[s:e]
+            compact = "".join(c for c in raw if c.isalnum())
+            seps = {c for c in raw if not c.isalnum()}
+            if len(seps) > 1 or not spec.validate(compact):
+                continue
+            ctx = cat is not None and view.near(
+                s, e, cat, before=spec.context_before, after=spec.context_after
+            )
+            needs = spec.require_context == "always" or (
+                spec.require_context == "bare" and not seps
+            )
+            if needs and not ctx:
+                continue
+            if not ctx and view.label_before(s) == NEGATIVE:
+                continue
+            conf = spec.context_confidence if ctx else spec.confidence
+            out.append(Finding(spec.type, spec.data_class, s, e, conf, self.name))
+        return out
+
+
+class NinoDetector:
+    """UK National Insurance numbers (``AB 12 34 56 C``), found from their digits."""
+
+    name = "uk_nino"
+    _digits = re.compile(r"00 ?00 ?00 ?A")
+
+    def detect(self, view: TextView) -> list[Finding]:
+        out: list[Finding] = []
+        text, shape = view.text, view.shape
+        for m in self._digits.finditer(shape):
+            d, e = m.span()
+            if shape[d - 2 : d] == "AA":
+                s = d - 2
+            elif shape[d - 3 : d] == "AA ":
+                s = d - 3
+            else:
+                continue
+            if not (left_ok(shape, s) and right_ok(shape, e)):
+                continue
+            raw = text[s:e]
+            if raw.count(" ") not in (0, 4) or not nino_ok(raw.replace(" ", "")):
+                continue
+            conf = 0.95 if view.near(s, e, "nino") else 0.85
+            out.append(Finding("UK_NINO", DataClass.GOVERNMENT_ID, s, e, conf, self.name))
+        return out
+
+
+class Ipv4Detector:
+    name = "ip_address"
+    _re = re.compile(r"0{1,3}\.0{1,3}\.0{1,3}\.0{1,3}")
+
+    def detect(self, view: TextView) -> list[Finding]:
+        out: list[Finding] = []
+        text, shape = view.text, view.shape
+        pos = 0
+        while True:
+            m = self._re.search(shape, pos)
+            if m is None:
+                break
+            s, e = m.span()
+            if not (left_ok(shape, s) and right_ok(shape, e)):
+                pos = s + 1
+                continue
+            pos = e
+            parts = text[s:e].split(".")
+            if all(int(p) <= 255 and (p == "0" or p[0] != "0") for p in parts):
+                out.append(Finding("IP_ADDRESS", DataClass.CONTACT, s, e, 0.9, self.name))
+        return out
+
+
+def default_id_specs() -> list[IdSpec]:
+    """The built-in national/bank identifiers. Locales add more :class:`IdSpec`s."""
+    return [
+        IdSpec(
+            name="us_ssn",
+            type="US_SSN",
+            data_class=DataClass.GOVERNMENT_ID,
+            shape=r"000[- ]?00[- ]?0000",
+            validate=ssn_ok,
+            confidence=0.85,
+            context=SSN,
+            require_context="bare",
+        ),
+        IdSpec(
+            name="uk_nhs",
+            type="UK_NHS",
+            data_class=DataClass.GOVERNMENT_ID,
+            shape=r"000[- ]?000[- ]?0000",
+            validate=nhs_ok,
+            confidence=0.9,
+            context=NHS,
+            require_context="always",
+        ),
+        IdSpec(
+            name="us_bank_routing",
+            type="US_BANK_ROUTING",
+            data_class=DataClass.FINANCIAL,
+            shape=r"000000000",
+            validate=aba_ok,
+            confidence=0.9,
+            context=ROUTING,
+            require_context="always",
+            context_before=64,
+        ),
+    ]

@@ -1,0 +1,229 @@
+"""The scanner: detectors compiled once, run over one shared view per text.
+
+``Scanner.scan`` is pure and thread-safe: every per-call structure lives in
+a :class:`~hybridgate.scan.text.TextView` created for that call. A detector
+that raises makes the result *unknown* (``complete=False``), never clean;
+the other detectors' findings are still returned so redaction can use them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import phonenumbers
+
+from hybridgate.config import ScannerConfig
+from hybridgate.errors import ConfigError
+from hybridgate.scan.contact import EmailDetector, Ipv6Detector, PhoneDetector
+from hybridgate.scan.findings import DataClass, Finding, ScanResult
+from hybridgate.scan.health import DobDetector, MrnDetector
+from hybridgate.scan.numbers import (
+    CardDetector,
+    IbanDetector,
+    IdDetector,
+    IdSpec,
+    Ipv4Detector,
+    NinoDetector,
+    default_id_specs,
+)
+from hybridgate.scan.secrets import (
+    SECRET_TRIGGERS,
+    ConnectionStringDetector,
+    GenericSecretDetector,
+    JwtDetector,
+    PrivateKeyDetector,
+    SecretFormatDetector,
+)
+from hybridgate.scan.terms import TermDetector, load_terms_file
+from hybridgate.scan.text import Lexicon, TextView
+
+
+class Detector(Protocol):
+    """One detector over the shared per-text view."""
+
+    name: str
+
+    def detect(self, view: TextView) -> Iterable[Finding]: ...
+
+
+@runtime_checkable
+class Recognizer(Protocol):
+    """An optional plug-in (e.g. an NER model for names and addresses).
+
+    It sees the raw text and returns findings with character offsets into
+    it; it is run like a built-in detector, so if it raises the scan is
+    incomplete rather than clean.
+    """
+
+    name: str
+
+    def recognize(self, text: str) -> Iterable[Finding]: ...
+
+
+class _PluginDetector:
+    def __init__(self, plugin: Recognizer) -> None:
+        self.name = plugin.name
+        self._plugin = plugin
+
+    def detect(self, view: TextView) -> list[Finding]:
+        n = len(view.text)
+        out: list[Finding] = []
+        for f in self._plugin.recognize(view.text):
+            if not isinstance(f, Finding) or not (0 <= f.start < f.end <= n):
+                raise ValueError(f"plug-in {self.name} returned an invalid finding")
+            out.append(f)
+        return out
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class Scanner:
+    detectors: tuple[Detector, ...]
+    lexicon: Lexicon
+
+    @property
+    def detector_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.detectors)
+
+    def scan(self, text: str) -> ScanResult:
+        if not isinstance(text, str):
+            return ScanResult(complete=False, errors=("invalid_input: not a string",))
+        errors: list[str] = []
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Lone surrogates: scan a same-length repaired copy, but the
+            # result stays unknown because the text is not what was sent.
+            errors.append("undecodable_input")
+            text = _SURROGATE.sub("\ufffd", text)
+        try:
+            view = TextView(text, self.lexicon)
+        except Exception as exc:  # fail closed: the whole result is unknown
+            return ScanResult(complete=False, errors=(f"prepare: {type(exc).__name__}",))
+        findings: list[Finding] = []
+        for det in self.detectors:
+            try:
+                findings.extend(det.detect(view))
+            except Exception as exc:  # fail closed: recorded, result marked incomplete
+                errors.append(f"{det.name}: {type(exc).__name__}")
+        return ScanResult(
+            findings=resolve_overlaps(findings), complete=not errors, errors=tuple(errors)
+        )
+
+
+def _rank(f: Finding) -> tuple[int, float, int, str, str]:
+    return (-(f.end - f.start), -f.confidence, f.start, f.type, f.detector)
+
+
+def resolve_overlaps(findings: Sequence[Finding]) -> tuple[Finding, ...]:
+    """Non-overlapping findings in text order; longer, then more confident, wins.
+
+    The winner keeps the data classes of the findings it displaced in
+    ``absorbed``, so the policy still sees them.
+    """
+    if not findings:
+        return ()
+    ordered = sorted(findings, key=lambda f: (f.start, f.end))
+    out: list[Finding] = []
+    cluster: list[Finding] = [ordered[0]]
+    cluster_end = ordered[0].end
+    for f in ordered[1:]:
+        if f.start < cluster_end:
+            cluster.append(f)
+            cluster_end = max(cluster_end, f.end)
+        else:
+            out.extend(_resolve_cluster(cluster))
+            cluster = [f]
+            cluster_end = f.end
+    out.extend(_resolve_cluster(cluster))
+    return tuple(out)
+
+
+def _resolve_cluster(cluster: list[Finding]) -> list[Finding]:
+    if len(cluster) == 1:
+        return cluster
+    kept: list[Finding] = []
+    extra: list[set[DataClass]] = []
+    for f in sorted(cluster, key=_rank):
+        hit = [i for i, k in enumerate(kept) if f.start < k.end and k.start < f.end]
+        if not hit:
+            kept.append(f)
+            extra.append(set(f.absorbed))
+            continue
+        for i in hit:
+            extra[i].add(f.data_class)
+            extra[i].update(f.absorbed)
+    result = []
+    for f, classes in zip(kept, extra, strict=True):
+        classes.discard(f.data_class)
+        absorbed = tuple(sorted(classes, key=lambda c: c.value))
+        if absorbed != f.absorbed:
+            f = Finding(f.type, f.data_class, f.start, f.end, f.confidence, f.detector, absorbed)
+        result.append(f)
+    return sorted(result, key=lambda f: (f.start, f.end))
+
+
+def builtin_detector_names() -> tuple[str, ...]:
+    return (
+        "credit_card", "iban", "us_ssn", "uk_nhs", "us_bank_routing", "uk_nino", "email",
+        "phone", "ip_address", "ipv6_address", "secret_formats", "private_key", "jwt",
+        "connection_string", "generic_secret", "medical_record_number", "date_of_birth",
+        "org_terms",
+    )  # fmt: skip
+
+
+def build_scanner(
+    cfg: ScannerConfig,
+    *,
+    plugins: Sequence[Recognizer] = (),
+    id_specs: Sequence[IdSpec] = (),
+) -> Scanner:
+    """Compile every detector once. Bad configuration is a :class:`ConfigError`.
+
+    ``plugins`` adds recognizers (e.g. NER for names/addresses; none by
+    default); ``id_specs`` adds national identifier formats for more locales.
+    """
+    for region in cfg.phone_regions:
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError(f"scanner.phone_regions: unknown region {region!r}")
+    terms = list(cfg.terms)
+    if cfg.terms_file:
+        terms.extend(load_terms_file(cfg.terms_file))
+    specs = [*default_id_specs(), *id_specs]
+    detectors: list[Detector] = [
+        CardDetector(),
+        IbanDetector(),
+        *(IdDetector(s) for s in specs),
+        NinoDetector(),
+        EmailDetector(),
+        PhoneDetector(cfg.phone_regions),
+        Ipv4Detector(),
+        Ipv6Detector(),
+        SecretFormatDetector(),
+        PrivateKeyDetector(),
+        JwtDetector(),
+        ConnectionStringDetector(),
+        GenericSecretDetector(),
+        MrnDetector(),
+        DobDetector(),
+        TermDetector(terms),
+        *(_PluginDetector(p) for p in plugins),
+    ]
+    names = [d.name for d in detectors]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"scanner: duplicate detector names: {', '.join(dupes)}")
+    unknown = sorted(set(cfg.disabled) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"scanner.disabled: unknown detector(s) {', '.join(unknown)}; known: {', '.join(names)}"
+        )
+    detectors = [d for d in detectors if d.name not in set(cfg.disabled)]
+    extra_keywords = {w: s.category for s in specs for w in s.context_words if s.category}
+    lexicon = Lexicon.build(SECRET_TRIGGERS, extra_keywords)
+    return Scanner(detectors=tuple(detectors), lexicon=lexicon)

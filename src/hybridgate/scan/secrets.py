@@ -1,0 +1,324 @@
+"""Secrets: known token formats, PEM private keys, JWTs, credentials in URLs,
+and high-entropy values assigned to secret-sounding names.
+
+Every format is anchored at a literal trigger found by the shared
+Aho-Corasick pass, so a prompt without ``ghp_`` never runs the GitHub regex.
+Each anchored match is bounded, and triggers inside a stretch already
+examined are skipped, which keeps hostile repetitions linear.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+
+from hybridgate.scan.findings import DataClass, Finding
+from hybridgate.scan.text import CONN, SECRET_NAME, TextView
+from hybridgate.scan.validators import char_classes, shannon_entropy
+
+
+@dataclass(frozen=True)
+class SecretFormat:
+    type: str
+    triggers: tuple[str, ...]
+    pattern: str
+    left_boundary: bool = True
+
+
+_AWS_PREFIXES = (
+    "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "AROA", "APKA", "ASCA",
+)  # fmt: skip
+
+_GITLAB_TRIGGERS = (
+    *(f"gl{p}-" for p in ("pat", "dt", "rt", "rtr", "ptt", "cbt", "oas", "imt", "soat", "ft")),
+    "glagent-",
+    "GR1348941",
+)
+
+SECRET_FORMATS: tuple[SecretFormat, ...] = (
+    SecretFormat("AWS_ACCESS_KEY", _AWS_PREFIXES, r"[A-Z]{4}[A-Z0-9]{16}(?![A-Za-z0-9])"),
+    SecretFormat(
+        "GITHUB_TOKEN",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+        r"gh[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9])",
+    ),
+    SecretFormat("GITHUB_TOKEN", ("github_pat_",), r"github_pat_[A-Za-z0-9_]{22,255}(?![\w])"),
+    SecretFormat(
+        "GITLAB_TOKEN",
+        _GITLAB_TRIGGERS,
+        r"(?:gl[a-z]{2,5}-|GR1348941)[A-Za-z0-9_\-]{20,255}(?![\w-])",
+    ),
+    SecretFormat(
+        "SLACK_TOKEN",
+        tuple(f"xox{c}-" for c in "abposre"),
+        r"xox[abposre]-[A-Za-z0-9-]{10,250}(?![\w-])",
+    ),
+    SecretFormat("SLACK_TOKEN", ("xapp-",), r"xapp-[A-Za-z0-9-]{20,250}(?![\w-])"),
+    SecretFormat(
+        "SLACK_TOKEN",
+        ("hooks.slack.com/services/",),
+        r"hooks\.slack\.com/services/[A-Za-z0-9_/]{20,200}",
+        left_boundary=False,
+    ),
+    SecretFormat(
+        "STRIPE_KEY",
+        ("sk_live_", "sk_test_", "rk_live_", "rk_test_"),
+        r"[sr]k_(?:live|test)_[A-Za-z0-9]{10,247}(?![A-Za-z0-9])",
+    ),
+    SecretFormat("STRIPE_KEY", ("whsec_",), r"whsec_[A-Za-z0-9+/=]{24,128}(?![A-Za-z0-9])"),
+    SecretFormat("ANTHROPIC_API_KEY", ("sk-ant-",), r"sk-ant-[A-Za-z0-9_\-]{20,250}(?![\w-])"),
+    SecretFormat(
+        "OPENAI_API_KEY",
+        ("sk-",),
+        r"sk-(?:(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,300}(?![\w-])"
+        r"|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}(?![\w-])|[A-Za-z0-9]{48}(?![\w-]))",
+    ),
+    SecretFormat("HUGGINGFACE_TOKEN", ("hf_",), r"hf_[A-Za-z0-9]{30,64}(?![A-Za-z0-9])"),
+    SecretFormat("HUGGINGFACE_TOKEN", ("api_org_",), r"api_org_[A-Za-z0-9]{30,64}(?![A-Za-z0-9])"),
+    SecretFormat("GOOGLE_API_KEY", ("AIza",), r"AIza[0-9A-Za-z_\-]{35}(?![\w-])"),
+    SecretFormat("GOOGLE_OAUTH_TOKEN", ("ya29.",), r"ya29\.[0-9A-Za-z_\-]{20,2048}(?![\w-])"),
+    SecretFormat("NPM_TOKEN", ("npm_",), r"npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])"),
+    SecretFormat(
+        "PYPI_TOKEN", ("pypi-AgEIcHlwaS5vcmc",), r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,512}"
+    ),
+    SecretFormat("SENDGRID_KEY", ("SG.",), r"SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}(?![\w-])"),
+    SecretFormat(
+        "DIGITALOCEAN_TOKEN",
+        ("dop_v1_", "doo_v1_", "dor_v1_"),
+        r"do[por]_v1_[a-f0-9]{64}(?![A-Za-z0-9])",
+    ),
+    SecretFormat(
+        "SHOPIFY_TOKEN",
+        ("shpat_", "shpca_", "shppa_", "shpss_"),
+        r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}(?![A-Za-z0-9])",
+    ),
+    SecretFormat(
+        "AZURE_STORAGE_KEY", ("AccountKey=",), r"AccountKey=[A-Za-z0-9+/]{40,100}={0,2}", False
+    ),
+)
+
+#: Every literal the secrets detectors need from the shared trigger pass.
+SECRET_TRIGGERS: tuple[str, ...] = (
+    *{t for f in SECRET_FORMATS for t in f.triggers},
+    "-----BEGIN",
+    "eyJ",
+    "://",
+)
+
+_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+
+
+class SecretFormatDetector:
+    """Known vendor token formats, plus the AWS secret key next to its key id."""
+
+    name = "secret_formats"
+
+    def __init__(self) -> None:
+        by_trigger: dict[str, list[tuple[SecretFormat, re.Pattern[str]]]] = {}
+        for fmt in SECRET_FORMATS:
+            compiled = re.compile(fmt.pattern)
+            for trig in fmt.triggers:
+                by_trigger.setdefault(trig, []).append((fmt, compiled))
+        self._by_trigger = by_trigger
+
+    def detect(self, view: TextView) -> list[Finding]:
+        out: list[Finding] = []
+        text = view.text
+        for trig, formats in self._by_trigger.items():
+            positions = view.trigger(trig)
+            for pos in positions:
+                for fmt, rx in formats:
+                    if fmt.left_boundary and pos > 0 and (text[pos - 1].isalnum()):
+                        continue
+                    m = rx.match(text, pos)
+                    if m is None:
+                        continue
+                    out.append(Finding(fmt.type, DataClass.SECRET, pos, m.end(), 0.99, self.name))
+                    if fmt.type == "AWS_ACCESS_KEY":
+                        out.extend(self._aws_secret(text, m.end()))
+        return out
+
+    def _aws_secret(self, text: str, after: int) -> list[Finding]:
+        m = _AWS_SECRET.search(text, after, after + 200)
+        if m is None or char_classes(m.group()) < 3 or shannon_entropy(m.group()) < 4.0:
+            return []
+        return [Finding("AWS_SECRET_KEY", DataClass.SECRET, m.start(), m.end(), 0.9, self.name)]
+
+
+_PEM_HEAD = re.compile(r"-----BEGIN ([A-Z0-9 ]{0,40}?)PRIVATE KEY(?: BLOCK)?-----")
+_PEM_BODY = re.compile(r"(?:[A-Za-z0-9+/=:,\- \t\r\n]|\\[nrt])*")
+
+
+class PrivateKeyDetector:
+    """PEM/OpenSSH/PGP private key blocks, to their END line (or the end of the body)."""
+
+    name = "private_key"
+
+    def detect(self, view: TextView) -> list[Finding]:
+        out: list[Finding] = []
+        text = view.text
+        last = 0
+        next_end = -2  # cached position of the next "-----END" (-1: none left)
+        for pos in view.trigger("-----BEGIN"):
+            if pos < last:
+                continue
+            m = _PEM_HEAD.match(text, pos)
+            if m is None:
+                continue
+            if next_end != -1 and next_end < m.end():
+                next_end = text.find("-----END", m.end())
+            if next_end >= 0:
+                close = text.find("-----", next_end + 8, next_end + 100)
+                end = close + 5 if close >= 0 else next_end + 8
+            else:
+                body = _PEM_BODY.match(text, m.end())
+                end = body.end() if body else m.end()
+            out.append(Finding("PRIVATE_KEY", DataClass.SECRET, pos, end, 0.99, self.name))
+            last = end
+        return out
+
+
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,4096}\.eyJ[A-Za-z0-9_-]{5,65536}\.[A-Za-z0-9_-]{0,4096}")
+_B64URL_RUN = re.compile(r"[A-Za-z0-9_.-]*")
+
+
+def _jwt_header_ok(segment: str) -> bool:
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        header = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return False
+    return isinstance(header, dict) and ("alg" in header or "typ" in header)
+
+
+class JwtDetector:
+    name = "jwt"
+
+    def detect(self, view: TextView) -> list[Finding]:
+        out: list[Finding] = []
+        text = view.text
+        skip_to = 0
+        for pos in view.trigger("eyJ"):
+            if pos < skip_to or (pos > 0 and (text[pos - 1].isalnum() or text[pos - 1] in "_-")):
+                continue
+            m = _JWT.match(text, pos)
+            if m is not None and right_free(text, m.end()):
+                header = text[pos : text.index(".", pos)]
+                if _jwt_header_ok(header):
+                    out.append(Finding("JWT", DataClass.SECRET, pos, m.end(), 0.95, self.name))
+                    skip_to = m.end()
+                    continue
+            run = _B64URL_RUN.match(text, pos)
+            skip_to = run.end() if run else pos + 1
+        return out
+
+
+def right_free(text: str, end: int) -> bool:
+    return end >= len(text) or not (text[end].isalnum() or text[end] in "_-")
+
+
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+_USERINFO = re.compile(
+    r"([^\s/:@?#'\"<>]{0,256}):([^\s@/?#'\"<>]{1,256})@[A-Za-z0-9.\-\[\]:_%]{1,256}"
+    r"[^\s'\"<>]{0,2048}"
+)
+_PLACEHOLDER = re.compile(
+    r"(?:\*+|x+|\.{3}|<[^>]*>|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\{\{?[^}]*\}\}?|%\([a-z_]+\)s"
+    r"|password|passwd|pass|pwd|secret|changeme|redacted|your[_-]?\w*|example|none|null"
+    r"|true|false|undefined|string)",
+    re.IGNORECASE,
+)
+
+
+def is_placeholder(value: str) -> bool:
+    return _PLACEHOLDER.fullmatch(value) is not None
+
+
+class ConnectionStringDetector:
+    """URLs carrying a password (``postgres://user:pw@host/db``)."""
+
+    name = "connection_string"
+
+    def detect(self, view: TextView) -> list[Finding]:
+        out: list[Finding] = []
+        text = view.text
+        last = 0
+        for pos in view.trigger("://"):
+            if pos < last:
+                continue
+            s = pos
+            while s > 0 and pos - s < 32 and text[s - 1] in _SCHEME_CHARS:
+                s -= 1
+            if s == pos or not text[s].isalpha():
+                continue
+            m = _USERINFO.match(text, pos + 3)
+            if m is None or is_placeholder(m.group(2)):
+                continue
+            end = m.end()
+            while end > m.start() and text[end - 1] in ".,;:)]}":
+                end -= 1
+            out.append(Finding("CONNECTION_STRING", DataClass.SECRET, s, end, 0.95, self.name))
+            last = end
+        return out
+
+
+_ASSIGN = re.compile(
+    r"[A-Za-z0-9_.\-]{0,40}[\"']?\]?"
+    r"(?:[ \t]{0,3}(?::=|=>|==?|:)[ \t]{0,3}|[ \t]{1,3}(?:is|was)[ \t]{1,3})"
+    r"(?:b?[\"'`])?([^\s\"'`,;<>(){}\[\]]{6,512})"
+)
+_IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*(?:[.][A-Za-z_$][A-Za-z0-9_]*)*")
+_REFERENCE_PREFIXES = ("$", "%", "os.", "process.env", "env.", "getenv", "vault:", "secrets.")
+
+
+def _secret_value_ok(value: str) -> bool:
+    if len(value) < 8 or is_placeholder(value) or value.lower().startswith(_REFERENCE_PREFIXES):
+        return False
+    if _IDENTIFIER.fullmatch(value) and not any(c.isdigit() for c in value):
+        return False  # a code reference (variable, attribute), not a literal
+    entropy = shannon_entropy(value)
+    has_letter = any(c.isalpha() for c in value)
+    has_other = any(c.isdigit() or not (c.isalnum() or c in "_-.") for c in value)
+    if has_letter and has_other and entropy >= 2.5:
+        return True
+    return len(value) >= 16 and entropy >= 3.5
+
+
+class GenericSecretDetector:
+    """A value assigned to a name like password / secret / token / api_key.
+
+    Only the value is reported, so redaction keeps the name (the model still
+    sees *that* a password was there). A 40-character base64 value under an
+    AWS-looking name is typed AWS_SECRET_KEY; ``Password=`` inside a
+    ``Server=...;`` string is typed CONNECTION_STRING.
+    """
+
+    name = "generic_secret"
+
+    def detect(self, view: TextView) -> list[Finding]:
+        out: list[Finding] = []
+        text, lower = view.text, view.lower
+        seen: set[int] = set()
+        for s, e in view.keyword_hits(SECRET_NAME):
+            m = _ASSIGN.match(text, e)
+            if m is None or m.start(1) in seen:
+                continue
+            value = m.group(1).rstrip(".")
+            if not _secret_value_ok(value) or text[m.end() : m.end() + 1] == "(":
+                continue
+            vs, ve = m.start(1), m.start(1) + len(value)
+            seen.add(vs)
+            name_text = lower[max(0, s - 24) : m.start(1)]
+            kind = "GENERIC_SECRET"
+            if ("aws" in name_text or "secret_access" in name_text) and _AWS_SECRET.fullmatch(
+                value
+            ):
+                kind = "AWS_SECRET_KEY"
+            elif view.near(s, e, CONN, before=300) and "=" in text[e : m.start(1)]:
+                kind = "CONNECTION_STRING"
+            conf = 0.9 if char_classes(value) >= 3 else 0.8
+            out.append(Finding(kind, DataClass.SECRET, vs, ve, conf, self.name))
+        return out

@@ -1,0 +1,280 @@
+"""One cheap pass over the text that every detector then shares.
+
+CPython's regex engine scans character classes at tens of nanoseconds per
+character, but finds literal prefixes with a fast substring search. So the
+scanner never runs dozens of class-led regexes over a prompt. Instead it
+computes, once per text:
+
+* a *shape* string of the same length: ASCII digits become ``0``, ASCII
+  letters ``A``, everything else stays. Number-like and ID-like patterns are
+  then written against the shape with literal prefixes (``000-00-0000``),
+  so the engine can skip through prose at substring-search speed;
+* the lower-cased text (same length, see :func:`lower_same_length`);
+* every context keyword (``card``, ``order``, ``password``, ``dob`` ...) in
+  one Aho-Corasick pass over the lower-cased text;
+* every literal trigger (``AKIA``, ``ghp_``, ``@``, ``://``, ``eyJ`` ...)
+  in one Aho-Corasick pass over the original text.
+
+A :class:`TextView` lives for exactly one ``scan`` call, so caching on it is
+thread-safe; the :class:`Lexicon` it reads is built once and never mutated.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import ahocorasick
+
+# Context keyword categories.
+CARD = "card"
+NEGATIVE = "negative"  # order / tracking / ISBN labels: near-miss numbers
+SSN = "ssn"
+ROUTING = "routing"
+NHS = "nhs"
+NINO = "nino"
+PHONE = "phone"
+SECRET_NAME = "secret_name"
+MRN = "mrn"
+DOB = "dob"
+CONN = "conn"
+
+#: keyword -> (category, whole word required)
+KEYWORDS: Mapping[str, tuple[str, bool]] = MappingProxyType(
+    {
+        **{k: (CARD, True) for k in ("card", "credit", "debit", "visa", "mastercard", "amex",
+                                     "american express", "cc", "ccn", "pan", "payment", "cvv",
+                                     "expiry", "exp", "discover", "jcb", "maestro", "diners")},
+        **{k: (NEGATIVE, True) for k in ("order", "order no", "order number", "tracking",
+                                         "invoice", "isbn", "shipment", "parcel", "awb", "ref",
+                                         "reference", "confirmation", "ticket", "transaction",
+                                         "txn", "sku", "serial", "booking", "receipt", "po",
+                                         "case", "waybill", "consignment")},
+        **{k: (SSN, True) for k in ("ssn", "social security", "ss#", "ss no", "ssn#")},
+        **{k: (ROUTING, True) for k in ("routing", "aba", "rtn", "transit number",
+                                        "routing number", "bank routing")},
+        **{k: (NHS, True) for k in ("nhs", "nhs no", "nhs number")},
+        **{k: (NINO, True) for k in ("national insurance", "nino", "ni number")},
+        **{k: (PHONE, True) for k in ("phone", "tel", "telephone", "mobile", "cell", "fax",
+                                      "call", "whatsapp", "text me", "contact")},
+        **{k: (SECRET_NAME, False) for k in ("password", "passwd", "passphrase", "secret",
+                                             "token", "api_key", "apikey", "api-key",
+                                             "access_key", "accesskey", "private_key",
+                                             "credential", "auth_key", "authkey")},
+        **{k: (SECRET_NAME, True) for k in ("pwd", "pass", "api key", "access key")},
+        **{k: (MRN, True) for k in ("mrn", "medical record number", "medical record no",
+                                    "medical record", "patient id", "patient no",
+                                    "patient number", "patient #", "hospital number",
+                                    "chart number")},
+        **{k: (DOB, True) for k in ("dob", "d.o.b", "d.o.b.", "date of birth", "birth date",
+                                    "birthdate", "born", "born on", "birthday")},
+        **{k: (CONN, False) for k in ("server=", "data source=", "host=", "uid=", "user id=")},
+    }
+)  # fmt: skip
+
+#: Case-sensitive literals some detector needs to see before it runs at all.
+TRIGGERS_BASE: tuple[str, ...] = ("@", "://", "eyJ", "-----BEGIN")
+
+#: Digit runs over the shape string: a literal-led pattern, so prose is skipped fast.
+_RUN = re.compile(r"0(?:[0 \-./()+]*0)?")
+_GROUP = re.compile(r"0+")
+
+
+def shape_table() -> dict[int, int]:
+    """Digits -> '0', ASCII letters -> 'A'; everything else maps to itself."""
+    table: dict[int, int] = {}
+    for c in range(ord("0"), ord("9") + 1):
+        table[c] = ord("0")
+    for c in range(ord("a"), ord("z") + 1):
+        table[c] = ord("A")
+    for c in range(ord("A"), ord("Z") + 1):
+        table[c] = ord("A")
+    return table
+
+
+def lower_same_length(text: str) -> str:
+    """``text.lower()`` guaranteed to keep every offset.
+
+    U+0130 (dotted capital I) is the only code point whose lower case is two
+    characters; mapping it to ``i`` first keeps finding offsets valid.
+    """
+    if "\u0130" in text:
+        text = text.replace("\u0130", "i")
+    return text.lower()
+
+
+def build_automaton(keys: Iterable[tuple[str, Any]]) -> Any:
+    """A finished Aho-Corasick automaton, or None when there is nothing to find."""
+    automaton = ahocorasick.Automaton()
+    count = 0
+    for key, value in keys:
+        if key:
+            automaton.add_word(key, value)
+            count += 1
+    if count == 0:
+        return None
+    automaton.make_automaton()
+    return automaton
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Everything a :class:`TextView` needs, compiled once per scanner.
+
+    Keywords (case-insensitive) and triggers (case-sensitive) share one
+    automaton over the lower-cased text; a trigger hit is confirmed against
+    the original text's case.
+    """
+
+    shape: Mapping[int, int]
+    automaton: Any
+
+    @classmethod
+    def build(
+        cls, extra_triggers: Iterable[str] = (), extra_keywords: Mapping[str, str] | None = None
+    ) -> Lexicon:
+        entries: dict[str, tuple[list[tuple[str, bool]], list[str]]] = {}
+        keywords = dict(KEYWORDS)
+        for word, cat in (extra_keywords or {}).items():
+            keywords[word.lower()] = (cat, True)
+        for word, (cat, whole) in keywords.items():
+            entries.setdefault(word, ([], []))[0].append((cat, whole))
+        for trig in {*TRIGGERS_BASE, *extra_triggers}:
+            entries.setdefault(lower_same_length(trig), ([], []))[1].append(trig)
+        auto = build_automaton(
+            (k, (len(k), tuple(kws), tuple(trs))) for k, (kws, trs) in entries.items()
+        )
+        return cls(shape=MappingProxyType(shape_table()), automaton=auto)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A run of digit groups joined by short separators, e.g. ``+1 (415) 555-2671``."""
+
+    start: int
+    end: int
+    groups: tuple[tuple[int, int], ...]
+    seps: tuple[str, ...]  # separator text between group i and i+1
+
+    def digits(self, text: str, i: int = 0, j: int | None = None) -> str:
+        j = len(self.groups) - 1 if j is None else j
+        return "".join(text[s:e] for s, e in self.groups[i : j + 1])
+
+
+class TextView:
+    """Per-call derived views of one text. Never shared between calls."""
+
+    __slots__ = (
+        "_kw_cats",
+        "_kw_ends",
+        "_kw_starts",
+        "_runs",
+        "lower",
+        "shape",
+        "text",
+        "triggers",
+    )
+
+    def __init__(self, text: str, lexicon: Lexicon) -> None:
+        self.text = text
+        self.shape: str = text.translate(lexicon.shape)
+        self.lower = lower = lower_same_length(text)
+        ends: list[int] = []
+        starts: list[int] = []
+        cats: list[str] = []
+        found: dict[str, list[int]] = {}
+        n = len(lower)
+        for last, (length, kws, trs) in lexicon.automaton.iter(lower):
+            start = last - length + 1
+            for trig in trs:
+                if text.startswith(trig, start):
+                    found.setdefault(trig, []).append(start)
+            for cat, whole_word in kws:
+                if whole_word and (
+                    (start > 0 and lower[start - 1].isalnum())
+                    or (last + 1 < n and lower[last + 1].isalnum())
+                ):
+                    continue
+                ends.append(last + 1)
+                starts.append(start)
+                cats.append(cat)
+        self._kw_ends = ends
+        self._kw_starts = starts
+        self._kw_cats = cats
+        self.triggers = found
+        self._runs: list[Run] | None = None
+
+    def trigger(self, literal: str) -> list[int]:
+        return self.triggers.get(literal, [])
+
+    def keyword_hits(self, category: str) -> list[tuple[int, int]]:
+        """(start, end) of every keyword of ``category``, in text order."""
+        return [
+            (s, e)
+            for s, e, c in zip(self._kw_starts, self._kw_ends, self._kw_cats, strict=True)
+            if c == category
+        ]
+
+    def near(self, start: int, end: int, category: str, before: int = 40, after: int = 0) -> bool:
+        """Is a ``category`` keyword within ``before`` chars before ``start`` (or after ``end``)?"""
+        ends = self._kw_ends
+        lo = bisect.bisect_left(ends, start - before)
+        hi = bisect.bisect_right(ends, start)
+        for i in range(lo, hi):
+            if self._kw_cats[i] == category:
+                return True
+        if after:
+            starts = self._kw_starts
+            for i in range(hi, min(len(ends), hi + 8)):
+                if end <= starts[i] <= end + after and self._kw_cats[i] == category:
+                    return True
+        return False
+
+    def label_before(self, start: int, window: int = 24) -> str | None:
+        """Category of the closest keyword ending within ``window`` chars before ``start``."""
+        ends = self._kw_ends
+        i = bisect.bisect_right(ends, start) - 1
+        if i >= 0 and ends[i] >= start - window:
+            return self._kw_cats[i]
+        return None
+
+    def bounded(self, start: int, end: int) -> bool:
+        """True when ``[start, end)`` is not glued to more letters/digits on either side.
+
+        ``-`` or ``.`` between two alphanumerics counts as glue, so a digit
+        group inside a UUID, a version string or a dashed order number never
+        stands alone as an identifier.
+        """
+        shape = self.shape
+        if start > 0:
+            c = shape[start - 1]
+            if c in "0A_" or c.isalnum():
+                return False
+            if c in "-." and start > 1 and shape[start - 2] in "0A":
+                return False
+        n = len(shape)
+        if end < n:
+            c = shape[end]
+            if c in "0A_" or c.isalnum():
+                return False
+            if c in "-." and end + 1 < n and shape[end + 1] in "0A":
+                return False
+        return True
+
+    @property
+    def runs(self) -> list[Run]:
+        """Every digit run, computed once per text on first use."""
+        if self._runs is None:
+            shape = self.shape
+            runs: list[Run] = []
+            for m in _RUN.finditer(shape):
+                s, e = m.span()
+                groups = tuple(g.span() for g in _GROUP.finditer(shape, s, e))
+                seps = tuple(shape[groups[i][1] : groups[i + 1][0]] for i in range(len(groups) - 1))
+                runs.append(Run(s, e, groups, seps))
+            self._runs = runs
+        return self._runs
