@@ -11,11 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import phonenumbers
 
-from hybridgate.config import ScannerConfig
 from hybridgate.errors import ConfigError
 from hybridgate.scan.contact import EmailDetector, Ipv6Detector, PhoneDetector
 from hybridgate.scan.findings import DataClass, Finding, ScanResult
@@ -39,6 +38,9 @@ from hybridgate.scan.secrets import (
 )
 from hybridgate.scan.terms import TermDetector, load_terms_file
 from hybridgate.scan.text import Lexicon, TextView
+
+if TYPE_CHECKING:  # config imports the policy schema, which imports scan.findings
+    from hybridgate.config import ScannerConfig
 
 
 class Detector(Protocol):
