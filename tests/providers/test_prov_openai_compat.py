@@ -252,3 +252,23 @@ def test_default_base_and_registry() -> None:
     p = build_provider(r)
     assert isinstance(p, OpenAICompatProvider)
     assert p._base == "https://api.openai.com/v1"
+
+
+def test_provider_survives_event_loop_change(openai_up: OpenAIUpstream) -> None:
+    import asyncio
+
+    p = _provider(openai_up)
+    first = asyncio.run(p.chat(REQ))
+    second = asyncio.run(p.chat(REQ))  # the old session's loop is gone; a new one is made
+    asyncio.run(p.aclose())
+    assert first.body["choices"] and second.body["choices"]
+
+
+def test_recording_can_be_switched_off(openai_up: OpenAIUpstream) -> None:
+    import asyncio
+
+    openai_up.configure(record=False)
+    p = _provider(openai_up)
+    asyncio.run(p.chat(REQ))
+    asyncio.run(p.aclose())
+    assert openai_up.requests == []

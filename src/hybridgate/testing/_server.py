@@ -45,7 +45,10 @@ class LoopbackUpstream:
 
     _base_path = ""
 
-    def __init__(self, **behaviour: Any) -> None:
+    def __init__(self, *, port: int = 0, **behaviour: Any) -> None:
+        """``port=0`` picks a free port; ``behaviour`` sets :class:`Behaviour` fields."""
+        if not 0 <= port <= 65535:
+            raise ValueError("port must be in 0..65535")
         self._ctl = Controller()
         if behaviour:
             self._ctl.configure(**behaviour)
@@ -53,7 +56,7 @@ class LoopbackUpstream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.SockSite | None = None
-        self._port = 0
+        self._port = port
         self._refusing = False
         self._unstall: asyncio.Event | None = None
 
