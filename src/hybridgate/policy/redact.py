@@ -19,9 +19,12 @@ from __future__ import annotations
 import copy
 import json
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import ahocorasick
 
 from hybridgate.errors import ServiceUnavailable
 from hybridgate.policy.evaluate import Decision
@@ -29,6 +32,7 @@ from hybridgate.policy.restore import Restorer
 from hybridgate.scan.findings import Segment
 
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]{0,63}>")
+_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)", re.DOTALL)
 _JSON_TOKEN = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"|(-?[0-9][0-9.eE+-]*|true|false|null)')
 _TYPE_MAX = 40
 #: Values shorter than this are masked only where found, never swept for elsewhere.
@@ -82,37 +86,54 @@ def _is_json_segment(seg: Segment) -> bool:
     return True
 
 
-def _snap(text: str, ts: int, te: int, a: int, b: int) -> tuple[int, int]:
-    """Widen ``[a, b)`` inside string content ``text[ts:te]`` to whole escape units."""
-    lo, hi = ts, te
-    i = ts
-    while i < te:
-        if i >= b:
-            hi = i
-            break
-        if i <= a:
-            lo = i
-        i += (6 if text[i + 1] == "u" else 2) if text[i] == "\\" else 1
-    return lo, hi
+def _escapes(text: str, ts: int, te: int) -> tuple[list[int], list[int]]:
+    """Start and length of every escape sequence in string content ``text[ts:te]``."""
+    starts: list[int] = []
+    lengths: list[int] = []
+    for m in _ESCAPE.finditer(text, ts, te):
+        starts.append(m.start())
+        lengths.append(m.end() - m.start())
+    return starts, lengths
+
+
+def _snap(table: tuple[list[int], list[int]], a: int, b: int) -> tuple[int, int]:
+    """Widen ``[a, b)`` so neither end falls inside an escape sequence."""
+    starts, lengths = table
+    i = bisect_right(starts, a) - 1
+    if i >= 0 and starts[i] < a < starts[i] + lengths[i]:
+        a = starts[i]
+    i = bisect_right(starts, b) - 1
+    if i >= 0 and starts[i] < b < starts[i] + lengths[i]:
+        b = starts[i] + lengths[i]
+    return a, b
 
 
 def _json_spans(text: str, spans: list[_Span]) -> list[_Span]:
-    """Map raw spans over JSON text onto whole string pieces and scalar tokens."""
+    """Map raw spans over JSON text onto whole string pieces and scalar tokens.
+
+    Linear in the text plus the spans: tokens are found once, each span finds
+    its first token by bisection, and escape tables are built once per token.
+    """
     tokens = [
         (m.start(1), m.end(1), True) if m.group(1) is not None else (m.start(2), m.end(2), False)
         for m in _JSON_TOKEN.finditer(text)
     ]
+    ends = [t[1] for t in tokens]
+    tables: dict[int, tuple[list[int], list[int]]] = {}
     out: list[_Span] = []
     for sp in spans:
-        for ts, te, is_str in tokens:
-            if te <= sp.start or ts >= sp.end or (is_str and ts == te):
-                continue
+        k = bisect_right(ends, sp.start)
+        while k < len(tokens) and tokens[k][0] < sp.end:
+            ts, te, is_str = tokens[k]
             if not is_str:
                 out.append(_Span(ts, te, sp.type, text[ts:te], quote=True))
-                continue
-            a, b = _snap(text, ts, te, max(sp.start, ts), min(sp.end, te))
-            if a < b:
-                out.append(_Span(a, b, sp.type, json.loads(f'"{text[a:b]}"')))
+            elif ts < te:
+                if k not in tables:
+                    tables[k] = _escapes(text, ts, te)
+                a, b = _snap(tables[k], max(sp.start, ts), min(sp.end, te))
+                if a < b:
+                    out.append(_Span(a, b, sp.type, json.loads(f'"{text[a:b]}"')))
+            k += 1
     return _dedupe(out)
 
 
@@ -134,14 +155,29 @@ def _bounded(text: str, i: int, j: int) -> bool:
     return (i == 0 or not text[i - 1].isalnum()) and (j == len(text) or not text[j].isalnum())
 
 
-def _occurrences(text: str, needle: str) -> list[tuple[int, int]]:
-    found: list[tuple[int, int]] = []
-    i = text.find(needle)
-    while i != -1:
-        j = i + len(needle)
+def _sweeper(values: dict[str, str], json_text: bool) -> Any:
+    """One automaton over every masked value (and its JSON spellings): one pass per text."""
+    automaton = ahocorasick.Automaton()
+    for value, type_ in values.items():
+        if len(value) < _MIN_SWEEP:
+            continue
+        needles = {value}
+        if json_text:
+            needles |= {_json_escape(value, False), _json_escape(value, True)}
+        for needle in needles:
+            automaton.add_word(needle, (len(needle), type_))
+    if len(automaton) == 0:
+        return None
+    automaton.make_automaton()
+    return automaton
+
+
+def _occurrences(automaton: Any, text: str) -> list[_Span]:
+    found: list[_Span] = []
+    for last, (length, type_) in automaton.iter(text):
+        i, j = last + 1 - length, last + 1
         if _bounded(text, i, j):
-            found.append((i, j))
-        i = text.find(needle, i + 1)
+            found.append(_Span(i, j, type_))
     return found
 
 
@@ -225,16 +261,10 @@ def mask_request(
 
     # Every value masked somewhere is masked everywhere it appears verbatim.
     values = {sp.value: sp.type for i in sorted(planned) for sp in planned[i] if sp.value}
+    sweepers = {flag: _sweeper(values, flag) for flag in (False, True)} if values else {}
     for i, seg in enumerate(segments):
-        extra: list[_Span] = []
-        for value, type_ in values.items():
-            if len(value) < _MIN_SWEEP:
-                continue
-            needles = {value}
-            if i in json_segs:
-                needles |= {_json_escape(value, False), _json_escape(value, True)}
-            for needle in needles:
-                extra.extend(_Span(a, b, type_) for a, b in _occurrences(seg.text, needle))
+        sweeper = sweepers.get(i in json_segs)
+        extra = _occurrences(sweeper, seg.text) if sweeper is not None else []
         if not extra:
             continue
         spans = _merge([*(_Span(s.start, s.end, s.type) for s in planned.get(i, [])), *extra])
