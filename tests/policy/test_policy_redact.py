@@ -223,3 +223,19 @@ def test_request_changed_under_the_scan_refuses() -> None:
 def test_restorer_repr_hides_values() -> None:
     r = Restorer({"<EMAIL_ADDRESS_1>": EMAIL})
     assert EMAIL not in repr(r) and EMAIL not in str(r)
+
+
+def test_any_span_over_arguments_keeps_json_valid() -> None:
+    """Property-style: every possible finding span over a small arguments text."""
+    obj = {"a": 'x"y\\z\u00e9\n<', "n": -12.5e3, "b": [True, None, "ok"]}
+    for text in (json.dumps(obj), json.dumps(obj, ensure_ascii=False, separators=(",", ":"))):
+        body, segs = _tool_request(text)
+        a_start = text.index('"a": "') + 6 if '"a": "' in text else text.index('"a":"') + 5
+        a_end = a_start + len(json.dumps(obj["a"], ensure_ascii="\\u00e9" in text)) - 2
+        for start in range(len(text)):
+            for end in range(start + 1, len(text) + 1):
+                out, restorer = mask_request(body, segs, decision(MaskTarget(1, start, end, "T")))
+                masked = json.loads(_args(out))  # always valid JSON
+                if a_start <= start and end <= a_end:
+                    assert masked["n"] == obj["n"] and masked["b"] == obj["b"]
+                    assert json.loads(restorer.restore_json_text(_args(out))) == obj
