@@ -226,3 +226,11 @@ def test_catalog_throughput_is_used_and_named() -> None:
     s, _ = self_host_option("acme-7b:gpu=H100 80GB,hourly=2", cat)
     assert s.tokens_per_second_per_gpu == 2500.0
     assert s.throughput_source == "catalog: Acme benchmark note, table 2"
+
+
+def test_payback_past_the_hardware_life_is_flagged() -> None:
+    h = host(gpu_hourly_usd=None, gpu_purchase_usd=100_000.0, ops_per_month=0.0)
+    # U = 2 × 100000 = 200000; S = 5500 − 0 → ceil(36.36) = 37 > 36 months
+    month, text = payback_month(h, 5500.0, W)
+    assert month == 37
+    assert "after the 36-month life" in text

@@ -47,7 +47,7 @@ def plot_tco(
 
     lo, hi = volume_range(w, report)
     vols = np.geomspace(lo, hi, points)
-    extra = sorted({v for b in report.break_evens for v in (b.first_volume,) if v})
+    extra = sorted({v for b in report.break_evens for v in (b.first_volume, b.always_volume) if v})
     vols = np.unique(np.concatenate([vols, np.array([*extra, w.requests_per_month])]))
     curves = cost_curve(w, apis, self_hosts, list(vols))
 
@@ -59,18 +59,39 @@ def plot_tco(
             ax.plot(vols, ys, "-", color=color, label=name, linewidth=1.8)
         else:
             ax.step(vols, ys, "--", where="post", color=color, label=name, linewidth=1.8)
+    legend_lines: list[str] = []
     for b in report.break_evens:
         if b.first_volume is None:
             continue
         api = next(a for a in apis if a.name == b.api)
         y = b.first_volume * api.cost_per_request(w)
+        label = str(len(legend_lines) + 1)
         ax.plot([b.first_volume], [y], "o", color="black", markersize=6, zorder=5)
         ax.annotate(
-            f"{b.self_host} = {b.api}\n{b.first_volume:,.0f} req/mo",
+            label,
             (b.first_volume, y),
             textcoords="offset points",
-            xytext=(6, -22),
+            xytext=(-4, 6),
+            fontsize=8,
+            fontweight="bold",
+        )
+        line = f"{label}: {b.self_host} = {b.api} at {b.first_volume:,.0f}"
+        if b.always_volume is not None and b.always_volume > b.first_volume * 1.0001:
+            ya = b.always_volume * api.cost_per_request(w)
+            ax.plot([b.always_volume], [ya], "o", mfc="none", color="black", markersize=7)
+            line += f" (always below from {b.always_volume:,.0f})"
+        legend_lines.append(line)
+    if legend_lines:
+        ax.text(
+            0.99,
+            0.02,
+            "break-even, requests/month\n" + "\n".join(legend_lines),
+            transform=ax.transAxes,
             fontsize=7,
+            ha="right",
+            va="bottom",
+            multialignment="left",
+            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "grey"},
         )
     ax.axvline(w.requests_per_month, color="grey", linestyle=":", linewidth=1)
     ax.text(
@@ -87,7 +108,11 @@ def plot_tco(
         f"requests per month ({w.input_tokens:g} in + {w.output_tokens:g} out tokens each)"
     )
     ax.set_ylabel("USD per month")
-    ax.set_title("Monthly cost by volume: APIs (solid) vs self-hosting (dashed)")
+    ax.set_title(
+        "Monthly cost by volume: APIs (solid), self-hosting (dashed)\n"
+        "● first break-even   ○ cheaper at every volume above",
+        fontsize=10,
+    )
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from hybridgate.planner.catalog import Catalog, CatalogEntry, CatalogFilter
 from hybridgate.planner.gpus import find_gpu
 from hybridgate.planner.hardware import MissingFact, ModelShape, estimate_memory, gpus_needed
-from hybridgate.planner.tco import HOURS_PER_MONTH, ApiOption, Workload
+from hybridgate.planner.tco import HOURS_PER_MONTH, SECONDS_PER_MONTH, ApiOption, Workload
 
 Tier = Literal["frontier", "self_hosted", "small_tuned"]
 ReasonKind = Literal["data_control", "quality", "cost_at_volume", "licence", "hardware"]
@@ -51,12 +51,22 @@ class Profile:
     quant: str
     workloads: tuple[WorkloadSpec, ...]
     frontier: tuple[str, ...] = ("claude-3-5-sonnet", "gpt-4o")
+    #: the API a narrow task would otherwise go to: the small model's cost yardstick
+    cheap_api: tuple[str, ...] = ("gpt-4o-mini", "gemini-1.5-pro")
     self_hosted: tuple[str, ...] = ("gpt-oss-120b", "qwen2.5-72b", "llama-3-70b", "mixtral-8x7b")
     small: tuple[str, ...] = ("qwen2.5-7b", "llama-3-8b", "mistral-7b", "olmo-2-7b")
     strict_classes: tuple[str, ...] = ()
     teams: tuple[str, ...] = ("default",)
     team_budget_usd: float | None = None
     strong_share: float = 0.3
+    #: the small tuned model gets its own, smaller card (assumption, stated)
+    small_gpu: str = "L4"
+    small_gpu_hourly_usd: float = 0.8
+
+    def gpu_for(self, tier: Tier) -> tuple[str, float]:
+        if tier == "small_tuned":
+            return self.small_gpu, self.small_gpu_hourly_usd
+        return self.gpu, self.gpu_hourly_usd
 
 
 _W = WorkloadSpec
@@ -82,6 +92,8 @@ PROFILES: dict[str, Profile] = {
             small=("qwen2.5-7b", "llama-3-8b", "mistral-7b"),
             team_budget_usd=50.0,
             strong_share=0.5,
+            small_gpu="RTX 4090",
+            small_gpu_hourly_usd=0.0,
         ),
         Profile(
             name="midsize",
@@ -212,9 +224,9 @@ def _licence_reason(e: CatalogEntry, p: Profile) -> Reason:
     )
 
 
-def _pick_api(cat: Catalog, p: Profile) -> Pick:
+def _pick_api(cat: Catalog, p: Profile, prefs: tuple[str, ...] | None = None) -> Pick:
     flt = CatalogFilter(commercial=True, users=p.users, self_hostable=False)
-    for name in p.frontier:
+    for name in p.frontier if prefs is None else prefs:
         e = cat.find(name)
         if e is not None and flt.admits(e) and e.pricing is not None:
             pr = e.pricing
@@ -223,7 +235,7 @@ def _pick_api(cat: Catalog, p: Profile) -> Pick:
                 e,
                 None,
                 (
-                    Reason("quality", f"{e.name} is first in the profile's frontier preference"),
+                    Reason("quality", f"{e.name} is first in the profile's preference list"),
                     Reason(
                         "cost_at_volume",
                         f"${pr.input_per_mtok:g} in / ${pr.output_per_mtok:g} out per Mtok "
@@ -239,7 +251,8 @@ def _pick_open(cat: Catalog, p: Profile, tier: Tier, prefs: tuple[str, ...], cap
     flt = CatalogFilter(
         min_openness=p.min_openness, commercial=True, users=p.users, self_hostable=True
     )
-    gpu = find_gpu(p.gpu)
+    gpu_name, _ = p.gpu_for(tier)
+    gpu = find_gpu(gpu_name)
     skipped: list[str] = []
     for name in prefs:
         e = cat.find(name)
@@ -291,21 +304,30 @@ def recommend(cat: Catalog, profile: str, volume: int | None = None) -> Recommen
         "self_hosted": _pick_open(cat, p, "self_hosted", p.self_hosted, p.max_gpus),
         "small_tuned": _pick_open(cat, p, "small_tuned", p.small, 1),
     }
-    front = picks["frontier"].model
-    assert front.pricing is not None
+    yardstick = {
+        "self_hosted": picks["frontier"].model,
+        "small_tuned": _pick_api(cat, p, p.cheap_api).model,
+    }
     plans = []
     for w in p.workloads:
         pick = picks[w.tier]
         reqs = vol * w.share
         reasons = [Reason("quality" if w.tier == "frontier" else "data_control", w.why)]
         if w.tier != "frontier" and pick.gpus is not None:
-            reasons.append(_cost_reason(p, w, reqs, front, pick))
+            reasons.append(_cost_reason(p, w, reqs, yardstick[w.tier], pick))
         plans.append(WorkloadPlan(w, reqs, pick.model.name, tuple(reasons)))
     assumptions = (
-        f"GPU: {p.gpu} at ${p.gpu_hourly_usd:g} per GPU-hour, always on (730 h/month)"
-        + (" — a GPU you already own" if p.gpu_hourly_usd == 0 else ""),
+        *(
+            f"{tier} GPU: {g} at ${h:g} per GPU-hour, always on (730 h/month)"
+            + (" — a GPU you already own" if h == 0 else "")
+            for tier in ("self_hosted", "small_tuned")
+            for g, h in [p.gpu_for(tier)]
+        ),
         "self-hosting cost counts GPUs only and assumes one replica carries the load; "
-        "run `hybridgate plan tco` with a measured tokens/s to check capacity",
+        "compare the sustained tokens/s each workload needs with a measured figure "
+        "(`hybridgate plan tco --self-host MODEL:tps=...`)",
+        "the self-hosted model is priced against the frontier API it replaces, the small "
+        "tuned model against the cheapest API in the profile's list",
         "quality ranking inside each tier is the profile's preference order, not a measurement",
     )
     non_commercial = sorted(
@@ -321,7 +343,8 @@ def _cost_reason(
     api = ApiOption(front.name, front.pricing.input_per_mtok, front.pricing.output_per_mtok, "")
     wl = Workload(reqs, w.input_tokens, w.output_tokens)
     api_monthly = reqs * api.cost_per_request(wl)
-    gpu_monthly = pick.gpus * p.gpu_hourly_usd * HOURS_PER_MONTH
+    gpu_name, hourly = p.gpu_for(w.tier)
+    gpu_monthly = pick.gpus * hourly * HOURS_PER_MONTH
     c = api.cost_per_request(wl)
     if gpu_monthly <= api_monthly:
         verdict = "self-hosting is cheaper at this volume"
@@ -329,10 +352,12 @@ def _cost_reason(
         verdict = f"the API is cheaper below {gpu_monthly / c:,.0f} requests/month"
     else:
         verdict = "the API is cheaper"  # pragma: no cover - catalog prices are positive
+    need = reqs * (w.input_tokens + w.output_tokens) / SECONDS_PER_MONTH
     return Reason(
         "cost_at_volume",
         f"{reqs:,.0f} requests/month on {front.name} ≈ ${api_monthly:,.0f}/month; "
-        f"{pick.gpus}× {p.gpu} ≈ ${gpu_monthly:,.0f}/month: {verdict}",
+        f"{pick.gpus}× {gpu_name} ≈ ${gpu_monthly:,.0f}/month: {verdict} "
+        f"(if one replica sustains {need:,.0f} tokens/s)",
     )
 
 

@@ -266,7 +266,10 @@ def payback_month(opt: SelfHostOption, api_monthly: float, w: Workload) -> tuple
     if saving <= 0:
         return None, head + "; S <= 0: never pays back at this volume"
     month = max(1, math.ceil(upfront / saving - 1e-12))
-    return month, head + f"; month = max(1, ceil(U / S)) = {month}"
+    text = head + f"; month = max(1, ceil(U / S)) = {month}"
+    if bought and month > opt.amortize_months:
+        text += f" — after the {opt.amortize_months}-month life the purchase was amortized over"
+    return month, text
 
 
 def break_even(opt: SelfHostOption, api: ApiOption, w: Workload) -> BreakEven:
