@@ -239,3 +239,14 @@ def test_any_span_over_arguments_keeps_json_valid() -> None:
                 if a_start <= start and end <= a_end:
                     assert masked["n"] == obj["n"] and masked["b"] == obj["b"]
                     assert json.loads(restorer.restore_json_text(_args(out))) == obj
+
+
+def test_identifier_fields_get_bracketless_placeholders() -> None:
+    body = {"messages": [{"role": "user", "name": "jane_doe", "content": "I am jane_doe"}]}
+    segs = [
+        Segment(("messages", 0, "name"), "jane_doe"),
+        Segment(("messages", 0, "content"), "I am jane_doe"),
+    ]
+    out, _ = mask_request(body, segs, decision(MaskTarget(0, 0, 8, "PERSON")))
+    assert out["messages"][0]["name"] == "PERSON_1"
+    assert out["messages"][0]["content"] == "I am <PERSON_1>"

@@ -35,6 +35,8 @@ _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]{0,63}>")
 _ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)", re.DOTALL)
 _JSON_TOKEN = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"|(-?[0-9][0-9.eE+-]*|true|false|null)')
 _TYPE_MAX = 40
+#: Fields upstreams validate as identifiers: masked there without the angle brackets.
+_IDENTIFIER_FIELDS = frozenset({"name"})
 #: Values shorter than this are masked only where found, never swept for elsewhere.
 _MIN_SWEEP = 4
 
@@ -286,6 +288,8 @@ def mask_request(
             value = sp.value or _json_value(seg.text, sp)
             ph = alloc.get(value, sp.type)
             pieces.append(seg.text[pos : sp.start])
+            if seg.path[-1] in _IDENTIFIER_FIELDS:
+                ph = ph[1:-1]  # e.g. a message `name` must match [A-Za-z0-9_-]{1,64}
             pieces.append(f'"{ph}"' if sp.quote else ph)
             pos = sp.end
         pieces.append(seg.text[pos:])
