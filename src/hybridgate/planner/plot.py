@@ -79,7 +79,7 @@ def plot_tco(
         if b.always_volume is not None and b.always_volume > b.first_volume * 1.0001:
             ya = b.always_volume * api.cost_per_request(w)
             ax.plot([b.always_volume], [ya], "o", mfc="none", color="black", markersize=7)
-            line += f" (always below from {b.always_volume:,.0f})"
+            line += f" (cheaper at every volume above {b.always_volume:,.0f})"
         legend_lines.append(line)
     if legend_lines:
         ax.text(
