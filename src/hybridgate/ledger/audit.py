@@ -1,0 +1,317 @@
+"""Whole-log verification and export: what an auditor runs, with or without the database.
+
+Verification checks every entry (its Ed25519 signature, that its signed
+``log_index`` is its position, that no index is missing), folds the leaf
+hashes into the tree root and compares that root with the newest signed
+checkpoint. It names the first bad index. Signature checks dominate the cost
+(~60-100 µs each with OpenSSL), so large logs are cut into chunks verified by
+worker processes; the fold itself stays in order in the parent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from hybridgate.ledger.keys import VerifierKey
+from hybridgate.ledger.merkle import Frontier, leaf_hash
+from hybridgate.ledger.note import NoteError, verify_checkpoint
+from hybridgate.ledger.receipt import split_leaf
+from hybridgate.store.sqlite import SQLiteStore
+
+RECEIPTS_FILE = "receipts.jsonl"
+CHECKPOINT_FILE = "checkpoint"
+KEYS_FILE = "public-keys.txt"
+CHUNK = 4096
+PARALLEL_MIN = 20_000  # below this, starting worker processes costs more than it saves
+
+Entry = tuple[int, bytes, str | None]  # (stored index, leaf bytes, stored receipt id)
+
+
+@dataclass(frozen=True)
+class LogReport:
+    ok: bool
+    size: int
+    checkpoint_size: int | None = None
+    root: str | None = None  # hex, at the checkpoint's size
+    error: str | None = None
+    bad_index: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def uncovered(self) -> int:
+        """Entries appended after the newest checkpoint (checked, but not yet committed to)."""
+        return self.size - (self.checkpoint_size or 0)
+
+
+# -- per-entry checks (run in worker processes) ---------------------------------------------
+def check_entries(
+    start: int, entries: Sequence[Entry], keys: Sequence[tuple[str, bytes]]
+) -> tuple[bytes, tuple[int, str] | None]:
+    """Leaf hashes of ``entries`` (concatenated) up to the first bad one, and its error."""
+    pubs = {kid: Ed25519PublicKey.from_public_bytes(pk) for kid, pk in keys}
+    out = bytearray()
+    for offset, (_, data, stored_id) in enumerate(entries):
+        index = start + offset
+        problem = _check_one(index, data, stored_id, pubs)
+        if problem is not None:
+            return bytes(out), (index, problem)
+        out += leaf_hash(data)
+    return bytes(out), None
+
+
+def _check_one(
+    index: int, data: bytes, stored_id: str | None, pubs: dict[str, Ed25519PublicKey]
+) -> str | None:
+    try:
+        body_bytes, key_id, sig = split_leaf(data)
+    except ValueError as exc:
+        return f"not a signed receipt ({exc})"
+    pub = pubs.get(key_id)
+    if pub is None:
+        return f"signed by unknown key {key_id}"
+    try:
+        pub.verify(sig, body_bytes)
+    except InvalidSignature:
+        return "signature does not verify (receipt altered)"
+    try:
+        body = json.loads(body_bytes)
+    except ValueError:
+        return "receipt body is not JSON"
+    if not isinstance(body, dict):
+        return "receipt body is not an object"
+    if body.get("log_index") != index:
+        return f"receipt says log_index {body.get('log_index')!r}: entries reordered"
+    if body.get("gateway_key_id") != key_id:
+        return "gateway_key_id differs from the signing key"
+    if stored_id is not None and body.get("receipt_id") != stored_id:
+        return "stored receipt id differs from the signed one"
+    return None
+
+
+# -- sources ------------------------------------------------------------------------------
+def _connect_ro(db: Path) -> sqlite3.Connection:
+    if not db.is_file():
+        raise FileNotFoundError(f"{db}: no such database")
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+
+
+def _db_entries(conn: sqlite3.Connection) -> Iterator[Entry]:
+    cur = conn.execute("SELECT idx, data, receipt_id FROM ledger_entries ORDER BY idx")
+    while rows := cur.fetchmany(CHUNK):
+        for idx, data, rid in rows:
+            yield int(idx), bytes(data), str(rid)
+
+
+def _dir_entries(directory: Path) -> Iterator[Entry]:
+    with (directory / RECEIPTS_FILE).open("rb") as fh:
+        for i, line in enumerate(fh):
+            yield i, line.rstrip(b"\n"), None
+
+
+def _db_checkpoint(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute(
+        "SELECT note FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _chunks(entries: Iterator[Entry]) -> Iterator[tuple[int, list[Entry], str | None]]:
+    """Chunks in order; a stored index out of sequence ends the stream with its error."""
+    expected = 0
+    chunk: list[Entry] = []
+    for entry in entries:
+        if entry[0] != expected:
+            if chunk:
+                yield expected - len(chunk), chunk, None
+            yield expected, [], f"entry missing (next stored index is {entry[0]})"
+            return
+        chunk.append(entry)
+        expected += 1
+        if len(chunk) == CHUNK:
+            yield expected - CHUNK, chunk, None
+            chunk = []
+    if chunk:
+        yield expected - len(chunk), chunk, None
+
+
+# -- verification -----------------------------------------------------------------------
+def verify_log(
+    source: SQLiteStore | Path | str,
+    keys: Sequence[VerifierKey],
+    *,
+    workers: int = 1,
+    checkpoint: str | None = None,
+) -> LogReport:
+    """Verify a whole log from a store, a database file, or an export folder.
+
+    ``checkpoint`` overrides the newest stored one (e.g. one an auditor kept).
+    ``workers`` > 1 verifies signatures in that many processes for large logs.
+    """
+    t0 = time.perf_counter()
+    path = source.path if isinstance(source, SQLiteStore) else Path(source)
+    conn: sqlite3.Connection | None = None
+    try:
+        if path.is_dir():
+            if not (path / RECEIPTS_FILE).is_file():
+                return LogReport(False, 0, error=f"{path} has no {RECEIPTS_FILE}")
+            entries = _dir_entries(path)
+            if checkpoint is None and (path / CHECKPOINT_FILE).is_file():
+                checkpoint = (path / CHECKPOINT_FILE).read_text(encoding="utf-8")
+        else:
+            conn = _connect_ro(path)
+            entries = _db_entries(conn)
+            if checkpoint is None:
+                checkpoint = _db_checkpoint(conn)
+        report = _verify(entries, keys, checkpoint, workers)
+    finally:
+        if conn is not None:
+            conn.close()
+    return LogReport(**{**report.__dict__, "seconds": time.perf_counter() - t0})
+
+
+def _verify(
+    entries: Iterator[Entry], keys: Sequence[VerifierKey], note: str | None, workers: int
+) -> LogReport:
+    if note is None:
+        return LogReport(False, 0, error="no checkpoint to verify against")
+    try:
+        cp = verify_checkpoint(note, keys)
+    except NoteError as exc:
+        return LogReport(False, 0, error=f"checkpoint: {exc}")
+    raw_keys = [(k.key_id, k.public_key) for k in keys]
+    frontier = Frontier.empty()
+    root_at_cp = frontier.root() if cp.size == 0 else None
+    error: tuple[int, str] | None = None
+    for leaves, err in _run_checks(entries, raw_keys, workers):
+        for off in range(0, len(leaves), 32):
+            frontier, _ = frontier.append(leaves[off : off + 32])
+            if frontier.size == cp.size:
+                root_at_cp = frontier.root()
+        if err is not None:
+            error = err
+            break
+    size = frontier.size
+    if error is not None:
+        return LogReport(
+            False, size, cp.size, error=f"index {error[0]}: {error[1]}", bad_index=error[0]
+        )
+    if size < cp.size:
+        return LogReport(
+            False,
+            size,
+            cp.size,
+            error=f"index {frontier.size}: entry missing (checkpoint covers {cp.size} entries)",
+            bad_index=frontier.size,
+        )
+    if root_at_cp != cp.root:
+        return LogReport(
+            False, size, cp.size, error="recomputed root differs from the signed checkpoint's root"
+        )
+    return LogReport(True, size, cp.size, root=cp.root.hex())
+
+
+def _run_checks(
+    entries: Iterator[Entry], keys: list[tuple[str, bytes]], workers: int
+) -> Iterator[tuple[bytes, tuple[int, str] | None]]:
+    """Per-chunk results in log order, from this process or from a pool."""
+    chunks = _chunks(entries)
+    if workers <= 1:
+        yield from _serial(chunks, keys)
+        return
+    first: list[tuple[int, list[Entry], str | None]] = []
+    for item in chunks:  # small logs never pay for starting processes
+        first.append(item)
+        if len(first) * CHUNK >= PARALLEL_MIN:
+            break
+    else:
+        yield from _serial(first, keys)
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        pending: list[Future[tuple[bytes, tuple[int, str] | None]] | tuple[int, str]] = []
+
+        def feed() -> Iterator[tuple[int, list[Entry], str | None]]:
+            yield from first
+            yield from chunks
+
+        for start, chunk, gap in feed():
+            if gap is not None:
+                pending.append((start, gap))
+            else:
+                pending.append(pool.submit(check_entries, start, chunk, keys))
+            while len(pending) > workers * 3:
+                res = _take(pending.pop(0))
+                yield res
+                if res[1] is not None:
+                    _cancel(pending)
+                    return
+        for waiting in pending:
+            res = _take(waiting)
+            yield res
+            if res[1] is not None:
+                _cancel(pending)
+                return
+
+
+def _serial(
+    items: Iterable[tuple[int, list[Entry], str | None]], keys: list[tuple[str, bytes]]
+) -> Iterator[tuple[bytes, tuple[int, str] | None]]:
+    for start, chunk, gap in items:
+        if gap is not None:
+            yield b"", (start, gap)
+            return
+        res = check_entries(start, chunk, keys)
+        yield res
+        if res[1] is not None:
+            return
+
+
+def _take(
+    item: Future[tuple[bytes, tuple[int, str] | None]] | tuple[int, str],
+) -> tuple[bytes, tuple[int, str] | None]:
+    if isinstance(item, tuple):
+        return b"", item
+    return item.result()
+
+
+def _cancel(pending: list[Any]) -> None:
+    for item in pending:
+        if isinstance(item, Future):
+            item.cancel()
+
+
+# -- export ---------------------------------------------------------------------------------
+def export_log(db: Path, out: Path, checkpoint: str, keys: Sequence[VerifierKey]) -> int:
+    """Write the entries a checkpoint covers, the checkpoint and the public keys to ``out``.
+
+    Only entries below the checkpoint's size are written, so the export is a
+    consistent snapshot even while the gateway keeps appending.
+    """
+    cp = verify_checkpoint(checkpoint, keys)
+    out.mkdir(parents=True, exist_ok=True)
+    conn = _connect_ro(db)
+    written = 0
+    try:
+        with (out / RECEIPTS_FILE).open("wb") as fh:
+            cur = conn.execute(
+                "SELECT data FROM ledger_entries WHERE idx < ? ORDER BY idx", (cp.size,)
+            )
+            while rows := cur.fetchmany(CHUNK):
+                for (data,) in rows:
+                    fh.write(bytes(data) + b"\n")
+                    written += 1
+    finally:
+        conn.close()
+    (out / CHECKPOINT_FILE).write_text(checkpoint, encoding="utf-8")
+    (out / KEYS_FILE).write_text("".join(k.to_string() + "\n" for k in keys), encoding="utf-8")
+    return written
