@@ -183,7 +183,8 @@ class ActionService:
             "verdict": "ALLOW",
             "receipt_id": rid,
             "receipt": signed,
-            "bundle": self._ledger.bundle(rid),
+            # bundle() may sign a checkpoint through the store: off the event loop.
+            "bundle": await asyncio.to_thread(self._ledger.bundle, rid),
             "rule": rule,
             "reason": reason,
         }

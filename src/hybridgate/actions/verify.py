@@ -227,4 +227,4 @@ def verify_action(
 
 
 def _looks_like_bundle(obj: Mapping[str, Any]) -> bool:
-    return "checkpoint" in obj or "inclusion" in obj or "proof" in obj
+    return "inclusion_proof" in obj or "checkpoint" in obj
