@@ -24,8 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hybridgate.ledger.keys import VerifierKey
-from hybridgate.ledger.merkle import Frontier, leaf_hash
-from hybridgate.ledger.note import NoteError, verify_checkpoint
+from hybridgate.ledger.merkle import Frontier, leaf_hash, root_at
+from hybridgate.ledger.note import Checkpoint, NoteError, verify_checkpoint
 from hybridgate.ledger.receipt import split_leaf
 from hybridgate.store.sqlite import SQLiteStore
 
@@ -47,6 +47,7 @@ class LogReport:
     error: str | None = None
     bad_index: int | None = None
     seconds: float = 0.0
+    note: str | None = None  # a caveat on a passing result
 
     @property
     def uncovered(self) -> int:
@@ -101,9 +102,13 @@ def _check_one(
 
 # -- sources ------------------------------------------------------------------------------
 def _connect_ro(db: Path) -> sqlite3.Connection:
+    """Read-only, inside one read transaction: every query sees the same snapshot even while
+    the gateway keeps appending (WAL readers do not block the writer)."""
     if not db.is_file():
         raise FileNotFoundError(f"{db}: no such database")
-    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+    conn.execute("BEGIN")
+    return conn
 
 
 def _db_entries(conn: sqlite3.Connection) -> Iterator[Entry]:
@@ -124,6 +129,26 @@ def _db_checkpoint(conn: sqlite3.Connection) -> str | None:
         "SELECT note FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1"
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+def _stored_root(conn: sqlite3.Connection) -> tuple[int, bytes]:
+    """The root the gateway's stored subtrees give for the stored size; ``ValueError`` if a
+    node is missing. Compared with the recomputed root, it catches edits to the node table."""
+    row = conn.execute("SELECT MAX(idx) FROM ledger_entries").fetchone()
+    size = 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def read(level: int, index: int) -> bytes:
+        got = conn.execute(
+            "SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?", (level, index)
+        ).fetchone()
+        if got is None:
+            raise ValueError(f"stored tree lacks node ({level}, {index})")
+        return bytes(got[0])
+
+    try:
+        return size, root_at(size, read)
+    except ValueError:
+        return size, b""
 
 
 def _chunks(entries: Iterator[Entry]) -> Iterator[tuple[int, list[Entry], str | None]]:
@@ -159,6 +184,7 @@ def verify_log(
     ``workers`` > 1 verifies signatures in that many processes for large logs.
     """
     t0 = time.perf_counter()
+    stored: tuple[int, bytes] | None = None
     path = source.path if isinstance(source, SQLiteStore) else Path(source)
     conn: sqlite3.Connection | None = None
     try:
@@ -170,10 +196,11 @@ def verify_log(
                 checkpoint = (path / CHECKPOINT_FILE).read_text(encoding="utf-8")
         else:
             conn = _connect_ro(path)
+            stored = _stored_root(conn)
             entries = _db_entries(conn)
             if checkpoint is None:
                 checkpoint = _db_checkpoint(conn)
-        report = _verify(entries, keys, checkpoint, workers)
+        report = _verify(entries, keys, checkpoint, workers, stored)
     finally:
         if conn is not None:
             conn.close()
@@ -181,22 +208,29 @@ def verify_log(
 
 
 def _verify(
-    entries: Iterator[Entry], keys: Sequence[VerifierKey], note: str | None, workers: int
+    entries: Iterator[Entry],
+    keys: Sequence[VerifierKey],
+    note: str | None,
+    workers: int,
+    stored: tuple[int, bytes] | None = None,
 ) -> LogReport:
-    if note is None:
+    if note is None and stored is None:
         return LogReport(False, 0, error="no checkpoint to verify against")
-    try:
-        cp = verify_checkpoint(note, keys)
-    except NoteError as exc:
-        return LogReport(False, 0, error=f"checkpoint: {exc}")
+    cp: Checkpoint | None = None
+    if note is not None:
+        try:
+            cp = verify_checkpoint(note, keys)
+        except NoteError as exc:
+            return LogReport(False, 0, error=f"checkpoint: {exc}")
+    cp_size = None if cp is None else cp.size
     raw_keys = [(k.key_id, k.public_key) for k in keys]
     frontier = Frontier.empty()
-    root_at_cp = frontier.root() if cp.size == 0 else None
+    root_at_cp = frontier.root() if cp_size == 0 else None
     error: tuple[int, str] | None = None
     for leaves, err in _run_checks(entries, raw_keys, workers):
         for off in range(0, len(leaves), 32):
             frontier, _ = frontier.append(leaves[off : off + 32])
-            if frontier.size == cp.size:
+            if frontier.size == cp_size:
                 root_at_cp = frontier.root()
         if err is not None:
             error = err
@@ -204,21 +238,31 @@ def _verify(
     size = frontier.size
     if error is not None:
         return LogReport(
-            False, size, cp.size, error=f"index {error[0]}: {error[1]}", bad_index=error[0]
+            False, size, cp_size, error=f"index {error[0]}: {error[1]}", bad_index=error[0]
         )
-    if size < cp.size:
+    if cp is not None and size < cp.size:
         return LogReport(
             False,
             size,
-            cp.size,
-            error=f"index {frontier.size}: entry missing (checkpoint covers {cp.size} entries)",
-            bad_index=frontier.size,
+            cp_size,
+            error=f"index {size}: entry missing (checkpoint covers {cp.size} entries)",
+            bad_index=size,
         )
-    if root_at_cp != cp.root:
+    if cp is not None and root_at_cp != cp.root:
         return LogReport(
-            False, size, cp.size, error="recomputed root differs from the signed checkpoint's root"
+            False, size, cp_size, error="recomputed root differs from the signed checkpoint's root"
         )
-    return LogReport(True, size, cp.size, root=cp.root.hex())
+    if stored is not None and stored != (size, frontier.root()):
+        return LogReport(
+            False, size, cp_size, error="stored tree nodes differ from the recomputed tree"
+        )
+    caveat = None
+    if cp is None:
+        caveat = "no signed checkpoint yet: entries checked against the stored tree only"
+    elif size > cp.size:
+        caveat = f"{size - cp.size} entries are newer than the latest checkpoint"
+    root = (cp.root if cp is not None else frontier.root()).hex()
+    return LogReport(True, size, cp_size, root=root, note=caveat)
 
 
 def _run_checks(

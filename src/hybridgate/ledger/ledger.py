@@ -46,7 +46,8 @@ from hybridgate.store.sqlite import Migration, SQLiteStore
 log = logging.getLogger("hybridgate.ledger")
 
 RESERVED = ("receipt_id", "log_index", "time_ns", "gateway_key_id")
-KINDS = ("request", "action")
+#: Receipt kinds are open-ended ("request", "action", "approval", ...) but must be a short tag.
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _RECEIPT_ID = re.compile(r"[A-Za-z0-9_-]{8,80}")
 
 MIGRATIONS = (
@@ -219,8 +220,9 @@ class Ledger:
         taken = [k for k in RESERVED if k in fields]
         if taken:
             raise ValueError(f"receipt fields may not set {', '.join(taken)}: the log does")
-        if fields.get("kind") not in KINDS:
-            raise ValueError(f"receipt kind must be one of {', '.join(KINDS)}")
+        kind = fields.get("kind")
+        if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+            raise ValueError("receipt kind must be a short lowercase tag such as 'request'")
 
     async def append(self, receipt_id: str, fields: dict[str, Any]) -> AppendResult:
         self._validate(receipt_id, fields)
