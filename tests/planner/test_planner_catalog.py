@@ -225,3 +225,17 @@ def test_unknown_licence_terms_never_pass_a_filter() -> None:
     assert not CatalogFilter(commercial=True).admits(e)
     assert not CatalogFilter(users=1).admits(e)
     assert CatalogFilter().admits(e)
+
+
+def test_the_docs_example_entry_validates() -> None:
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "planner.md"
+    if not doc.is_file():
+        pytest.skip("docs/planner.md not present")
+    block = re.search(r"```yaml\n(catalog:.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    assert block is not None
+    cfg = parse_config(yaml.safe_load(block.group(1)), env={})
+    entry = load_catalog(cfg.catalog).get("acme-7b-ft")
+    assert entry.throughput[0].tokens_per_second == 900
