@@ -381,3 +381,11 @@ async def test_gate_without_executor_answers_allow_only(tmp_path: Path) -> None:
         assert g.status_code == 200
         assert g.json()["forwarded"] is False
         assert env.executor.received == []
+
+
+async def test_gate_accepts_the_bundle_as_the_receipt(tmp_path: Path) -> None:
+    async with gate_env(tmp_path) as env:
+        r = await env.authorize("EXECUTE_TRANSACTION", TRANSFER)
+        g = await env.gate("EXECUTE_TRANSACTION", TRANSFER, r.json()["bundle"])
+        assert g.status_code == 200, g.text
+        assert len(env.executor.received) == 1

@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 from actions_fixtures import gate_env
 
-from hybridgate.actions import approval_payload, params_hash, verify_action
+from hybridgate.actions import (
+    approval_payload,
+    inspect_action_receipt,
+    params_hash,
+    verify_action,
+)
 from hybridgate.actions.model import parse_action_request
 from hybridgate.errors import InvalidRequest
 from hybridgate.ledger import SigningKey, sign_receipt
@@ -140,3 +145,25 @@ def test_parse_action_request_defaults_params() -> None:
     req = parse_action_request({"agent_id": "bot@team", "action": "deploy/prod"})
     assert req.params == {}
     assert req.params_hash == params_hash({})
+
+
+async def test_inspect_action_receipt_without_the_action(tmp_path: Path) -> None:
+    receipt, bundle, pub, now = await _issue(tmp_path)
+    res = inspect_action_receipt(bundle, pub, clock=lambda: now + 1)
+    assert res.ok, res.reason
+    assert inspect_action_receipt(receipt, pub, clock=lambda: now + 1).ok
+    assert inspect_action_receipt(receipt, pub, clock=lambda: now + 3600).verdict == "DENY"
+    bad = copy.deepcopy(receipt)
+    bad["receipt"]["action"] = "OTHER"
+    assert inspect_action_receipt(bad, pub, clock=lambda: now + 1).verdict == "DENY"
+    assert inspect_action_receipt({"receipt": {}}, pub).verdict == "HALTED"
+
+
+def test_deeply_nested_params_are_refused_not_crashing() -> None:
+    nested: dict[str, Any] = {}
+    node = nested
+    for _ in range(5000):
+        node["x"] = {}
+        node = node["x"]
+    with pytest.raises(InvalidRequest):
+        parse_action_request({"agent_id": "a", "action": "A", "params": nested})

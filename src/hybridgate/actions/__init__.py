@@ -6,7 +6,12 @@ receipt offline with :func:`verify_action` and the gateway's public key.
 
 from hybridgate.actions.model import ActionRequest, approval_payload, params_hash
 from hybridgate.actions.service import ActionService, VerdictResult
-from hybridgate.actions.verify import ActionCheck, check_action_receipt, verify_action
+from hybridgate.actions.verify import (
+    ActionCheck,
+    check_action_receipt,
+    inspect_action_receipt,
+    verify_action,
+)
 
 __all__ = [
     "ActionCheck",
@@ -15,6 +20,7 @@ __all__ = [
     "VerdictResult",
     "approval_payload",
     "check_action_receipt",
+    "inspect_action_receipt",
     "params_hash",
     "verify_action",
 ]

@@ -191,12 +191,57 @@ def verify_action(
     key is the caller's error and raises ``ValueError``; a bad receipt never raises.
     """
     keys = _as_keys(public_key)
-    if bundle is None and isinstance(receipt, Mapping) and _looks_like_bundle(receipt):
-        bundle = receipt
     try:
         phash = params_hash(params)
     except InvalidRequest as exc:
         return ActionCheck.deny(exc.message)
+    return _verify(receipt, action, phash, keys, agent_id, bundle, policy_hash, used_nonces, clock)
+
+
+def inspect_action_receipt(
+    receipt: object,
+    public_key: VerifierKey | str | Sequence[VerifierKey | str],
+    *,
+    bundle: Mapping[str, Any] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> ActionCheck:
+    """Is this action receipt genuine and still usable, whatever action it names?
+
+    For tools that hold a receipt but not the action it is meant for (an
+    auditor, ``hybridgate receipt verify``): every check of
+    :func:`verify_action` except the binding to a caller's action and
+    parameters, which are taken from the receipt itself.
+    """
+    keys = _as_keys(public_key)
+    body = receipt.get("receipt") if isinstance(receipt, Mapping) else None
+    action = body.get("action") if isinstance(body, Mapping) else None
+    phash = body.get("params_hash") if isinstance(body, Mapping) else None
+    return _verify(
+        receipt,
+        action if isinstance(action, str) else "",
+        phash if isinstance(phash, str) else "",
+        keys,
+        None,
+        bundle,
+        None,
+        (),
+        clock,
+    )
+
+
+def _verify(
+    receipt: object,
+    action: str,
+    phash: str,
+    keys: list[VerifierKey],
+    agent_id: str | None,
+    bundle: Mapping[str, Any] | None,
+    policy_hash: str | None,
+    used_nonces: Collection[str],
+    clock: Callable[[], float],
+) -> ActionCheck:
+    if bundle is None and isinstance(receipt, Mapping) and _looks_like_bundle(receipt):
+        bundle = receipt
     check = check_action_receipt(
         receipt,
         action=action,
