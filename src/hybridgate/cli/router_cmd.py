@@ -58,9 +58,9 @@ def _pct(x: float) -> str:
 
 
 def _table(results: list[FileResult]) -> Table:
-    t = Table(title="quality router (PGR over strong-call share, all thresholds swept)")
-    for col in ("file", "rows", "n", "weak acc", "strong acc", "APGR", "CPT(50%)", "CPT(80%)"):
-        t.add_column(col, justify="left" if col in ("file", "rows") else "right")
+    t = Table(title="quality router: PGR over strong-call share, every threshold swept")
+    for col in ("file", "split", "n", "weak", "strong", "APGR", "CPT50", "CPT80"):
+        t.add_column(col, justify="left" if col in ("file", "split") else "right", no_wrap=True)
     for r in results:
         m = r.metrics
         t.add_row(

@@ -22,12 +22,14 @@ import numpy as np
 import numpy.typing as npt
 
 #: Feature-format version; a model file records it and the loader refuses a mismatch.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 #: One token: a run of letters, a run of digits, or one other non-space character.
 #: Each alternative is a single character class, so matching is linear-time.
 _TOKEN = re.compile(r"[a-z]+|[0-9]+|[^\sa-z0-9]")
 _NUMBER = re.compile(r"[0-9]+(?:[.,][0-9]+)?")
+_CHOICE = re.compile(r"\n[ \t]?\(?A[.)][ \t]")
+_SENTENCE_END = re.compile(r"[.?!](?:\s|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,25 +56,37 @@ def tokens(text: str, max_chars: int) -> list[str]:
 
 
 def _bucket(count: int) -> int:
-    """log2 bucket: 0, 1, 2-3, 4-7, ... so length signals survive row normalization."""
-    return 0 if count <= 0 else int(math.log2(count)) + 1
+    """Half-log2 bucket (0, 1, 2, 3, 4-5, 6-7, ...) so length survives row normalization."""
+    return 0 if count <= 0 else int(2 * math.log2(count)) + 1
+
+
+def prompt_kind(text: str) -> str:
+    """``mc`` for multiple-choice prompts (a line starting ``A.``/``A)``), else ``free``."""
+    return "mc" if _CHOICE.search(text) else "free"
 
 
 def feature_names(text: str, spec: FeatureSpec) -> list[str]:
-    """The named features of one prompt (before hashing); exposed for tests and analysis."""
+    """The named features of one prompt (before hashing); exposed for tests and analysis.
+
+    Every name is prefixed with the prompt kind, which makes the linear model two models in
+    one weight vector: what predicts trouble in a multiple-choice question (its subject)
+    differs from what does in an open problem (its length, how many quantities), and
+    sharing weights between them measurably hurt the open-problem (GSM8K) side.
+    """
     clipped = text[: spec.max_chars]
+    kind = prompt_kind(clipped)
     toks = tokens(clipped, spec.max_chars)
     names = [f"u:{t}" for t in toks]
     if spec.bigrams:
         names.extend(f"b:{a} {b}" for a, b in itertools.pairwise(toks))
-    words = len(clipped.split())
     numbers = _NUMBER.findall(clipped)
-    lines = clipped.count("\n") + 1
-    names.append(f"len:{_bucket(words)}")
+    names.append("kind")
+    names.append(f"len:{_bucket(len(clipped.split()))}")
     names.append(f"num:{_bucket(len(numbers))}")
     names.append(f"uniqnum:{_bucket(len(set(numbers)))}")
-    names.append(f"lines:{_bucket(lines)}")
-    return names
+    names.append(f"lines:{_bucket(clipped.count(chr(10)) + 1)}")
+    names.append(f"sent:{min(len(_SENTENCE_END.findall(clipped)), 12)}")
+    return [f"{kind}|{n}" for n in names]
 
 
 def featurize(
