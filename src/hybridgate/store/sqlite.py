@@ -222,6 +222,10 @@ class SQLiteStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, fut in batch:
+                # A job whose waiter was cancelled before it ran is skipped; a running
+                # one can no longer be cancelled, so resolving it below cannot raise.
+                if not fut.set_running_or_notify_cancel():
+                    continue
                 conn.execute("SAVEPOINT job")
                 try:
                     res = fn(conn)
