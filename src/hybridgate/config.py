@@ -137,7 +137,9 @@ class ActionsConfig(_Strict):
     hold_timeout_s: float = Field(default=300.0, gt=0)
     receipt_ttl_s: float = Field(default=300.0, gt=0)
     executor_url: str | None = None
-    approvers_dir: str | None = Field(default=None, description="approver public keys (PEM)")
+    approvers_dir: str | None = Field(
+        default=None, description="approver public keys: <name>.pub, one verifier-key string each"
+    )
 
 
 class ServerConfig(_Strict):
