@@ -424,7 +424,9 @@ class ActionService:
                 "receipt_id": check.receipt_id,
             }
             try:
-                result = await self._forward(url, payload)
+                # Shielded: with the nonce spent, the executor call runs to its end even
+                # if the agent hangs up, so the action's fate is never left half-known.
+                result = await asyncio.shield(self._forward(url, payload))
             except UpstreamError as err:
                 log.warning("executor failed for %s: %s", check.receipt_id, err.message)
                 return VerdictResult(
