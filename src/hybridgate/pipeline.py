@@ -22,9 +22,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from hybridgate.providers.tokens import estimate_request_tokens, estimate_tokens
-from hybridgate.routing.quality import prompt_text
-
 from hybridgate.accounting import Reservation, UsageRecord, baseline_for, cost_usd
 from hybridgate.config import RouteConfig, VirtualModel
 from hybridgate.errors import (
@@ -37,10 +34,20 @@ from hybridgate.errors import (
     UpstreamError,
 )
 from hybridgate.keys import KeyInfo
-from hybridgate.policy import Decision, Principal, Restorer, RouteFacts, evaluate, mask_request
+from hybridgate.policy import (
+    Decision,
+    Principal,
+    RedactionError,
+    Restorer,
+    RouteFacts,
+    evaluate,
+    mask_request,
+)
 from hybridgate.policy.model import Action
 from hybridgate.providers.base import Completion, Provider, Usage
-from hybridgate.routing import Plan, plan_routes
+from hybridgate.providers.tokens import estimate_request_tokens, estimate_tokens
+from hybridgate.routing import Plan, candidate_routes, plan_routes
+from hybridgate.routing.quality import prompt_text
 from hybridgate.runtime import Gateway
 from hybridgate.scan import extract_segments, scan_request
 from hybridgate.scan.findings import RequestScan, Segment
@@ -208,7 +215,7 @@ class Pipeline:
     def _decide(self, ex: Exchange, vm: VirtualModel, scan: RequestScan) -> Decision:
         policy, phash = self.gw.policy.current
         routes = self.gw.routes
-        candidates = [RouteFacts.from_route(routes[n]) for n in vm.routes]
+        candidates = [RouteFacts.from_route(routes[n]) for n in candidate_routes(vm)]
         principal = Principal(key_id=ex.key.key_id, team=ex.key.team)
         try:
             return evaluate(scan, principal, candidates, policy, phash)
@@ -240,8 +247,12 @@ class Pipeline:
     ) -> tuple[dict[str, Any], Restorer | None]:
         if not decision.masks:
             return body, None
-        masked, restorer = mask_request(body, segments, decision)
-        return masked, restorer
+        try:
+            return mask_request(body, segments, decision)
+        except RedactionError as exc:  # fail closed: never send what could not be masked
+            raise ServiceUnavailable(
+                "redaction failed; nothing was sent", code="redaction_failed"
+            ) from exc
 
     def _reserve(self, ex: Exchange, body: dict[str, Any], plan: Plan) -> Reservation:
         prompt_est = estimate_request_tokens(body)
@@ -344,7 +355,11 @@ class Pipeline:
         def emit(chunk: dict[str, Any]) -> dict[str, Any]:
             u = chunk.get("usage")
             if isinstance(u, dict) and isinstance(u.get("prompt_tokens"), int):
-                ex.usage = Usage(int(u["prompt_tokens"]), int(u.get("completion_tokens") or 0))
+                ex.usage = Usage(
+                    int(u["prompt_tokens"]),
+                    int(u.get("completion_tokens") or 0),
+                    reported=not u.get("estimated"),
+                )
             chunk["model"] = ex.virtual_model
             return restorer.feed_chunk(chunk) if restorer is not None else chunk
 

@@ -70,11 +70,15 @@ def test_duplicate_routes_rejected() -> None:
 
 def test_quality_strategy_needs_strong_and_weak() -> None:
     with pytest.raises(ConfigError, match="strong"):
-        parse_config({"routes": ROUTES, "models": {"q": {"routes": ["ext"], "strategy": "quality"}}})
+        parse_config(
+            {"routes": ROUTES, "models": {"q": {"routes": ["ext"], "strategy": "quality"}}}
+        )
 
 
 def test_policy_file_is_loaded_relative_to_config(tmp_path: Path) -> None:
-    (tmp_path / "policy.yaml").write_text(yaml.safe_dump({"policy": {"classes": {"contact": "allow"}}}))
+    (tmp_path / "policy.yaml").write_text(
+        yaml.safe_dump({"policy": {"classes": {"contact": "allow"}}})
+    )
     f = tmp_path / "gw.yaml"
     f.write_text(yaml.safe_dump({"policy_file": "policy.yaml"}))
     assert load_config(f).policy.classes[DataClass.CONTACT] is Action.ALLOW

@@ -38,7 +38,7 @@ PolicyLoader = Callable[[], PolicyConfig]
 
 def _int_param(request: Request, name: str) -> int:
     raw = request.query_params.get(name)
-    if raw is None or not raw.isdigit() or len(raw) > 18:
+    if raw is None or not raw.isdigit() or len(raw) > 20:
         raise InvalidRequest(f"query parameter `{name}` must be a non-negative integer", param=name)
     return int(raw)
 
@@ -112,7 +112,7 @@ def admin_routes(gw: Gateway, reload_policy: PolicyLoader) -> list[Route]:
         else:
             result = gw.policy.reload(reload_policy)
         gw.metrics.policy_reloads.labels("ok" if result.ok else "refused").inc()
-        _, phash = gw.policy.current
+        phash = gw.policy.current[1]
         if not result.ok:
             return JSONResponse(
                 {
@@ -164,11 +164,12 @@ def admin_routes(gw: Gateway, reload_policy: PolicyLoader) -> list[Route]:
     def usage(request: Request, key: KeyInfo) -> Response:
         by = request.query_params.get("by")
         scope = None if key.is_admin else key.key_id
-        out: dict[str, Any] = {"summary": gw.usage.summary(key_id=scope)}
+        since = _int_param(request, "since_ns") if "since_ns" in request.query_params else None
+        out: dict[str, Any] = {"summary": gw.usage.summary(key_id=scope, since_ns=since)}
         if by:
             if by not in ("team", "route", "location", "day", "key", "model"):
                 raise InvalidRequest("`by` must be one of team, route, location, day, key, model")
-            out["rows"] = gw.usage.report(by=by, key_id=scope)  # type: ignore[arg-type]
+            out["rows"] = gw.usage.report(by=by, key_id=scope, since_ns=since)  # type: ignore[arg-type]
         return JSONResponse(out)
 
     return [

@@ -168,10 +168,10 @@ async def _frames(
         raise
     except Exception:
         log.exception("stream failed in %s", ex.api)
-        err = GatewayError("internal error while streaming")
-        ex.fail(err)
+        internal = GatewayError("internal error while streaming")
+        ex.fail(internal)
         ex.outcome = "stream_failed"
-        yield out([framer.error(err)])[0]
+        yield out([framer.error(internal)])[0]
         await _finish_quietly(pipeline, ex)
         return
     # Hold the terminal frame back until the receipt is durable.

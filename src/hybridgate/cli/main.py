@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from hybridgate.cli import core_cmd
+from hybridgate.cli import (
+    approvals_cmd,
+    catalog_cmd,
+    core_cmd,
+    ledger_cmd,
+    plan_cmd,
+    policy_cmd,
+    router_cmd,
+    scan_cmd,
+    usage_cmd,
+)
 
 app = typer.Typer(
     name="hybridgate",
@@ -13,7 +23,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 core_cmd.register(app)
+scan_cmd.register(app)
+app.add_typer(policy_cmd.app, name="policy")
+app.add_typer(ledger_cmd.receipt_app, name="receipt")
+app.add_typer(ledger_cmd.log_app, name="log")
+app.add_typer(router_cmd.app, name="router")
+app.add_typer(usage_cmd.app, name="usage")
+app.add_typer(approvals_cmd.app, name="approvals")
+app.add_typer(catalog_cmd.app, name="catalog")
+app.add_typer(plan_cmd.app, name="plan")
+
+
+@app.command()
+def demo() -> None:
+    """End-to-end demo on embedded defaults with loopback stand-ins: no keys, no network."""
+    from hybridgate.demo import run_demo
+
+    raise typer.Exit(run_demo())
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Hostile and malformed input: always a clear 4xx in the API's own format, never a 500."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from gateway_harness import Harness, running_gateway
+
+
+@pytest.fixture(scope="module")
+def h(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    with running_gateway(tmp_path_factory.mktemp("gw")) as harness:
+        yield harness
+
+
+def _post(h: Harness, path: str, content: bytes, **headers: str) -> httpx.Response:
+    hdrs = {"authorization": f"Bearer {h.key}", "content-type": "application/json", **headers}
+    return httpx.post(h.url + path, content=content, headers=hdrs, timeout=10)
+
+
+BAD_BODIES = [
+    (b"{not json", "not valid JSON"),
+    (b"", "empty"),
+    (b"[1, 2]", "JSON object"),
+    (b'{"model": 5, "messages": []}', "model"),
+    (b'{"model": "auto"}', "messages"),
+    (b'{"model": "auto", "messages": []}', "messages"),
+    (b'{"model": "auto", "messages": ["hi"]}', "messages[0]"),
+    (b'{"model": "auto", "messages": [{"role": "wizard", "content": "x"}]}', "role"),
+    (b'{"model": "auto", "messages": [{"role": "user", "content": 7}]}', "content"),
+    (
+        b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+        "stream",
+    ),
+    (
+        b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}',
+        "max_tokens",
+    ),
+    (b"\xff\xfe{}", "UTF-8"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested"),
+]
+
+
+@pytest.mark.parametrize(("body", "needle"), BAD_BODIES)
+def test_bad_openai_bodies_are_400(h: Harness, body: bytes, needle: str) -> None:
+    r = _post(h, "/v1/chat/completions", body)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error"
+    assert needle.lower() in err["message"].lower()
+    assert r.headers["x-hybridgate-receipt"]  # refused, and still receipted
+
+
+@pytest.mark.parametrize(("body", "needle"), BAD_BODIES[:3] + BAD_BODIES[-2:])
+def test_bad_anthropic_bodies_are_400(h: Harness, body: bytes, needle: str) -> None:
+    r = _post(h, "/v1/messages", body)
+    assert r.status_code == 400, r.text
+    j = r.json()
+    assert j["type"] == "error" and j["error"]["type"] == "invalid_request_error"
+
+
+def test_body_over_limit_is_413_both_apis(h: Harness) -> None:
+    big = b'{"model": "auto", "messages": [{"role": "user", "content": "' + b"a" * 300_000 + b'"}]}'
+    r = _post(h, "/v1/chat/completions", big)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    r = _post(h, "/v1/messages", big)
+    assert r.status_code == 413 and r.json()["error"]["type"] == "request_too_large"
+
+
+def test_chunked_body_over_limit_is_413(h: Harness) -> None:
+    def gen() -> Iterator[bytes]:
+        yield b'{"model": "auto", "messages": [{"role": "user", "content": "'
+        for _ in range(40):
+            yield b"b" * 10_000
+        yield b'"}]}'
+
+    r = httpx.post(
+        h.url + "/v1/chat/completions",
+        content=gen(),
+        headers={"authorization": f"Bearer {h.key}"},
+        timeout=10,
+    )
+    assert r.status_code == 413
+
+
+def test_missing_key_401_both_formats(h: Harness) -> None:
+    r = httpx.post(h.url + "/v1/chat/completions", content=b"{}")
+    assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    r = httpx.post(h.url + "/v1/messages", content=b"{}")
+    assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+
+
+def test_admin_endpoints_need_admin_key(h: Harness) -> None:
+    r = httpx.get(h.url + "/v1/admin/keys", headers={"authorization": f"Bearer {h.key}"})
+    assert r.status_code == 401
+
+
+def test_lone_surrogates_do_not_crash_and_fail_closed(h: Harness) -> None:
+    # Valid JSON escapes for an unpaired surrogate: cannot be scanned reliably → fail closed.
+    h.external.clear()
+    body = b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x \\ud800 y"}]}'
+    r = _post(h, "/v1/chat/completions", body)
+    assert r.status_code in (200, 503), r.text
+    assert not h.external.requests  # an unscannable request never reaches an external route
+
+
+def test_bad_query_params_on_log_endpoints(h: Harness) -> None:
+    hdr = {"authorization": f"Bearer {h.key}"}
+    r = httpx.get(h.url + "/v1/log/consistency?first=abc&second=1", headers=hdr)
+    assert r.status_code == 400
+    r = httpx.get(h.url + "/v1/log/consistency?first=5&second=1", headers=hdr)
+    assert r.status_code == 400
