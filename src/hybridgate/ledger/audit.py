@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hybridgate.ledger.keys import VerifierKey
-from hybridgate.ledger.merkle import Frontier, leaf_hash, root_at
+from hybridgate.ledger.merkle import Frontier, leaf_hash, node_hash, root_at
 from hybridgate.ledger.note import Checkpoint, NoteError, verify_checkpoint
 from hybridgate.ledger.receipt import split_leaf
 from hybridgate.store.sqlite import SQLiteStore
@@ -151,6 +151,37 @@ def _stored_root(conn: sqlite3.Connection) -> tuple[int, bytes]:
         return size, b""
 
 
+def _stored_leaves(conn: sqlite3.Connection) -> Iterator[bytes]:
+    cur = conn.execute("SELECT hash FROM ledger_nodes WHERE level = 0 ORDER BY idx")
+    while rows := cur.fetchmany(CHUNK):
+        for (h,) in rows:
+            yield bytes(h)
+
+
+def _check_inner_nodes(conn: sqlite3.Connection, size: int) -> str | None:
+    """Every stored internal node must hash its two stored children: proofs are served
+    from these nodes, so an altered one would make honest receipts fail to verify."""
+    level = 1
+    while size >> level:
+        count = size >> level
+        sql = "SELECT idx, hash FROM ledger_nodes WHERE level = ? AND idx < ? ORDER BY idx"
+        below = conn.execute(sql, (level - 1, 2 * count))
+        above = conn.execute(sql, (level, count))
+        for i in range(count):
+            left, right, node = below.fetchone(), below.fetchone(), above.fetchone()
+            if left is None or right is None or node is None or node[0] != i:
+                return f"stored tree lacks node ({level}, {i})"
+            if (left[0], right[0]) != (2 * i, 2 * i + 1):
+                return f"stored tree lacks a child of node ({level}, {i})"
+            if node_hash(bytes(left[1]), bytes(right[1])) != bytes(node[1]):
+                return (
+                    f"stored node ({level}, {i}) over entries {i << level}.."
+                    f"{((i + 1) << level) - 1} does not match its children"
+                )
+        level += 1
+    return None
+
+
 def _chunks(entries: Iterator[Entry]) -> Iterator[tuple[int, list[Entry], str | None]]:
     """Chunks in order; a stored index out of sequence ends the stream with its error."""
     expected = 0
@@ -185,6 +216,7 @@ def verify_log(
     """
     t0 = time.perf_counter()
     stored: tuple[int, bytes] | None = None
+    stored_leaves: Iterator[bytes] | None = None
     path = source.path if isinstance(source, SQLiteStore) else Path(source)
     conn: sqlite3.Connection | None = None
     try:
@@ -200,7 +232,12 @@ def verify_log(
             entries = _db_entries(conn)
             if checkpoint is None:
                 checkpoint = _db_checkpoint(conn)
-        report = _verify(entries, keys, checkpoint, workers, stored)
+            stored_leaves = _stored_leaves(conn)
+        report = _verify(entries, keys, checkpoint, workers, stored, stored_leaves)
+        if report.ok and conn is not None:
+            problem = _check_inner_nodes(conn, report.size)
+            if problem is not None:
+                report = LogReport(False, report.size, report.checkpoint_size, error=problem)
     finally:
         if conn is not None:
             conn.close()
@@ -213,6 +250,7 @@ def _verify(
     note: str | None,
     workers: int,
     stored: tuple[int, bytes] | None = None,
+    stored_leaves: Iterator[bytes] | None = None,
 ) -> LogReport:
     if note is None and stored is None:
         return LogReport(False, 0, error="no checkpoint to verify against")
@@ -229,7 +267,11 @@ def _verify(
     error: tuple[int, str] | None = None
     for leaves, err in _run_checks(entries, raw_keys, workers):
         for off in range(0, len(leaves), 32):
-            frontier, _ = frontier.append(leaves[off : off + 32])
+            leaf = leaves[off : off + 32]
+            if stored_leaves is not None and next(stored_leaves, None) != leaf:
+                err = (frontier.size, "stored leaf hash differs from the entry's")
+                break
+            frontier, _ = frontier.append(leaf)
             if frontier.size == cp_size:
                 root_at_cp = frontier.root()
         if err is not None:
