@@ -48,12 +48,13 @@ def request_fields(n: int = 0, **extra: Any) -> dict[str, Any]:
 
 
 class LedgerEnv:
-    def __init__(self, root: Path, *, commit_window_s: float = 0.0) -> None:
+    def __init__(self, root: Path, *, commit_window_s: float = 0.0, origin: str = ORIGIN) -> None:
         self.root = root
+        self.origin = origin
         self.store = SQLiteStore(root / "gateway.db", commit_window_s=commit_window_s)
         self.store.open(Ledger.migrations())
-        self.ring = KeyRing.load_or_create(root / "keys", ORIGIN)
-        self.config = LedgerConfig(origin=ORIGIN, checkpoint_interval_s=3600)
+        self.ring = KeyRing.load_or_create(root / "keys", origin)
+        self.config = LedgerConfig(origin=origin, checkpoint_interval_s=3600)
         self.ledger = Ledger(self.store, self.ring, self.config, b"k" * 32)
 
     def fill(self, n: int) -> list[str]:
@@ -69,7 +70,7 @@ class LedgerEnv:
         self.store.close()
         self.store = SQLiteStore(self.root / "gateway.db")
         self.store.open(Ledger.migrations())
-        self.ring = KeyRing.load_or_create(self.root / "keys", ORIGIN)
+        self.ring = KeyRing.load_or_create(self.root / "keys", self.origin)
         self.ledger = Ledger(self.store, self.ring, self.config, b"k" * 32)
 
     def close(self) -> None:

@@ -121,6 +121,11 @@ def _open_ledger(cfg: GatewayConfig) -> tuple[SQLiteStore, Ledger]:
         raise _fail(f"receipt log is inconsistent: {exc.message}") from None
 
 
+@receipt_app.callback()
+def _receipt_group() -> None:
+    """Verify receipts offline (a group, so `receipt verify` reads the same everywhere)."""
+
+
 # -- receipt verify -------------------------------------------------------------------
 def check_receipt_document(doc: Any, keys: list[VerifierKey]) -> tuple[str | None, str]:
     """(problem, description) for a bundle, a signed receipt, or an action-gate answer
