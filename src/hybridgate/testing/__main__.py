@@ -7,6 +7,7 @@ end without spending tokens (or sending data anywhere).
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 
 from hybridgate.testing import AnthropicUpstream, OpenAIUpstream
@@ -25,14 +26,18 @@ def main(argv: list[str] | None = None) -> None:
     knobs = {"reply": args.reply, "latency_s": args.latency, "tool_calls": args.tools}
     oa = OpenAIUpstream(port=args.openai_port, record=False, **knobs)
     an = AnthropicUpstream(port=args.anthropic_port, record=False, **knobs)
+    stop = threading.Event()
+    # Ctrl-C / SIGTERM set an event instead of raising wherever the main thread
+    # happens to be (a KeyboardInterrupt mid-print would exit non-zero).
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with oa, an:
         print(f"OpenAI-compatible upstream:  {oa.base_url}", flush=True)
         print(f"Anthropic Messages upstream: {an.base_url}", flush=True)
         print("Ctrl-C to stop.", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("stopped", flush=True)
+        while not stop.wait(0.2):
+            pass
+        print("stopped", flush=True)
 
 
 if __name__ == "__main__":
