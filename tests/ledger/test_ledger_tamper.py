@@ -9,6 +9,7 @@ import pytest
 from conftest import LedgerEnv
 
 from hybridgate.ledger import audit, export_log, verify_log
+from hybridgate.ledger.merkle import leaf_hash
 from hybridgate.ledger.note import sign_checkpoint
 
 
@@ -125,3 +126,32 @@ def test_parallel_verification_names_the_same_index(
         db.execute("DELETE FROM ledger_entries WHERE idx = 13")
     bad = verify_log(logged.store, keys, workers=2)
     assert not bad.ok and bad.bad_index == 13
+
+
+def test_uncovered_mode_still_names_the_index(logged: LedgerEnv, tmp_path: Path) -> None:
+    keys = logged.ring.verifiers()
+    logged.fill(3)  # 20 covered by the checkpoint, 3 after it
+    assert verify_log(logged.store, keys, signatures="uncovered").ok
+    out = tmp_path / "export"
+    export_log(logged.root / "gateway.db", out, logged.ledger.checkpoint(), keys)
+    lines = (out / "receipts.jsonl").read_bytes().splitlines(keepends=True)
+    lines[8] = lines[8].replace(b'"tokens_in":18', b'"tokens_in":19')
+    (out / "receipts.jsonl").write_bytes(b"".join(lines))
+    r = verify_log(out, keys, signatures="uncovered")
+    assert not r.ok and r.bad_index == 8
+
+
+def test_uncovered_mode_checks_signatures_after_the_checkpoint(logged: LedgerEnv) -> None:
+    logged.fill(2)
+    with _db(logged) as db:
+        data = _data(db, 21)
+        db.execute(
+            "UPDATE ledger_entries SET data = ? WHERE idx = 21",
+            (data.replace(b'"tokens_in":11', b'"tokens_in":12'),),
+        )
+        db.execute(
+            "UPDATE ledger_nodes SET hash = ? WHERE level = 0 AND idx = 21",
+            (leaf_hash(_data(db, 21)),),
+        )
+    r = verify_log(logged.store, logged.ring.verifiers(), signatures="uncovered")
+    assert not r.ok and r.bad_index == 21 and "signature" in (r.error or "")

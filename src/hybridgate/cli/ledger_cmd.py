@@ -12,7 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -192,23 +192,33 @@ def log_verify(
     ] = None,
     key: KeyOpt = None,
     workers: Annotated[int, typer.Option(help="processes checking signatures")] = 0,
+    signatures: Annotated[
+        str,
+        typer.Option(
+            help="'all': check every receipt's signature; 'uncovered': only those after the"
+            " checkpoint (the ones it covers are authenticated by its signed root)"
+        ),
+    ] = "all",
     home: HomeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Check every receipt's signature and position and that the tree matches the checkpoint."""
     n = workers if workers > 0 else (os.cpu_count() or 1)
+    if signatures not in ("all", "uncovered"):
+        raise _fail("--signatures must be 'all' or 'uncovered'", 2)
+    mode: Literal["all", "uncovered"] = "all" if signatures == "all" else "uncovered"
     if directory is not None:
         if not directory.is_dir():
             raise _fail(f"{directory} is not a folder", 2)
         if key is None:
             raise _fail("--key is required with --dir (do not trust keys shipped with the data)", 2)
         keys = _keys_or_exit(key)
-        report = verify_log(directory, keys, workers=n)
+        report = verify_log(directory, keys, workers=n, signatures=mode)
     else:
         cfg = resolve_config(config, home)
         db = _db(cfg)
         keys = _keys_or_exit(key) if key is not None else _home_keys(cfg)
-        report = verify_log(db, keys, workers=n)
+        report = verify_log(db, keys, workers=n, signatures=mode)
     if not report.ok:
         raise _fail(f"INVALID: {report.error}")
     out = _out()

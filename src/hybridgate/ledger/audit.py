@@ -18,7 +18,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -57,14 +57,18 @@ class LogReport:
 
 # -- per-entry checks (run in worker processes) ---------------------------------------------
 def check_entries(
-    start: int, entries: Sequence[Entry], keys: Sequence[tuple[str, bytes]]
+    start: int,
+    entries: Sequence[Entry],
+    keys: Sequence[tuple[str, bytes]],
+    signed_from: int = 0,
 ) -> tuple[bytes, tuple[int, str] | None]:
-    """Leaf hashes of ``entries`` (concatenated) up to the first bad one, and its error."""
+    """Leaf hashes of ``entries`` (concatenated) up to the first bad one, and its error.
+    Signatures are checked from index ``signed_from`` on (see ``verify_log``)."""
     pubs = {kid: Ed25519PublicKey.from_public_bytes(pk) for kid, pk in keys}
     out = bytearray()
     for offset, (_, data, stored_id) in enumerate(entries):
         index = start + offset
-        problem = _check_one(index, data, stored_id, pubs)
+        problem = _check_one(index, data, stored_id, pubs, index >= signed_from)
         if problem is not None:
             return bytes(out), (index, problem)
         out += leaf_hash(data)
@@ -72,7 +76,11 @@ def check_entries(
 
 
 def _check_one(
-    index: int, data: bytes, stored_id: str | None, pubs: dict[str, Ed25519PublicKey]
+    index: int,
+    data: bytes,
+    stored_id: str | None,
+    pubs: dict[str, Ed25519PublicKey],
+    check_signature: bool = True,
 ) -> str | None:
     try:
         body_bytes, key_id, sig = split_leaf(data)
@@ -81,10 +89,11 @@ def _check_one(
     pub = pubs.get(key_id)
     if pub is None:
         return f"signed by unknown key {key_id}"
-    try:
-        pub.verify(sig, body_bytes)
-    except InvalidSignature:
-        return "signature does not verify (receipt altered)"
+    if check_signature:
+        try:
+            pub.verify(sig, body_bytes)
+        except InvalidSignature:
+            return "signature does not verify (receipt altered)"
     try:
         body = json.loads(body_bytes)
     except ValueError:
@@ -208,11 +217,16 @@ def verify_log(
     *,
     workers: int = 1,
     checkpoint: str | None = None,
+    signatures: Literal["all", "uncovered"] = "all",
 ) -> LogReport:
     """Verify a whole log from a store, a database file, or an export folder.
 
     ``checkpoint`` overrides the newest stored one (e.g. one an auditor kept).
     ``workers`` > 1 verifies signatures in that many processes for large logs.
+    ``signatures="uncovered"`` checks receipt signatures only after the checkpoint:
+    entries it covers are authenticated through the signed root instead (every
+    leaf is hashed into it), which is ~20x cheaper and proves the same thing about
+    alteration, removal and order; "all" also proves each receipt verifies alone.
     """
     t0 = time.perf_counter()
     stored: tuple[int, bytes] | None = None
@@ -233,7 +247,7 @@ def verify_log(
             if checkpoint is None:
                 checkpoint = _db_checkpoint(conn)
             stored_leaves = _stored_leaves(conn)
-        report = _verify(entries, keys, checkpoint, workers, stored, stored_leaves)
+        report = _verify(entries, keys, checkpoint, workers, stored, stored_leaves, signatures)
         if report.ok and conn is not None:
             problem = _check_inner_nodes(conn, report.size)
             if problem is not None:
@@ -241,6 +255,9 @@ def verify_log(
     finally:
         if conn is not None:
             conn.close()
+    if not report.ok and report.bad_index is None and signatures == "uncovered" and report.size:
+        # The root says something changed but not where: find it the slow way.
+        report = verify_log(source, keys, workers=workers, checkpoint=checkpoint)
     return LogReport(**{**report.__dict__, "seconds": time.perf_counter() - t0})
 
 
@@ -251,6 +268,7 @@ def _verify(
     workers: int,
     stored: tuple[int, bytes] | None = None,
     stored_leaves: Iterator[bytes] | None = None,
+    signatures: Literal["all", "uncovered"] = "all",
 ) -> LogReport:
     if note is None and stored is None:
         return LogReport(False, 0, error="no checkpoint to verify against")
@@ -265,7 +283,8 @@ def _verify(
     frontier = Frontier.empty()
     root_at_cp = frontier.root() if cp_size == 0 else None
     error: tuple[int, str] | None = None
-    for leaves, err in _run_checks(entries, raw_keys, workers):
+    signed_from = cp.size if (cp is not None and signatures == "uncovered") else 0
+    for leaves, err in _run_checks(entries, raw_keys, workers, signed_from):
         for off in range(0, len(leaves), 32):
             leaf = leaves[off : off + 32]
             if stored_leaves is not None and next(stored_leaves, None) != leaf:
@@ -308,12 +327,12 @@ def _verify(
 
 
 def _run_checks(
-    entries: Iterator[Entry], keys: list[tuple[str, bytes]], workers: int
+    entries: Iterator[Entry], keys: list[tuple[str, bytes]], workers: int, signed_from: int
 ) -> Iterator[tuple[bytes, tuple[int, str] | None]]:
     """Per-chunk results in log order, from this process or from a pool."""
     chunks = _chunks(entries)
     if workers <= 1:
-        yield from _serial(chunks, keys)
+        yield from _serial(chunks, keys, signed_from)
         return
     first: list[tuple[int, list[Entry], str | None]] = []
     for item in chunks:  # small logs never pay for starting processes
@@ -321,7 +340,7 @@ def _run_checks(
         if len(first) * CHUNK >= PARALLEL_MIN:
             break
     else:
-        yield from _serial(first, keys)
+        yield from _serial(first, keys, signed_from)
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         pending: list[Future[tuple[bytes, tuple[int, str] | None]] | tuple[int, str]] = []
@@ -334,7 +353,7 @@ def _run_checks(
             if gap is not None:
                 pending.append((start, gap))
             else:
-                pending.append(pool.submit(check_entries, start, chunk, keys))
+                pending.append(pool.submit(check_entries, start, chunk, keys, signed_from))
             while len(pending) > workers * 3:
                 res = _take(pending.pop(0))
                 yield res
@@ -350,13 +369,15 @@ def _run_checks(
 
 
 def _serial(
-    items: Iterable[tuple[int, list[Entry], str | None]], keys: list[tuple[str, bytes]]
+    items: Iterable[tuple[int, list[Entry], str | None]],
+    keys: list[tuple[str, bytes]],
+    signed_from: int,
 ) -> Iterator[tuple[bytes, tuple[int, str] | None]]:
     for start, chunk, gap in items:
         if gap is not None:
             yield b"", (start, gap)
             return
-        res = check_entries(start, chunk, keys)
+        res = check_entries(start, chunk, keys, signed_from)
         yield res
         if res[1] is not None:
             return

@@ -16,9 +16,11 @@ stored subtrees instead of building on receipts that were never written.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import re
@@ -120,6 +122,8 @@ class Ledger:
         self.config = config
         self._secret = commitment_secret
         self._task: asyncio.Task[None] | None = None
+        self._id_key = secrets.token_bytes(32)
+        self._id_counter = itertools.count()
         with store.reader() as conn:
             size = _committed_size(conn)
             self._frontier = Frontier.load(size, lambda lv, i: _read_node(conn, lv, i))
@@ -174,10 +178,16 @@ class Ledger:
 
     # -- the write path ----------------------------------------------------
     def new_receipt_id(self) -> str:
-        return "rcpt_" + secrets.token_urlsafe(18)
+        """``rcpt_`` + 128 bits of keyed BLAKE2b over a counter: unique within a process (the
+        counter), across processes (a fresh random key each start), and unguessable without
+        the key. One ``os.urandom`` per process, not per request: urandom is a syscall, and
+        sandboxed hosts make syscalls slow enough to show in the request path."""
+        n = next(self._id_counter)
+        digest = hashlib.blake2b(n.to_bytes(8, "big"), key=self._id_key, digest_size=16)
+        return "rcpt_" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode("ascii")
 
     def commit(self, data: bytes) -> str:
-        return hmac.new(self._secret, data, hashlib.sha256).hexdigest()
+        return hmac.digest(self._secret, data, "sha256").hex()
 
     def verifiers(self) -> list[VerifierKey]:
         return self.keys.verifiers()
@@ -215,8 +225,8 @@ class Ledger:
     def _validate(self, receipt_id: str, fields: dict[str, Any]) -> None:
         if not valid_receipt_id(receipt_id):
             raise ValueError("receipt id must be 8-80 URL-safe characters")
-        if not isinstance(fields, dict) or not all(isinstance(k, str) for k in fields):
-            raise ValueError("receipt fields must be an object with string keys")
+        if not isinstance(fields, dict):  # non-string keys fail canonicalization later
+            raise ValueError("receipt fields must be an object")
         taken = [k for k in RESERVED if k in fields]
         if taken:
             raise ValueError(f"receipt fields may not set {', '.join(taken)}: the log does")
