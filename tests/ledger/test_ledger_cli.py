@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,26 @@ def test_consistency_growth_rollback_and_fork(home: LedgerEnv, tmp_path: Path) -
 def test_missing_database_is_a_usage_error(tmp_path: Path) -> None:
     r = run(log_app, "verify", "--home", tmp_path / "nothing")
     assert r.exit_code == 2
+
+
+def test_the_by_hand_check_in_docs_works(home: LedgerEnv, tmp_path: Path) -> None:
+    """docs/audit.md shows an auditor how to verify with hashlib and cryptography alone."""
+    doc = Path(__file__).resolve().parents[2] / "docs" / "audit.md"
+    text = doc.read_text(encoding="utf-8")
+    section = text[text.index("## Checking by hand") :]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start : section.index("\n```", start)]
+    work = tmp_path / "auditor"
+    work.mkdir()
+    assert run(log_app, "export", work / "audit", "--home", home.root).exit_code == 0
+    (work / "gw.pub").write_text(home.ring.active.verifier().to_string() + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok 12", proc.stderr
+    lines = (work / "audit" / "receipts.jsonl").read_bytes().splitlines(keepends=True)
+    (work / "audit" / "receipts.jsonl").write_bytes(b"".join(lines[1:]))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode != 0

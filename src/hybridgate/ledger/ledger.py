@@ -172,7 +172,9 @@ class Ledger:
         while True:
             await asyncio.sleep(self.config.checkpoint_interval_s)
             try:
-                await self.store.write(self._checkpoint_job)
+                latest = self.latest_checkpoint()
+                if latest is None or latest[0] < self.size():  # idle logs cost no writes
+                    await self.store.write(self._checkpoint_job)
             except ServiceUnavailable as exc:
                 log.error("periodic checkpoint failed: %s", exc)
 
