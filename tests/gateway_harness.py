@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-import openai
+from openai import AsyncOpenAI, OpenAI
 
 from hybridgate.app import create_app
 from hybridgate.config import GatewayConfig, parse_config
@@ -39,13 +39,11 @@ class Harness:
     def url(self) -> str:
         return self.server.base_url
 
-    def openai(self, key: str | None = None, **kw: Any) -> openai.OpenAI:
-        return openai.OpenAI(
-            base_url=self.url + "/v1", api_key=key or self.key, max_retries=0, **kw
-        )
+    def openai(self, key: str | None = None, **kw: Any) -> OpenAI:
+        return OpenAI(base_url=self.url + "/v1", api_key=key or self.key, max_retries=0, **kw)
 
-    def async_openai(self, key: str | None = None) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key or self.key, max_retries=0)
+    def async_openai(self, key: str | None = None) -> AsyncOpenAI:
+        return AsyncOpenAI(base_url=self.url + "/v1", api_key=key or self.key, max_retries=0)
 
     def anthropic(self, key: str | None = None) -> anthropic.Anthropic:
         return anthropic.Anthropic(base_url=self.url, api_key=key or self.key, max_retries=0)

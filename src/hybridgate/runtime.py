@@ -132,5 +132,6 @@ class Gateway:
     async def aclose(self) -> None:
         for p in self.providers.values():
             await p.aclose()
+        await self.actions.aclose()  # expire held approvals before the log closes
         await self.ledger.aclose()
         self.store.close()

@@ -35,7 +35,7 @@ class ServerThread:
 
     def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
         self.server = uvicorn.Server(_uvicorn_config(app, host, port, "warning"))
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # uvicorn installs signal handlers only on the main thread, never here.
         self._thread = threading.Thread(target=self._run, name="hybridgate-server", daemon=True)
         self.host = host
         self.port = port

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import pytest
@@ -77,7 +78,7 @@ def test_messages_streaming_from_openai_route(h: Harness) -> None:
 
 def test_tool_use_round_trip(h: Harness) -> None:
     h.external.use_tools(True)
-    tools = [
+    tools: Any = [
         {
             "name": "get_stock",
             "description": "price",
@@ -87,7 +88,7 @@ def test_tool_use_round_trip(h: Harness) -> None:
     msg = h.anthropic().messages.create(
         model="gpt-4o",
         max_tokens=64,
-        tools=tools,  # type: ignore[arg-type]
+        tools=tools,
         messages=[{"role": "user", "content": "price of ACME?"}],
     )
     h.external.use_tools(False)
@@ -95,14 +96,15 @@ def test_tool_use_round_trip(h: Harness) -> None:
     assert uses and uses[0].name == "get_stock" and isinstance(uses[0].input, dict)
     assert msg.stop_reason == "tool_use"
     # Send the tool result back: it must arrive upstream as an OpenAI tool message.
+    assistant_blocks: Any = [u.model_dump() for u in uses]
     h.external.clear()
     h.anthropic().messages.create(
         model="gpt-4o",
         max_tokens=64,
-        tools=tools,  # type: ignore[arg-type]
+        tools=tools,
         messages=[
             {"role": "user", "content": "price of ACME?"},
-            {"role": "assistant", "content": [u.model_dump() for u in uses]},  # type: ignore[misc]
+            {"role": "assistant", "content": assistant_blocks},
             {
                 "role": "user",
                 "content": [

@@ -123,15 +123,11 @@ def test_redacted_values_never_leave_and_come_back(h: Harness, name: str, stream
     value = REDACTED[name]
     for shape, body in _shapes(value):
         for model in ("frontier", "claude"):
-            r = h.openai().chat.completions.create(model=model, stream=stream, **body)
+            r: Any = h.openai().chat.completions.create(model=model, stream=stream, **body)
             if stream:
-                text = "".join(
-                    (c.choices[0].delta.content or "")
-                    for c in r
-                    if c.choices  # type: ignore[union-attr]
-                )
+                text = "".join((c.choices[0].delta.content or "") for c in r if c.choices)
             else:
-                text = r.choices[0].message.content or ""  # type: ignore[union-attr]
+                text = r.choices[0].message.content or ""
             _assert_not_external(h, value)
             if shape == "user":
                 # The stand-in echoes what it saw (a placeholder); the client gets the original.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -92,7 +93,7 @@ async def test_async_client_streaming_and_not(h: Harness) -> None:
 def test_tools_and_response_format_pass_through(h: Harness) -> None:
     h.external.clear()
     h.external.use_tools(True)
-    tools = [
+    tools: Any = [
         {
             "type": "function",
             "function": {
@@ -105,21 +106,21 @@ def test_tools_and_response_format_pass_through(h: Harness) -> None:
     resp = h.openai().chat.completions.create(
         model="gpt-4o",
         messages=[{"role": "user", "content": "weather in Paris?"}],
-        tools=tools,  # type: ignore[arg-type]
+        tools=tools,
         response_format={"type": "json_object"},
     )
     sent = h.external.requests[-1].body
     assert sent["tools"][0]["function"]["name"] == "get_weather"
     assert sent["response_format"] == {"type": "json_object"}
     h.external.use_tools(False)
-    calls = resp.choices[0].message.tool_calls
+    calls: Any = resp.choices[0].message.tool_calls
     assert calls and calls[0].function.name == "get_weather"
     assert resp.choices[0].finish_reason == "tool_calls"
 
 
 def test_tool_call_through_anthropic_route(h: Harness) -> None:
     h.claude.use_tools(True)
-    tools = [
+    tools: Any = [
         {
             "type": "function",
             "function": {
@@ -134,13 +135,13 @@ def test_tool_call_through_anthropic_route(h: Harness) -> None:
             {"role": "system", "content": "You are terse."},
             {"role": "user", "content": "look it up"},
         ],
-        tools=tools,  # type: ignore[arg-type]
+        tools=tools,
     )
     sent = h.claude.requests[-1].body
     assert sent["system"] in ("You are terse.", [{"type": "text", "text": "You are terse."}])
     assert sent["tools"][0]["name"] == "lookup"
     h.claude.use_tools(False)
-    calls = resp.choices[0].message.tool_calls
+    calls: Any = resp.choices[0].message.tool_calls
     assert calls and calls[0].function.name == "lookup"
     json.loads(calls[0].function.arguments)
 
