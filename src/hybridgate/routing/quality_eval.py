@@ -28,8 +28,9 @@ from hybridgate.routing.quality_data import (
     domain_folds,
     holdout_mask,
 )
+from hybridgate.routing.quality_features import featurize_many
 from hybridgate.routing.quality_metrics import Curve, RouterMetrics, summarize, sweep
-from hybridgate.routing.quality_train import TrainConfig, fit_scores
+from hybridgate.routing.quality_train import TrainConfig, fit_scores, targets
 
 Mode = Literal["all", "holdout", "domains"]
 Progress = Callable[[str], None]
@@ -88,12 +89,14 @@ def evaluate_domains(
     cfg = cfg or TrainConfig()
     say = progress or (lambda _msg: None)
     fold_of = domain_folds(data, folds, cfg.seed)
+    say(f"{data.name}: featurizing")
+    x = featurize_many(data.prompts, cfg.spec)
+    target = targets(data, cfg)
     scores = np.zeros(len(data), dtype=np.float64)
     for k in range(folds):
         say(f"{data.name}: domain fold {k + 1}/{folds}")
-        rest = data.subset(fold_of != k)
         held = np.nonzero(fold_of == k)[0]
-        scores[held] = fit_scores([rest], [data.prompts[i] for i in held], cfg)
+        scores[held] = fit_scores(x, target, np.nonzero(fold_of != k)[0], held, cfg)
     return _result(data.name, "domains", scores, data, f"{folds} folds of whole domains")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 #: Feature-format version; a model file records it and the loader refuses a mismatch.
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 #: One token: a run of letters, a run of digits, or one other non-space character.
 #: Each alternative is a single character class, so matching is linear-time.
@@ -30,6 +30,8 @@ _TOKEN = re.compile(r"[a-z]+|[0-9]+|[^\sa-z0-9]")
 _NUMBER = re.compile(r"[0-9]+(?:[.,][0-9]+)?")
 _CHOICE = re.compile(r"\n[ \t]?\(?A[.)][ \t]")
 _SENTENCE_END = re.compile(r"[.?!](?:\s|$)")
+_CHAR_N = 4
+_CHAR_MIN_WORD = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,10 @@ def feature_names(text: str, spec: FeatureSpec) -> list[str]:
     names = [f"u:{t}" for t in toks]
     if spec.bigrams:
         names.extend(f"b:{a} {b}" for a, b in itertools.pairwise(toks))
+    # character 4-grams inside longer words, once per distinct word: subject vocabulary
+    # ("photosynth", "-ology", "isomorph") shares pieces that whole words do not
+    for word in sorted({t for t in toks if len(t) >= _CHAR_MIN_WORD and t.isalpha()}):
+        names.extend(f"c:{word[i : i + _CHAR_N]}" for i in range(len(word) - _CHAR_N + 1))
     numbers = _NUMBER.findall(clipped)
     names.append("kind")
     names.append(f"len:{_bucket(len(clipped.split()))}")

@@ -90,11 +90,14 @@ def fit_logistic(x: SparseRows, y: FloatArray, cfg: TrainConfig) -> tuple[FloatA
     base = float(np.clip(y.mean(), 1e-4, 1 - 1e-4))
     b = math.log(base / (1 - base))
     n = float(len(y))
+    row_of = np.repeat(np.arange(x.n_rows), np.diff(x.indptr))  # hoisted out of the loop
     for t in range(1, cfg.iterations + 1):
-        z = x.dot(w) + b
+        z = np.bincount(row_of, weights=x.values * w[x.indices], minlength=x.n_rows) + b
         p = 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
         g = (p - y) / n
-        gw = x.tdot(g) + cfg.l2 * w
+        gw: FloatArray = (
+            np.bincount(x.indices, weights=x.values * g[row_of], minlength=x.dims) + cfg.l2 * w
+        )
         gb = float(g.sum())
         mw = b1 * mw + (1 - b1) * gw
         vw = b2 * vw + (1 - b2) * gw * gw
@@ -130,11 +133,16 @@ def training_rows(data: Dataset, cfg: TrainConfig) -> Dataset:
     return data.subset(~holdout_mask(data, cfg.holdout, cfg.seed))
 
 
-def fit_scores(train: list[Dataset], score_on: list[str], cfg: TrainConfig) -> FloatArray:
-    """Fit on ``train`` (all rows given) and score ``score_on``; used by cross-validation."""
-    pooled = _pool(train, cfg)
-    w, b = fit_logistic(featurize_many(pooled.prompts, cfg.spec), pooled.target, cfg)
-    return featurize_many(score_on, cfg.spec).dot(w) + b
+def fit_scores(
+    x: SparseRows,
+    target: FloatArray,
+    fit_rows: npt.NDArray[np.int64],
+    score_rows: npt.NDArray[np.int64],
+    cfg: TrainConfig,
+) -> FloatArray:
+    """Fit on some rows of a featurized batch, score others; used by cross-validation."""
+    w, b = fit_logistic(x.take(fit_rows), target[fit_rows], cfg)
+    return x.take(score_rows).dot(w) + b
 
 
 def calibration(
@@ -167,8 +175,7 @@ def train(
         say(f"out-of-fold model {k + 1}/{cfg.oof_folds}")
         fit_rows = np.nonzero(folds != k)[0]
         held = np.nonzero(folds == k)[0]
-        w, b = fit_logistic(x.take(fit_rows), pooled.target[fit_rows], cfg)
-        oof[held] = x.take(held).dot(w) + b
+        oof[held] = fit_scores(x, pooled.target, fit_rows, held, cfg)
     say("final model")
     w, b = fit_logistic(x, pooled.target, cfg)
 
