@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import typer
-from conftest import LedgerEnv, request_fields
 from typer.testing import CliRunner, Result
 
 from hybridgate.cli.ledger_cmd import log_app, receipt_app
 from hybridgate.config import LedgerConfig
+from ledger.ledger_env import LedgerEnv, request_fields
 
 DEFAULT_ORIGIN = LedgerConfig().origin
 runner = CliRunner()

@@ -9,12 +9,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import ORIGIN, LedgerEnv, request_fields
 
 from hybridgate.errors import ServiceUnavailable
 from hybridgate.ledger import parse_checkpoint, verify_bundle, verify_log, verify_receipt_signature
 from hybridgate.ledger.merkle import Frontier, leaf_hash, verify_consistency
 from hybridgate.ledger.receipt import signed_leaf
+from ledger.ledger_env import ORIGIN, LedgerEnv, request_fields
 
 
 def test_append_assigns_index_time_and_key(env: LedgerEnv) -> None:
@@ -240,3 +240,42 @@ def test_restart_refuses_a_tree_that_contradicts_its_checkpoint(env: LedgerEnv) 
 def test_origin_in_checkpoints(env: LedgerEnv) -> None:
     env.fill(1)
     assert parse_checkpoint(env.ledger.checkpoint()).origin == ORIGIN
+
+
+async def test_one_bad_append_in_a_batch_fails_alone(tmp_path: Path) -> None:
+    env = LedgerEnv(tmp_path, commit_window_s=0.005)
+    try:
+        taken = env.fill(1)[0]
+        rids = [env.ledger.new_receipt_id() for _ in range(40)]
+        rids[17] = taken  # a reused id in the middle of a batch
+        out = await asyncio.gather(
+            *(env.ledger.append(r, request_fields(i)) for i, r in enumerate(rids)),
+            return_exceptions=True,
+        )
+        assert isinstance(out[17], sqlite3.IntegrityError)
+        good = [r for i, r in enumerate(out) if i != 17]
+        assert sorted(r.index for r in good) == list(range(1, 40))  # type: ignore[union-attr]
+        env.ledger.checkpoint()
+        assert verify_log(env.store, env.ring.verifiers()).ok
+    finally:
+        env.close()
+
+
+async def test_cancelled_caller_still_gets_its_receipt_logged(env: LedgerEnv) -> None:
+    rid = env.ledger.new_receipt_id()
+    task = asyncio.ensure_future(env.ledger.append(rid, request_fields()))
+    await asyncio.sleep(0)
+    task.cancel()
+    for _ in range(200):
+        if env.ledger.get_receipt(rid) is not None:
+            break
+        await asyncio.sleep(0.005)
+    assert env.ledger.get_receipt(rid) is not None
+
+
+async def test_append_after_close_fails_instead_of_hanging(env: LedgerEnv) -> None:
+    env.store.close()
+    with pytest.raises(ServiceUnavailable):
+        await asyncio.wait_for(env.ledger.append("rcpt_after_close", request_fields()), 5)
+    with pytest.raises(ServiceUnavailable):
+        env.ledger.append_sync("rcpt_after_close2", request_fields(), timeout=5)

@@ -6,11 +6,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import LedgerEnv
 
 from hybridgate.ledger import audit, export_log, verify_log
 from hybridgate.ledger.merkle import leaf_hash
 from hybridgate.ledger.note import sign_checkpoint
+from ledger.ledger_env import LedgerEnv
 
 
 def _db(env: LedgerEnv) -> sqlite3.Connection:

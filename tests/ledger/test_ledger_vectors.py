@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import merkle_data_dir
 
 from hybridgate.ledger.merkle import (
     EMPTY_ROOT,
@@ -23,6 +22,7 @@ from hybridgate.ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from ledger.ledger_env import merkle_data_dir
 
 DATA = merkle_data_dir()
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"merkle vectors not found at {DATA}")

@@ -27,11 +27,13 @@ import re
 import secrets
 import sqlite3
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from hybridgate.config import LedgerConfig
 from hybridgate.errors import ServiceUnavailable
+from hybridgate.ledger.appender import AppendQueue, Pending
 from hybridgate.ledger.canonical import b64encode, canonical_json
 from hybridgate.ledger.keys import KeyRing, VerifierKey
 from hybridgate.ledger.merkle import (
@@ -124,6 +126,7 @@ class Ledger:
         self._task: asyncio.Task[None] | None = None
         self._id_key = secrets.token_bytes(32)
         self._id_counter = itertools.count()
+        self._queue: AppendQueue[AppendResult] = AppendQueue(store, self._append_batch)
         with store.reader() as conn:
             size = _committed_size(conn)
             self._frontier = Frontier.load(size, lambda lv, i: _read_node(conn, lv, i))
@@ -200,29 +203,43 @@ class Ledger:
             log.warning("ledger frontier at %d, store at %d: reloading", self._frontier.size, size)
             self._frontier = Frontier.load(size, lambda lv, i: _read_node(conn, lv, i))
 
-    def _append_job(self, receipt_id: str, fields: dict[str, Any]) -> Any:
-        def job(conn: sqlite3.Connection) -> AppendResult:
-            self._sync(conn)
-            key = self.keys.active
-            index = self._frontier.size
-            body = dict(fields)
-            body["receipt_id"] = receipt_id
-            body["log_index"] = index
-            body["time_ns"] = str(time.time_ns())  # RFC 8785 integers stop at 2**53
-            body["gateway_key_id"] = key.key_id
-            canonical = canonical_json(body)
-            data = leaf_bytes(canonical, key.key_id, key.sign(canonical))
-            leaf = leaf_hash(data)
-            frontier, nodes = self._frontier.append(leaf)
-            conn.execute(
-                "INSERT INTO ledger_entries (idx, receipt_id, data) VALUES (?, ?, ?)",
-                (index, receipt_id, data),
-            )
-            conn.executemany("INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
-            self._frontier = frontier  # only after every statement succeeded
-            return AppendResult(receipt_id, index, leaf.hex())
+    def _append_batch(
+        self, conn: sqlite3.Connection, items: list[Pending[AppendResult]]
+    ) -> list[AppendResult | BaseException]:
+        """Runs on the writer thread. An item that cannot be canonicalized or reuses a
+        receipt id fails alone; any other error fails the batch (the store rolls it back
+        and the next job reloads the frontier)."""
+        self._sync(conn)
+        out: list[AppendResult | BaseException] = []
+        for item in items:
+            try:
+                out.append(self._append_one(conn, item.receipt_id, item.fields))
+            except (ValueError, sqlite3.IntegrityError) as exc:
+                out.append(exc)
+        return out
 
-        return job
+    def _append_one(
+        self, conn: sqlite3.Connection, receipt_id: str, fields: dict[str, Any]
+    ) -> AppendResult:
+        key = self.keys.active
+        index = self._frontier.size
+        body = dict(fields)
+        body["receipt_id"] = receipt_id
+        body["log_index"] = index
+        body["time_ns"] = str(time.time_ns())  # RFC 8785 integers stop at 2**53
+        body["gateway_key_id"] = key.key_id
+        canonical = canonical_json(body)
+        data = leaf_bytes(canonical, key.key_id, key.sign(canonical))
+        leaf = leaf_hash(data)
+        frontier, nodes = self._frontier.append(leaf)
+        # The one statement expected to fail (a reused receipt id) runs first and alone.
+        conn.execute(
+            "INSERT INTO ledger_entries (idx, receipt_id, data) VALUES (?, ?, ?)",
+            (index, receipt_id, data),
+        )
+        conn.executemany("INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+        self._frontier = frontier  # only after every statement succeeded
+        return AppendResult(receipt_id, index, leaf.hex())
 
     def _validate(self, receipt_id: str, fields: dict[str, Any]) -> None:
         if not valid_receipt_id(receipt_id):
@@ -238,17 +255,18 @@ class Ledger:
 
     async def append(self, receipt_id: str, fields: dict[str, Any]) -> AppendResult:
         self._validate(receipt_id, fields)
-        result: AppendResult = await self.store.write(self._append_job(receipt_id, fields))
-        return result
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[AppendResult] = loop.create_future()
+        self._queue.put(Pending(receipt_id, fields, waiter, loop))
+        return await waiter
 
     def append_sync(
         self, receipt_id: str, fields: dict[str, Any], timeout: float = 30.0
     ) -> AppendResult:
         self._validate(receipt_id, fields)
-        result: AppendResult = self.store.write_sync(
-            self._append_job(receipt_id, fields), timeout=timeout
-        )
-        return result
+        waiter: Future[AppendResult] = Future()
+        self._queue.put(Pending(receipt_id, fields, waiter, None))
+        return waiter.result(timeout=timeout)
 
     def _checkpoint_job(self, conn: sqlite3.Connection) -> str:
         self._sync(conn)
