@@ -204,3 +204,13 @@ def test_holdout_split_deterministic_and_stratified() -> None:
     need = data.strong * (1 - data.weak)
     assert abs(float(need[mask].mean()) - float(need.mean())) < 0.02
     assert not holdout_mask(data, 0.0).any()
+
+
+def test_load_rejects_other_archives(tmp_path: Path) -> None:
+    npy = tmp_path / "plain.npy"
+    np.save(npy, np.zeros(3))
+    truncated = tmp_path / "trunc.npz"
+    truncated.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    for path in (npy, truncated):
+        with pytest.raises(ValueError):
+            QualityRouter.load(path)

@@ -8,7 +8,7 @@ score threshold through a calibration table stored with the model, built from *o
 scores on the training data, so the shares are what unseen prompts actually get, not what an
 overfit model gives its own training rows.
 
-Runtime needs only numpy; a decision is a tokenization, ~2 crc32 per token and one gather.
+Runtime needs only numpy; a decision is a tokenization, a crc32 per feature and one gather.
 The model file is an ``.npz`` read with ``allow_pickle=False``: loading it runs no code.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -95,9 +96,12 @@ def _load_bytes(raw: bytes, origin: str) -> QualityModel:
     if len(raw) > MAX_MODEL_BYTES:
         raise ValueError(f"{origin}: router file too large")
     try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+        loaded = np.load(io.BytesIO(raw), allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        with loaded as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{origin}: not a router file ({exc})") from exc
     try:
         meta = json.loads(str(arrays["meta"]))
@@ -230,16 +234,17 @@ def prompt_text(request: dict[str, Any]) -> str:
     top = request.get("system")  # Anthropic-style top-level system
     if isinstance(top, str | list):
         system.append(_content_text(top))
-    user = ""
+    last_user: Any = None
     if isinstance(messages, list):
         for msg in messages:
             if not isinstance(msg, dict):
                 continue
             role = msg.get("role")
             if role in ("system", "developer"):
-                system.append(_content_text(msg.get("content")))
+                system.append(_content_text(msg.get("content"))[:MAX_SYSTEM_CHARS])
             elif role == "user":
-                user = _content_text(msg.get("content"))
+                last_user = msg.get("content")
+    user = _content_text(last_user)
     sys_text = "\n".join(s for s in system if s)[:MAX_SYSTEM_CHARS]
     user_text = user[:MAX_USER_CHARS]
     return f"{sys_text}\n\n{user_text}" if sys_text else user_text
