@@ -128,7 +128,11 @@ class BudgetConfig(_Strict):
 class LedgerConfig(_Strict):
     origin: str = Field(default="hybridgate.local/receipts", description="checkpoint origin line")
     checkpoint_interval_s: float = Field(default=10.0, gt=0)
-    commit_interval_ms: float = Field(default=2.0, ge=0, description="group-commit window")
+    commit_interval_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="extra wait to gather a group commit; 0 batches whatever queued meanwhile",
+    )
     max_batch: int = Field(default=512, ge=1)
     durability: Literal["power_loss", "process_crash"] = "power_loss"
 
