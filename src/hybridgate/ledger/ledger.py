@@ -183,13 +183,14 @@ class Ledger:
 
     # -- the write path ----------------------------------------------------
     def new_receipt_id(self) -> str:
-        """``rcpt_`` + 128 bits of keyed BLAKE2b over a counter: unique within a process (the
-        counter), across processes (a fresh random key each start), and unguessable without
-        the key. One ``os.urandom`` per process, not per request: urandom is a syscall, and
-        sandboxed hosts make syscalls slow enough to show in the request path."""
+        """``rcpt_`` + the time in ms (12 hex digits) + 80 bits of keyed BLAKE2b over a
+        counter. Unique (counter within a process, a fresh random key per process) and
+        unguessable without the key; time-ordered, so the id index grows at its end instead
+        of taking random inserts. One ``os.urandom`` per process, not per request."""
         n = next(self._id_counter)
-        digest = hashlib.blake2b(n.to_bytes(8, "big"), key=self._id_key, digest_size=16)
-        return "rcpt_" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode("ascii")
+        digest = hashlib.blake2b(n.to_bytes(8, "big"), key=self._id_key, digest_size=10).digest()
+        tail = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+        return f"rcpt_{time.time_ns() // 1_000_000:012x}{tail}"
 
     def commit(self, data: bytes) -> str:
         return hmac.digest(self._secret, data, "sha256").hex()
