@@ -93,3 +93,5 @@ def test_eval_rejects_bad_input(tmp_path: Path) -> None:
     data = _synthetic_csv(tmp_path / "syn.csv", 20)
     res = runner.invoke(app, ["eval", "--data", str(data), "--router", str(junk)])
     assert res.exit_code == 2
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "x.npz")])
+    assert res.exit_code == 2 and "cannot train" in res.output

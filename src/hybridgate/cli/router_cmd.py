@@ -154,8 +154,12 @@ def train_cmd(
     datasets = _load_all(data)
     cfg = TrainConfig(holdout=holdout, seed=seed)
     start = time.perf_counter()
-    with console.status("training") as status:
-        model = train(datasets, cfg, progress=lambda msg: status.update(msg))
+    try:
+        with console.status("training") as status:
+            model = train(datasets, cfg, progress=lambda msg: status.update(msg))
+    except ValueError as exc:
+        err.print(f"[red]cannot train: {exc}[/red]")
+        raise typer.Exit(2) from exc
     save_model(model, out)
     files = model.meta.get("files", [])
     for f in files if isinstance(files, list) else []:

@@ -166,6 +166,8 @@ def train(
     say = progress or (lambda _msg: None)
     parts = [training_rows(d, cfg) for d in datasets]
     pooled = _pool(parts, cfg)
+    if len(pooled.prompts) < 10 * cfg.oof_folds:
+        raise ValueError(f"need at least {10 * cfg.oof_folds} training rows")
     say(f"featurizing {len(pooled.prompts)} training prompts")
     x = featurize_many(pooled.prompts, cfg.spec)
 
