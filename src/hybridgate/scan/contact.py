@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import phonenumbers
 
 from hybridgate.scan.findings import DataClass, Finding
-from hybridgate.scan.numbers import left_ok, right_ok
+from hybridgate.scan.numbers import iban_like, left_ok, right_ok
 from hybridgate.scan.text import NEGATIVE, PHONE, Run, TextView
 from hybridgate.scan.validators import isbn10_ok, isbn13_ok
 
@@ -60,6 +60,21 @@ def _sep_ok(sep: str) -> bool:
     return bool(sep) and len(sep) <= 4 and ". " not in sep and _PHONE_SEP.fullmatch(sep) is not None
 
 
+class _Budget:
+    """Per-scan cap on full numbering-plan validations (~50 us each).
+
+    A hostile megabyte of distinct phone-shaped numbers would otherwise take
+    seconds; past the cap, numbers whose shape already passed the structural
+    checks are reported without plan validation (more findings, never fewer).
+    """
+
+    __slots__ = ("cache", "left")
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+        self.cache: dict[tuple[str, bool, bool], bool] = {}
+
+
 class PhoneDetector:
     """Phone numbers in international (``+44 20 ...``) and national formats.
 
@@ -70,6 +85,7 @@ class PhoneDetector:
     """
 
     name = "phone"
+    validation_budget = 2000
 
     def __init__(self, regions: Sequence[str]) -> None:
         trunk0: list[str] = []
@@ -87,23 +103,26 @@ class PhoneDetector:
 
     def detect(self, view: TextView) -> list[Finding]:
         out: list[Finding] = []
+        budget = _Budget(self.validation_budget)
         for run in view.runs:
-            out.extend(self._run(view, run))
+            out.extend(self._run(view, run, budget))
         return out
 
-    def _run(self, view: TextView, run: Run) -> list[Finding]:
+    def _run(self, view: TextView, run: Run, budget: _Budget) -> list[Finding]:
         groups, seps = run.groups, run.seps
         out: list[Finding] = []
+        if iban_like(view.text, view.shape, run) or _card_shaped(run):
+            return out
         # Split the run into segments joined only by phone-like separators.
         seg_start = 0
         for k in range(len(groups)):
             last = k == len(groups) - 1
             if last or not _sep_ok(seps[k]):
-                out.extend(self._segment(view, run, seg_start, k))
+                out.extend(self._segment(view, run, seg_start, k, budget))
                 seg_start = k + 1
         return out
 
-    def _segment(self, view: TextView, run: Run, i: int, j: int) -> list[Finding]:
+    def _segment(self, view: TextView, run: Run, i: int, j: int, budget: _Budget) -> list[Finding]:
         """Longest valid number from each start; starts and ends sit at plain spaces.
 
         Each start only looks ahead while the digit count stays <= 15, so the
@@ -116,17 +135,29 @@ class PhoneDetector:
         out: list[Finding] = []
         a = i
         while a <= j:
+            gs = groups[a][0]
+            intl = (gs > 0 and text[gs - 1] in "+(") or (gs > 1 and text[gs - 2] == "+")
             width = 0
+            singles = 0
+            digits = ""
             ends: list[int] = []
-            for b in range(a, j + 1):
-                width += groups[b][1] - groups[b][0]
-                if width > 15:
+            for b in range(a, min(j, a + 6) + 1):  # no plan writes more than 7 groups
+                g0, g1 = groups[b]
+                size = g1 - g0
+                width += size
+                singles += size == 1
+                if width > 15 or singles > 1:
                     break
-                if (b == j or seps[b] == " ") and width >= 8:
+                digits += text[g0:g1]
+                if (
+                    (b == j or seps[b] == " ")
+                    and width >= 8
+                    and (intl or _nanp_or_trunk_shape(digits))
+                ):
                     ends.append(b)
             found: Finding | None = None
             for b in reversed(ends):
-                found = self._candidate(view, text, shape, run, a, b)
+                found = self._candidate(view, text, shape, run, a, b, budget)
                 if found is not None:
                     out.append(found)
                     a = b + 1
@@ -138,7 +169,7 @@ class PhoneDetector:
         return out
 
     def _candidate(
-        self, view: TextView, text: str, shape: str, run: Run, a: int, b: int
+        self, view: TextView, text: str, shape: str, run: Run, a: int, b: int, budget: _Budget
     ) -> Finding | None:
         groups, seps = run.groups, run.seps
         digits = run.digits(text, a, b)
@@ -166,27 +197,49 @@ class PhoneDetector:
         inner = seps[a:b]
         n_groups = b - a + 1
         if not plus:
-            if n_groups == 1 and len(digits) > 11:
-                return None  # a bare long number: ids, timestamps
+            if n_groups == 1 and len(digits) > 10:
+                return None  # a bare long number: ids, timestamps, tax numbers
             if n_groups == 4 and all(x == "." for x in inner):
                 return None  # IPv4 shape
             if n_groups == 3 and [e2 - s2 for s2, e2 in run.groups[a : b + 1]] == [3, 2, 4]:
                 return None  # SSN shape
-            if isbn13_ok(digits) or (isbn10_ok(digits) and n_groups == 4 and inner[-1] == "-"):
+            if isbn13_ok(digits) or (n_groups == 4 and inner[-1] == "-" and isbn10_ok(digits)):
                 return None
         ctx = view.near(s, e, PHONE, before=32)
         if not ctx and view.label_before(s) == NEGATIVE:
             return None
-        if self._valid(text[s:e], digits, plus):
+        nanp_grouped = n_groups > 1 and [ge - gs for gs, ge in groups[a : b + 1]][-2:] == [3, 4]
+        key = (digits, plus, nanp_grouped)
+        valid = budget.cache.get(key)
+        if valid is None:
+            if budget.left > 0:
+                budget.left -= 1
+                valid = self._valid(text[s:e], digits, plus, nanp_grouped)
+            else:
+                valid = True  # past the budget: plausible shape is enough (fail closed)
+            budget.cache[key] = valid
+        if valid:
             conf = 0.9 if (plus or ctx or n_groups > 1) else 0.7
             return Finding("PHONE_NUMBER", DataClass.CONTACT, s, e, conf, self.name)
         return None
 
-    def _valid(self, candidate: str, digits: str, plus: bool) -> bool:
-        """Validate against the numbering plans; the common paths skip ``parse`` (~30 us)."""
-        if plus or digits.startswith("00"):
-            regions: tuple[str | None, ...] = (None,) if plus else self._trunk0
-            for region in regions:
+    def _valid(self, candidate: str, digits: str, plus: bool, nanp_grouped: bool) -> bool:
+        """Validate against the numbering plans; the common paths skip ``parse`` (~30 us).
+
+        A ``+`` number only needs a possible length for its country, and a
+        NANP number written ``(AAA) EEE-NNNN`` only the plan's structural
+        rules: the format itself is the evidence, and fictional ranges
+        (555-01xx, 07700 900xxx) are still somebody's number in a prompt.
+        Bare digit strings must be fully valid.
+        """
+        if plus:
+            try:
+                num = phonenumbers.parse(candidate, None)
+            except phonenumbers.NumberParseException:
+                return False
+            return bool(phonenumbers.is_possible_number(num))
+        if digits.startswith("00"):
+            for region in self._trunk0:
                 try:
                     num = phonenumbers.parse(candidate, region)
                 except phonenumbers.NumberParseException:
@@ -212,6 +265,8 @@ class PhoneDetector:
                 nat = digits[-10:]
                 if nat[0] in "01" or nat[3] in "01":
                     continue
+                if nanp_grouped:
+                    return True
                 num = phonenumbers.PhoneNumber(country_code=1, national_number=int(nat))
                 if phonenumbers.is_valid_number_for_region(num, region):
                     return True
@@ -223,6 +278,21 @@ class PhoneDetector:
             if phonenumbers.is_valid_number_for_region(num, region):
                 return True
         return False
+
+
+def _card_shaped(run: Run) -> bool:
+    """``dddd dddd dddd dddd``: printed like a card (valid or not), never read as a phone."""
+    sizes = [e - s for s, e in run.groups]
+    return len(sizes) >= 4 and all(x == 4 for x in sizes[:4]) and len(set(run.seps[:3])) == 1
+
+
+def _nanp_or_trunk_shape(digits: str) -> bool:
+    """Cheap necessary condition for a national number: NANP structure or a trunk 0."""
+    if digits[0] == "0":
+        return len(digits) >= 10
+    if len(digits) == 11 and digits[0] == "1":
+        digits = digits[1:]
+    return len(digits) == 10 and digits[0] not in "01" and digits[3] not in "01"
 
 
 _IPV6 = re.compile(r":(?:[0A]{0,4}:){1,6}[0A]{0,4}")
@@ -246,8 +316,9 @@ class Ipv6Detector:
             if e < len(text) and (text[e].isalnum() or text[e] in ":_"):
                 continue
             value = text[s:e]
-            if sum(1 for g in value.split(":") if g) < 3:
-                continue
+            groups = [g for g in value.split(":") if g]
+            if len(groups) < 2 or max(len(g) for g in groups) < 3:
+                continue  # "a::b"-like tokens are too weak; "::1" is not sensitive
             try:
                 ipaddress.IPv6Address(value)
             except ValueError:

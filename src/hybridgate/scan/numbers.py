@@ -25,6 +25,13 @@ from hybridgate.scan.validators import (
     ssn_ok,
 )
 
+_ALNUM_RUN = re.compile(r"[0A]*")
+
+
+def skip_glued(shape: str, start: int) -> int:
+    """Next search position after a left-glued match: past the alphanumeric run."""
+    return max(start + 1, _ALNUM_RUN.match(shape, start).end())  # type: ignore[union-attr]
+
 
 def left_ok(shape: str, start: int) -> bool:
     """Nothing alphanumeric glued to the left (``-``/``.`` + alnum counts as glue)."""
@@ -43,6 +50,19 @@ def right_ok(shape: str, end: int) -> bool:
     if c in "0A_" or c.isalnum():
         return False
     return not (c in "-." and end + 1 < len(shape) and shape[end + 1] in "0A")
+
+
+def iban_like(text: str, shape: str, run: Run) -> bool:
+    """The run continues an IBAN-shaped token (``DE12 3456 ...``), checksum valid or not.
+
+    Its inner groups must not be read as cards or phone numbers: a mistyped
+    IBAN is still an IBAN-shaped account number, not a card.
+    """
+    s = run.start
+    first = run.groups[0]
+    if first[1] - first[0] == 2 and s >= 2 and shape[s - 2 : s] == "AA":
+        return text[s - 2 : s].upper() in IBAN_LENGTHS and (s == 2 or not shape[s - 3].isalnum())
+    return False
 
 
 class CardDetector:
@@ -65,6 +85,8 @@ class CardDetector:
     def _run(self, view: TextView, text: str, shape: str, run: Run) -> list[Finding]:
         groups, seps = run.groups, run.seps
         out: list[Finding] = []
+        if iban_like(text, shape, run):
+            return out
         i = 0
         while i < len(groups):
             if (i == 0 and not left_ok(shape, groups[0][0])) or (
@@ -80,6 +102,10 @@ class CardDetector:
                 if j > i:
                     sep = seps[j - 1]
                     if sep not in (" ", "-") or (sep0 is not None and sep != sep0):
+                        break
+                    # Inner groups of a printed card are 4 wide (6 for Amex/Diners).
+                    prev = lens[-1]
+                    if prev != 4 and not (prev == 6 and j - 1 == i + 1):
                         break
                     sep0 = sep
                 gs, ge = groups[j]
@@ -192,7 +218,10 @@ class IdDetector:
             if m is None:
                 break
             s, e = m.span()
-            if not (left_ok(shape, s) and right_ok(shape, e)):
+            if not left_ok(shape, s):
+                pos = skip_glued(shape, s)
+                continue
+            if not right_ok(shape, e):
                 pos = s + 1
                 continue
             pos = e
@@ -256,7 +285,10 @@ class Ipv4Detector:
             if m is None:
                 break
             s, e = m.span()
-            if not (left_ok(shape, s) and right_ok(shape, e)):
+            if not left_ok(shape, s):
+                pos = skip_glued(shape, s)
+                continue
+            if not right_ok(shape, e):
                 pos = s + 1
                 continue
             pos = e

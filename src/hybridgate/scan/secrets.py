@@ -127,8 +127,10 @@ class SecretFormatDetector:
     def detect(self, view: TextView) -> list[Finding]:
         out: list[Finding] = []
         text = view.text
-        for trig, formats in self._by_trigger.items():
-            positions = view.trigger(trig)
+        for trig, positions in view.triggers.items():
+            formats = self._by_trigger.get(trig)
+            if formats is None:
+                continue
             for pos in positions:
                 for fmt, rx in formats:
                     if fmt.left_boundary and pos > 0 and (text[pos - 1].isalnum()):
@@ -301,16 +303,18 @@ class GenericSecretDetector:
     def detect(self, view: TextView) -> list[Finding]:
         out: list[Finding] = []
         text, lower = view.text, view.lower
-        seen: set[int] = set()
+        scanned_to = 0
         for s, e in view.keyword_hits(SECRET_NAME):
+            if s < scanned_to:
+                continue  # inside a value already examined: keeps repetition linear
             m = _ASSIGN.match(text, e)
-            if m is None or m.start(1) in seen:
+            if m is None:
                 continue
+            scanned_to = m.end()
             value = m.group(1).rstrip(".")
             if not _secret_value_ok(value) or text[m.end() : m.end() + 1] == "(":
                 continue
             vs, ve = m.start(1), m.start(1) + len(value)
-            seen.add(vs)
             name_text = lower[max(0, s - 24) : m.start(1)]
             kind = "GENERIC_SECRET"
             if ("aws" in name_text or "secret_access" in name_text) and _AWS_SECRET.fullmatch(

@@ -267,12 +267,14 @@ class TextView:
 
     @property
     def runs(self) -> list[Run]:
-        """Every digit run, computed once per text on first use."""
+        """Digit runs at least 8 characters long, computed once per text on first use."""
         if self._runs is None:
             shape = self.shape
             runs: list[Run] = []
             for m in _RUN.finditer(shape):
                 s, e = m.span()
+                if e - s < 8:
+                    continue  # fewer than 8 digits: no card or phone number fits
                 groups = tuple(g.span() for g in _GROUP.finditer(shape, s, e))
                 seps = tuple(shape[groups[i][1] : groups[i + 1][0]] for i in range(len(groups) - 1))
                 runs.append(Run(s, e, groups, seps))
