@@ -98,3 +98,18 @@ def test_aba_routing(scanner: Scanner, found: Found, types: Types) -> None:
     assert "US_BANK_ROUTING" not in types(scanner, "routing number 021000022")
     # Without a routing label a 9-digit number is not claimed as ABA.
     assert "US_BANK_ROUTING" not in types(scanner, "invoice 021000021 paid")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "IBAN GB11 IUVS 4433 2509 4551 73 bounced.",
+        "IBAN NL96 UBJQ 6828 2533 19 bounced.",
+        "IBAN IT66 W858 6942 5492 9896 8079 394 bounced.",
+        "IBAN PL12 4111 1111 1111 1111 0000 0000 bounced.",
+    ],
+)
+def test_mistyped_iban_groups_are_not_cards_or_phones(
+    scanner: Scanner, text: str, types: Types
+) -> None:
+    assert types(scanner, text) == set()

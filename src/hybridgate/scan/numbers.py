@@ -52,6 +52,10 @@ def right_ok(shape: str, end: int) -> bool:
     return not (c in "-." and end + 1 < len(shape) and shape[end + 1] in "0A")
 
 
+#: Over the shape text right before a run: "DE12 ABCD " or "IT60 X" - an IBAN in progress.
+_IBAN_HEAD = re.compile(r"(?:^|[^0A])(AA00)(?: [A0]{4}){0,7} ?[A0]{0,3}$")
+
+
 def iban_like(text: str, shape: str, run: Run) -> bool:
     """The run continues an IBAN-shaped token (``DE12 3456 ...``), checksum valid or not.
 
@@ -62,7 +66,9 @@ def iban_like(text: str, shape: str, run: Run) -> bool:
     first = run.groups[0]
     if first[1] - first[0] == 2 and s >= 2 and shape[s - 2 : s] == "AA":
         return text[s - 2 : s].upper() in IBAN_LENGTHS and (s == 2 or not shape[s - 3].isalnum())
-    return False
+    lo = max(0, s - 48)
+    m = _IBAN_HEAD.search(shape, lo, s)
+    return m is not None and text[m.start(1) : m.start(1) + 2].upper() in IBAN_LENGTHS
 
 
 class CardDetector:

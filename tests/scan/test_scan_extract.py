@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+from typing import Any
+
+from hybridgate.config import ScannerConfig
+from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request
+
+
+def _paths(body: Any) -> dict[tuple[str | int, ...], str]:
+    segments, _ = extract_segments(body)
+    return {s.path: s.text for s in segments}
+
+
+def test_chat_request_every_string_leaf() -> None:
+    body = {
+        "model": "gpt-4o",
+        "stream": True,
+        "temperature": 0.2,
+        "user": "jane@example.com",
+        "messages": [
+            {"role": "system", "content": "You are helpful."},
+            {"role": "developer", "content": [{"type": "text", "text": "Be terse."}]},
+            {"role": "user", "name": "jane_doe", "content": "My card is 4111111111111111"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "lookup", "arguments": '{"ssn": "536-22-4817"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "IBAN GB82WEST12345698765432"},
+        ],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "lookup",
+                    "description": "Look up a customer",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"ssn": {"type": "string", "description": "the SSN"}},
+                    },
+                },
+            }
+        ],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "out", "schema": {"type": "object", "title": "Result"}},
+        },
+        "x_vendor_extra": {"note": "Project Falcon"},
+    }
+    paths = _paths(body)
+    assert paths[("user",)] == "jane@example.com"
+    assert paths[("messages", 0, "content")] == "You are helpful."
+    assert paths[("messages", 1, "content", 0, "text")] == "Be terse."
+    assert paths[("messages", 2, "name")] == "jane_doe"
+    assert paths[("messages", 3, "tool_calls", 0, "function", "arguments")].startswith('{"ssn"')
+    assert paths[("messages", 4, "content")].startswith("IBAN")
+    assert paths[("tools", 0, "function", "description")] == "Look up a customer"
+    props = ("tools", 0, "function", "parameters", "properties", "ssn", "description")
+    assert paths[props] == "the SSN"
+    assert paths[("response_format", "json_schema", "schema", "title")] == "Result"
+    assert paths[("x_vendor_extra", "note")] == "Project Falcon"
+    # Structural identifiers are not segments.
+    assert ("model",) not in paths
+    assert ("messages", 0, "role") not in paths
+    assert ("messages", 3, "tool_calls", 0, "id") not in paths
+    assert ("tools", 0, "type") not in paths
+
+
+def test_structural_key_with_non_identifier_value_is_still_scanned() -> None:
+    body = {"model": "gpt-4o", "messages": [{"role": "user 4111 1111 1111 1111", "content": "x"}]}
+    assert ("messages", 0, "role") in _paths(body)
+
+
+def test_unscannable_parts() -> None:
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is in this image?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}},
+                    {"type": "image_url", "image_url": {"url": "https://x.test/a.png?u=jane"}},
+                    {"type": "input_audio", "input_audio": {"data": "UklGR", "format": "wav"}},
+                    {"type": "file", "file": {"file_data": "JVBER", "filename": "scan.pdf"}},
+                ],
+            }
+        ]
+    }
+    segments, unscannable = extract_segments(body)
+    assert unscannable == [
+        "messages[0].content[1]",
+        "messages[0].content[2]",
+        "messages[0].content[3]",
+        "messages[0].content[4]",
+    ]
+    texts = [s.text for s in segments]
+    assert "what is in this image?" in texts
+    assert "https://x.test/a.png?u=jane" in texts  # a URL leaves the building: scanned
+    assert "scan.pdf" in texts
+    assert all("base64" not in t and t not in ("UklGR", "JVBER") for t in texts)
+
+
+def test_embeddings_and_unknown_shapes() -> None:
+    assert _paths({"model": "e", "input": "hello"}) == {("input",): "hello"}
+    assert _paths({"input": ["a", "b"]}) == {("input", 0): "a", ("input", 1): "b"}
+    _, unscannable = extract_segments({"input": [101, 2023, 102]})
+    assert unscannable == ["input"]  # token ids cannot be read as text
+    assert _paths(["x", {"y": "z"}]) == {(0,): "x", (1, "y"): "z"}
+    _, unscannable = extract_segments({"metadata": {"4111111111111111": "v"}})
+    assert unscannable == ["metadata.4111111111111111"]
+
+
+def test_deep_nesting_does_not_recurse() -> None:
+    node: Any = "deep 4111111111111111"
+    for _ in range(50_000):
+        node = {"a": [node]}
+    segments, _ = extract_segments(node)
+    assert [s.text for s in segments] == ["deep 4111111111111111"]
+
+
+def test_scan_request_tool_result_and_system_parts(scanner: Scanner) -> None:
+    """Anthropic tool_result / system blocks arrive translated to these OpenAI shapes."""
+    body = {
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "Key AKIAIOSFODNN7EXAMPLE"}]},
+            {"role": "tool", "tool_call_id": "t1", "content": "patient MRN: 00482913"},
+            {"role": "user", "content": "hi"},
+        ]
+    }
+    segments, unscannable = extract_segments(body)
+    scan = scan_request(scanner, segments, unscannable)
+    assert scan.complete and scan.finding_count == 2
+    by_seg = {segments[s.segment].path: [f.type for f in s.findings] for s in scan.segments}
+    assert by_seg == {
+        ("messages", 0, "content", 0, "text"): ["AWS_ACCESS_KEY"],
+        ("messages", 1, "content"): ["MEDICAL_RECORD_NUMBER"],
+    }
+    assert {c.value for c in scan.data_classes} == {"secret", "health"}
+
+
+def test_scan_request_incomplete_when_unscannable_or_failing() -> None:
+    class Boom:
+        name = "boom"
+
+        def recognize(self, text: str) -> list[object]:
+            raise RuntimeError
+
+    sc = build_scanner(ScannerConfig())
+    segs, _ = extract_segments({"messages": [{"role": "user", "content": "hi"}]})
+    scan = scan_request(sc, segs, ["messages[0].content[1]"])
+    assert not scan.complete and scan.unscannable == ("messages[0].content[1]",)
+    failing = build_scanner(ScannerConfig(), plugins=[Boom()])  # type: ignore[list-item]
+    scan = scan_request(failing, segs, [])
+    assert not scan.complete
+    assert scan.errors == ("messages[0].content: boom: RuntimeError",)
