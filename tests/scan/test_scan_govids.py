@@ -71,3 +71,7 @@ def test_pluggable_locale_validator(found: Found) -> None:
     assert found(sc, "Steuer-ID 12345678913 bitte") == [("DE_TAX_ID", "12345678913")]
     assert found(sc, "Steuer-ID 12345678914 bitte") == []  # validator rejects
     assert found(sc, "Kunde 12345678913 bitte") == []  # context required
+
+
+def test_ssn_needs_both_separators_or_none(scanner: Scanner, types: Types) -> None:
+    assert "US_SSN" not in types(scanner, "The restaurant is at 17151 2450 Crown St")

@@ -72,7 +72,7 @@ class _Budget:
 
     def __init__(self, left: int) -> None:
         self.left = left
-        self.cache: dict[tuple[str, bool, bool], bool] = {}
+        self.cache: dict[tuple[str, bool, bool, bool], bool] = {}
 
 
 class PhoneDetector:
@@ -146,7 +146,7 @@ class PhoneDetector:
                 size = g1 - g0
                 width += size
                 singles += size == 1
-                if width > 15 or singles > 1:
+                if width > 15 or singles > 2:
                     break
                 digits += text[g0:g1]
                 if (
@@ -201,20 +201,23 @@ class PhoneDetector:
                 return None  # a bare long number: ids, timestamps, tax numbers
             if n_groups == 4 and all(x == "." for x in inner):
                 return None  # IPv4 shape
-            if n_groups == 3 and [e2 - s2 for s2, e2 in run.groups[a : b + 1]] == [3, 2, 4]:
+            sizes = [e2 - s2 for s2, e2 in run.groups[a : b + 1]]
+            if n_groups == 3 and sizes == [3, 2, 4]:
                 return None  # SSN shape
+            if sizes[:3] in ([4, 2, 2], [2, 2, 4]) and inner[0] == inner[1] and inner[0] in "-./":
+                return None  # a date, possibly followed by a time
             if isbn13_ok(digits) or (n_groups == 4 and inner[-1] == "-" and isbn10_ok(digits)):
                 return None
         ctx = view.near(s, e, PHONE, before=32)
         if not ctx and view.label_before(s) == NEGATIVE:
             return None
         nanp_grouped = n_groups > 1 and [ge - gs for gs, ge in groups[a : b + 1]][-2:] == [3, 4]
-        key = (digits, plus, nanp_grouped)
+        key = (digits, plus, nanp_grouped, n_groups > 1)
         valid = budget.cache.get(key)
         if valid is None:
             if budget.left > 0:
                 budget.left -= 1
-                valid = self._valid(text[s:e], digits, plus, nanp_grouped)
+                valid = self._valid(text[s:e], digits, plus, nanp_grouped, n_groups > 1)
             else:
                 valid = True  # past the budget: plausible shape is enough (fail closed)
             budget.cache[key] = valid
@@ -223,7 +226,9 @@ class PhoneDetector:
             return Finding("PHONE_NUMBER", DataClass.CONTACT, s, e, conf, self.name)
         return None
 
-    def _valid(self, candidate: str, digits: str, plus: bool, nanp_grouped: bool) -> bool:
+    def _valid(
+        self, candidate: str, digits: str, plus: bool, nanp_grouped: bool, grouped: bool
+    ) -> bool:
         """Validate against the numbering plans; the common paths skip ``parse`` (~30 us).
 
         A ``+`` number only needs a possible length for its country, and a
@@ -251,12 +256,15 @@ class PhoneDetector:
             if len(digits) < 10:
                 return False  # short trunk-prefixed strings parse as valid in some plans
             national = int(digits[1:])
-            return any(
-                phonenumbers.is_valid_number_for_region(
-                    phonenumbers.PhoneNumber(country_code=cc, national_number=national), region
-                )
-                for region, cc in self._trunk0_cc
-            )
+            # Written in groups, a possible length is evidence enough (as for NANP).
+            for region, cc in self._trunk0_cc:
+                num = phonenumbers.PhoneNumber(country_code=cc, national_number=national)
+                if grouped:
+                    if phonenumbers.is_possible_number(num):
+                        return True
+                elif phonenumbers.is_valid_number_for_region(num, region):
+                    return True
+            return False
         for region, cc in self._other_cc:
             if cc == 1:
                 # NANP: one plan across the US, Canada and the Caribbean.

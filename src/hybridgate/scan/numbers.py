@@ -201,6 +201,8 @@ class IdSpec:
     require_context: str | None = None
     context_before: int = 48
     context_after: int = 24
+    #: Allowed counts of separator characters (empty: any), e.g. (0, 2) for 123-45-6789.
+    separators: tuple[int, ...] = ()
 
     @property
     def category(self) -> str | None:
@@ -234,6 +236,8 @@ class IdDetector:
             raw = text[s:e]
             compact = "".join(c for c in raw if c.isalnum())
             seps = {c for c in raw if not c.isalnum()}
+            if spec.separators and len(raw) - len(compact) not in spec.separators:
+                continue  # "17151 2450" is not "171-51-2450"
             if len(seps) > 1 or not spec.validate(compact):
                 continue
             ctx = cat is not None and view.near(
@@ -316,6 +320,7 @@ def default_id_specs() -> list[IdSpec]:
             confidence=0.85,
             context=SSN,
             require_context="bare",
+            separators=(0, 2),
         ),
         IdSpec(
             name="uk_nhs",
@@ -326,6 +331,7 @@ def default_id_specs() -> list[IdSpec]:
             confidence=0.9,
             context=NHS,
             require_context="always",
+            separators=(0, 2),
         ),
         IdSpec(
             name="us_bank_routing",

@@ -29,7 +29,9 @@ _CARD_RANGES: tuple[tuple[int, int, int, frozenset[int], str], ...] = (
     (3095, 3095, 4, frozenset(range(14, 20)), "diners"),
     (36, 36, 2, frozenset(range(14, 20)), "diners"),
     (38, 39, 2, frozenset(range(14, 20)), "diners"),
-    (3528, 3589, 4, frozenset(range(16, 20)), "jcb"),
+    # JCB's assigned range is 3528-3589; the whole 35xx block is treated as JCB so
+    # generator-made and legacy numbers still count (prefix + length + Luhn still apply).
+    (3500, 3599, 4, frozenset(range(16, 20)), "jcb"),
     (1800, 1800, 4, frozenset({15}), "jcb"),
     (2131, 2131, 4, frozenset({15}), "jcb"),
     (62, 62, 2, frozenset(range(16, 20)), "unionpay"),
