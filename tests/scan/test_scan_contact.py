@@ -43,6 +43,8 @@ def test_email_near_misses(scanner: Scanner, text: str, types: Types) -> None:
         "+33 6 12 34 56 78",
         "03.93.92.16.85",
         "345-899-3560x4587",
+        "+46 (0)8 928 571 38",
+        "07700 063 966",
     ],
 )
 def test_phone_found(scanner: Scanner, number: str, found: Found) -> None:
@@ -61,6 +63,7 @@ def test_phone_found(scanner: Scanner, number: str, found: Found) -> None:
         "call 555-0100",  # too short
         "sum 12345678",
         "SSN 536-22-4817",
+        "Date: 2018-02-24 12:20:39",
     ],
 )
 def test_phone_near_misses(scanner: Scanner, text: str, types: Types) -> None:
