@@ -7,8 +7,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from actions_fixtures import AGENT_KEY, Env, gate_env
-
+from actions.actions_fixtures import AGENT_KEY, Env, gate_env
 from hybridgate.actions import approval_payload
 from hybridgate.ledger import SigningKey
 

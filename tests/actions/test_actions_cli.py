@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from actions_fixtures import ADMIN_KEY, Env, build_app, gate_env
 from typer.testing import CliRunner, Result
 
+from actions.actions_fixtures import ADMIN_KEY, Env, build_app, gate_env
 from hybridgate.cli.approvals_cmd import app
 from hybridgate.ledger import VerifierKey
 

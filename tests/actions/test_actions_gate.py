@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from actions_fixtures import AGENT_KEY, OTHER_KEY, Env, gate_env, gate_policy
 
+from actions.actions_fixtures import AGENT_KEY, OTHER_KEY, Env, gate_env, gate_policy
 from hybridgate.actions import params_hash
 from hybridgate.ledger import SigningKey, sign_receipt
 from hybridgate.policy.model import ActionRule

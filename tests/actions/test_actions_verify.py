@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from actions_fixtures import gate_env
 
+from actions.actions_fixtures import gate_env
 from hybridgate.actions import (
     approval_payload,
     inspect_action_receipt,

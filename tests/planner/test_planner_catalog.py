@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import yaml
-from planner_samples import good_entry
 
 from hybridgate.config import parse_config
 from hybridgate.errors import ConfigError
@@ -17,6 +16,7 @@ from hybridgate.planner.catalog import (
     load_catalog,
 )
 from hybridgate.policy.model import Openness
+from planner.planner_samples import good_entry
 
 REQUIRED = [
     "gpt-4o",

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from planner_samples import good_entry
 from typer.testing import CliRunner
 
 from hybridgate.accounting.usage import UsageLog, UsageRecord
@@ -23,6 +22,7 @@ from hybridgate.planner.usage_source import (
     workload_from_sample,
 )
 from hybridgate.store.sqlite import SQLiteStore
+from planner.planner_samples import good_entry
 
 runner = CliRunner()
 ENV = {"OPENAI_API_KEY": "sk-x", "ANTHROPIC_API_KEY": "sk-y"}

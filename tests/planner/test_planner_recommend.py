@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from planner_samples import good_entry
 
 from hybridgate.config import load_config
 from hybridgate.errors import ConfigError
@@ -17,6 +16,7 @@ from hybridgate.planner.recommend import (
     recommend,
     render_yaml,
 )
+from planner.planner_samples import good_entry
 
 CAT = load_catalog()
 ENV = {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant-test"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from planner_samples import good_entry
 
 from hybridgate.planner.catalog import load_catalog
 from hybridgate.planner.options import SpecError, api_option, parse_spec, self_host_option
@@ -18,6 +17,7 @@ from hybridgate.planner.tco import (
     payback_month,
     tco,
 )
+from planner.planner_samples import good_entry
 
 W = Workload(requests_per_month=1_000_000, input_tokens=1000, output_tokens=300)
 GPT4O = ApiOption("gpt-4o", 2.50, 10.00, "test")

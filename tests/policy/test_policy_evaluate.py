@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from policy_helpers import ALL, CLAUDE, GPT, LLAMA, MISTRAL, finding, route, scan_of
 
 from hybridgate.config import RouteConfig
 from hybridgate.policy import Decision, MaskTarget, Principal, RouteFacts, evaluate
@@ -16,6 +15,7 @@ from hybridgate.policy.model import (
     RouteRestrictions,
 )
 from hybridgate.scan.findings import DataClass, RequestScan, SegmentFindings
+from policy.policy_helpers import ALL, CLAUDE, GPT, LLAMA, MISTRAL, finding, route, scan_of
 
 NOBODY = Principal(key_id=None, team=None)
 H = "0" * 64
