@@ -50,16 +50,19 @@ an = AnalyzerEngine(registry=reg, nlp_engine=eng, supported_languages=["en"])
 req = json.load(sys.stdin)
 ents = req["entities"]
 an.analyze("warm up 4111 1111 1111 1111 a@b.com", language="en", entities=ents)
-out = []
-t0 = time.perf_counter()
-for text in req["texts"]:
-    res = an.analyze(text, language="en", entities=ents)
-    out.append([[r.entity_type, r.start, r.end] for r in res])
-elapsed = time.perf_counter() - t0
+elapsed = float("inf")
+for _ in range(req["passes"]):
+    out = []
+    t0 = time.perf_counter()
+    for text in req["texts"]:
+        res = an.analyze(text, language="en", entities=ents)
+        out.append([[r.entity_type, r.start, r.end] for r in res])
+    elapsed = min(elapsed, time.perf_counter() - t0)
 json.dump({"predictions": out, "elapsed": elapsed}, sys.stdout)
 """
 
 Span = tuple[str, int, int]
+PASSES = 2
 
 
 @dataclass
@@ -121,10 +124,11 @@ def hybridgate_predict(scanner: Scanner, texts: list[str]) -> tuple[list[list[Sp
     return out, time.perf_counter() - t0
 
 
-def presidio_predict(python: str, texts: list[str]) -> tuple[list[list[Span]], float]:
+def presidio_predict(python: str, texts: list[str], passes: int) -> tuple[list[list[Span]], float]:
+    """Presidio in its own interpreter; returns predictions and its best pass time."""
     proc = subprocess.run(
         [python, "-c", PRESIDIO_RUNNER],
-        input=json.dumps({"texts": texts, "entities": list(PRESIDIO_TYPES)}),
+        input=json.dumps({"texts": texts, "entities": list(PRESIDIO_TYPES), "passes": passes}),
         capture_output=True,
         text=True,
         check=True,
@@ -147,6 +151,21 @@ def load_presidio_set(path: Path) -> tuple[list[str], list[list[Span]]]:
         for r in raw
     ]
     return texts, gold
+
+
+def prompt_latency(scanner: Scanner, prompts: list[str]) -> tuple[float, float]:
+    """(median, p95) ms per prompt; each prompt's time is its best of 5 scans."""
+    for prompt in prompts[:50]:
+        scanner.scan(prompt)
+    per: list[float] = []
+    for prompt in prompts:
+        best = float("inf")
+        for _ in range(5):  # filters scheduler noise on a shared machine
+            t0 = time.perf_counter()
+            scanner.scan(prompt)
+            best = min(best, time.perf_counter() - t0)
+        per.append(best)
+    return statistics.median(per) * 1e3, sorted(per)[int(len(per) * 0.95)] * 1e3
 
 
 def table(title: str, columns: list[str], rows: list[list[str]]) -> str:
@@ -178,14 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     texts, gold = load_presidio_set(ppath)
     hg_pred, _ = hybridgate_predict(shared_scanner, texts)
     hg_counts = score(gold, hg_pred, PRESIDIO_TYPES)
-    # Throughput: best of 3 full passes (one core).
-    hg_times = [hybridgate_predict(shared_scanner, texts)[1] for _ in range(3)]
+    # Throughput: best of PASSES full passes for both tools (one core each).
+    hg_times = [hybridgate_predict(shared_scanner, texts)[1] for _ in range(PASSES)]
     total_chars = sum(len(t) for t in texts)
     hg_cps = total_chars / min(hg_times)
     pr_counts: dict[str, Counts] | None = None
     pr_cps: float | None = None
     if args.presidio_python:
-        pr_pred, pr_elapsed = presidio_predict(args.presidio_python, texts)
+        pr_pred, pr_elapsed = presidio_predict(args.presidio_python, texts, PASSES)
         pr_counts = score(gold, pr_pred, PRESIDIO_TYPES)
         pr_cps = total_chars / pr_elapsed
     rows = []
@@ -237,20 +256,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- 3. Speed -----------------------------------------------------------------
     prompts = generate_prompts_1kb(random.Random(args.seed + 1), 400)
-    for prompt in prompts[:50]:
-        scanner.scan(prompt)
-    # Per prompt: best of 5 (filters scheduler noise on a shared machine); then the median.
-    per: list[float] = []
-    for prompt in prompts:
-        best = float("inf")
-        for _ in range(5):
-            t0 = time.perf_counter()
-            scanner.scan(prompt)
-            best = min(best, time.perf_counter() - t0)
-        per.append(best)
-    med = statistics.median(per) * 1e3
-    p95 = sorted(per)[int(len(per) * 0.95)] * 1e3
+    med, p95 = prompt_latency(scanner, prompts)
     rows = [["hybridgate", f"{hg_cps / 1e6:.2f}", f"{med:.3f}", f"{p95:.3f}"]]
+    big_terms = [*terms, *(f"codename {i:05d}" for i in range(20_000))]
+    big = build_scanner(ScannerConfig(terms=big_terms))
+    bmed, bp95 = prompt_latency(big, prompts)
+    rows.append(["hybridgate, 20,000 org terms", "", f"{bmed:.3f}", f"{bp95:.3f}"])
     if pr_cps is not None:
         rows.append(["Presidio (pattern recognizers, no-op NLP)", f"{pr_cps / 1e6:.3f}", "", ""])
     print(
@@ -263,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     if pr_cps is not None:
         print(f"throughput ratio hybridgate / Presidio: {hg_cps / pr_cps:.0f}x")
     avg_len = statistics.mean(len(x) for x in prompts)
-    print(f"(1 KB prompts: {len(prompts)}, mean {avg_len:.0f} chars, {len(terms)} org terms)")
+    print(f"(1 KB prompts: {len(prompts)}, mean {avg_len:.0f} chars)")
     return 0
 
 
