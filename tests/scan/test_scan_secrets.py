@@ -37,6 +37,13 @@ KNOWN = [
     ("HUGGINGFACE_TOKEN", "hf_" + A[:34]),
     ("GOOGLE_API_KEY", "AIza" + A[:35]),
     ("JWT", _jwt({"alg": "HS256", "typ": "JWT"})),
+    ("GOOGLE_OAUTH_TOKEN", "ya29." + A[:40]),
+    ("NPM_TOKEN", "npm_" + A[:36]),
+    ("PYPI_TOKEN", "pypi-AgEIcHlwaS5vcmc" + A),
+    ("SENDGRID_KEY", "SG." + A[:22] + "." + A[:43]),
+    ("DIGITALOCEAN_TOKEN", "dop_v1_" + "0123456789abcdef" * 4),
+    ("SHOPIFY_TOKEN", "shpat_" + "0123456789abcdef" * 2),
+    ("SLACK_TOKEN", "hooks.slack.com/services/T0ABCDEF1/B0ABCDEF2/" + A[:24]),
 ]
 
 
@@ -148,3 +155,9 @@ def test_generic_assigned_secrets(scanner: Scanner, text: str, value: str, found
 )
 def test_generic_secret_near_misses(scanner: Scanner, text: str, types: Types) -> None:
     assert types(scanner, text) == set()
+
+
+def test_azure_storage_key(scanner: Scanner, found: Found) -> None:
+    key = A[:40] + "+/" + A[:44] + "=="
+    text = f"DefaultEndpointsProtocol=https;AccountName=x;AccountKey={key};"
+    assert ("AZURE_STORAGE_KEY", "AccountKey=" + key) in found(scanner, text)
