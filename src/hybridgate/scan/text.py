@@ -242,29 +242,6 @@ class TextView:
             return self._kw_cats[i]
         return None
 
-    def bounded(self, start: int, end: int) -> bool:
-        """True when ``[start, end)`` is not glued to more letters/digits on either side.
-
-        ``-`` or ``.`` between two alphanumerics counts as glue, so a digit
-        group inside a UUID, a version string or a dashed order number never
-        stands alone as an identifier.
-        """
-        shape = self.shape
-        if start > 0:
-            c = shape[start - 1]
-            if c in "0A_" or c.isalnum():
-                return False
-            if c in "-." and start > 1 and shape[start - 2] in "0A":
-                return False
-        n = len(shape)
-        if end < n:
-            c = shape[end]
-            if c in "0A_" or c.isalnum():
-                return False
-            if c in "-." and end + 1 < n and shape[end + 1] in "0A":
-                return False
-        return True
-
     @property
     def runs(self) -> list[Run]:
         """Digit runs at least 8 characters long, computed once per text on first use."""
