@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hybridgate.config import ScannerConfig
@@ -117,11 +118,12 @@ def test_embeddings_and_unknown_shapes() -> None:
 
 
 def test_deep_nesting_does_not_recurse() -> None:
-    node: Any = "deep 4111111111111111"
-    for _ in range(50_000):
-        node = {"a": [node]}
-    segments, _ = extract_segments(node)
+    # As deep as json.loads accepts (it refuses ~1000 levels); the walk is iterative anyway.
+    depth = 450
+    raw = '{"a": [' * depth + '"deep 4111111111111111"' + "]}" * depth
+    segments, _ = extract_segments(json.loads(raw))
     assert [s.text for s in segments] == ["deep 4111111111111111"]
+    assert len(segments[0].path) == 2 * depth
 
 
 def test_scan_request_tool_result_and_system_parts(scanner: Scanner) -> None:
