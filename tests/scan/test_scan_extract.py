@@ -115,6 +115,8 @@ def test_embeddings_and_unknown_shapes() -> None:
     assert _paths(["x", {"y": "z"}]) == {(0,): "x", (1, "y"): "z"}
     _, unscannable = extract_segments({"metadata": {"4111111111111111": "v"}})
     assert unscannable == ["metadata.4111111111111111"]
+    _, unscannable = extract_segments({"metadata": {"Straße": "v", "First Name": "w"}})
+    assert unscannable == []
 
 
 def test_deep_nesting_does_not_recurse() -> None:

@@ -24,7 +24,7 @@ STRUCTURAL_KEYS = frozenset(
 #: A structural value must look like this to be skipped; anything else is scanned.
 _IDENTIFIER_VALUE = re.compile(r"[A-Za-z0-9._:/@+\-]{0,128}")
 #: Dict keys that are ordinary names; other keys cannot be masked, so they are unscannable.
-_PLAIN_KEY = re.compile(r"[A-Za-z_$@][A-Za-z0-9_ .\-$@:/]{0,127}")
+_PLAIN_KEY = re.compile(r"(?!\d)[\w$@][\w .\-$@:/]{0,127}")
 #: Content-part types carrying binary data the text scanner cannot see into.
 UNSCANNABLE_PARTS = frozenset({"image_url", "input_image", "image", "input_audio", "audio", "file"})
 #: Fields of an unscannable part holding the payload itself (not scanned as text).
