@@ -110,6 +110,10 @@ def _committed_size(conn: sqlite3.Connection) -> int:
 
 
 class Ledger:
+    """One per gateway. ``append`` is safe from any thread or event loop; the read methods
+    are synchronous and cheap (indexed reads), except that ``checkpoint`` and ``bundle``
+    wait for one group commit when they must issue a fresh checkpoint first."""
+
     def __init__(
         self,
         store: SQLiteStore,
