@@ -12,13 +12,13 @@ import secrets
 import signal
 from collections.abc import AsyncIterator
 
-from hybridgate.api.actions import action_routes
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hybridgate.api.actions import action_routes
 from hybridgate.api.admin import admin_routes, config_policy_loader
 from hybridgate.api.anthropic import anthropic_routes
 from hybridgate.api.common import make_authenticator

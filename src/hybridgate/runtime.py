@@ -13,9 +13,6 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hybridgate.providers.registry import build_provider
-from hybridgate.routing.quality import QualityRouter
-
 from hybridgate.accounting import BudgetManager, UsageLog
 from hybridgate.actions import ActionService
 from hybridgate.config import GatewayConfig, RouteConfig
@@ -24,7 +21,9 @@ from hybridgate.ledger import KeyRing, Ledger, VerifierKey
 from hybridgate.metrics import Metrics
 from hybridgate.policy import PolicyHolder
 from hybridgate.providers.base import Provider
+from hybridgate.providers.registry import build_provider
 from hybridgate.routing import RouteHealth
+from hybridgate.routing.quality import QualityRouter
 from hybridgate.scan import Scanner, build_scanner
 from hybridgate.store.sqlite import SQLiteStore
 

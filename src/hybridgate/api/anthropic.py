@@ -10,11 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hybridgate.translate.anthropic import (
-    OpenAIToAnthropicStream,
-    anthropic_request_to_openai,
-    openai_response_to_anthropic,
-)
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,6 +18,11 @@ from hybridgate.api.common import error_body, json_bytes
 from hybridgate.api.exchange import WireFormat, run_exchange
 from hybridgate.errors import GatewayError
 from hybridgate.pipeline import Pipeline
+from hybridgate.translate.anthropic import (
+    OpenAIToAnthropicStream,
+    anthropic_request_to_openai,
+    openai_response_to_anthropic,
+)
 
 
 def _sse(event: dict[str, Any]) -> bytes:
