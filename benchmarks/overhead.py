@@ -35,6 +35,7 @@ import aiohttp
 import yaml
 
 PROMPT = "Hello! Could you tell me a short fact about the ocean?"
+LITELLM_KEY = "sk-bench-" + "0" * 32
 
 
 def free_port() -> int:
@@ -180,7 +181,7 @@ def start_litellm(python: str, upstream: int, port: int, home: Path) -> subproce
                 "litellm_params": {
                     "model": "openai/bench-model",
                     "api_base": f"http://127.0.0.1:{upstream}/v1",
-                    "api_key": "sk-none",
+                    "api_key": LITELLM_KEY,
                 },
             }
         ]
@@ -188,10 +189,10 @@ def start_litellm(python: str, upstream: int, port: int, home: Path) -> subproce
     path = home / "litellm.yaml"
     path.write_text(yaml.safe_dump(cfg))
     proc = subprocess.Popen(
-        [python, "-m", "litellm", "--config", str(path), "--port", str(port)],
+        [str(Path(python).parent / "litellm"), "--config", str(path), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "LITELLM_LOG": "ERROR"},
+        env={**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": LITELLM_KEY},
     )
     wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=120)
     return proc
@@ -246,7 +247,7 @@ def main() -> None:
                     lt = asyncio.run(
                         load(
                             f"http://127.0.0.1:{lt_port}/v1/chat/completions",
-                            "sk-none",
+                            LITELLM_KEY,
                             n,
                             conc,
                             stream,

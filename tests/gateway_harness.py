@@ -120,13 +120,18 @@ def base_config(
 
 
 @contextmanager
-def running_gateway(tmp: Path, **overrides: Any) -> Iterator[Harness]:
+def running_gateway(
+    tmp: Path, *, route_prices: dict[str, dict[str, float]] | None = None, **overrides: Any
+) -> Iterator[Harness]:
     with (
         OpenAIUpstream(api_key="sk-upstream-secret-openai") as ext,
         AnthropicUpstream(api_key="sk-ant-upstream-secret") as claude,
         OpenAIUpstream() as onprem,
     ):
         raw = base_config(tmp, ext.base_url, claude.base_url, onprem.base_url, **overrides)
+        for route in raw["routes"]:
+            if route_prices and route["name"] in route_prices:
+                route["price"] = route_prices[route["name"]]
         config = parse_config(raw)
         app = create_app(config)
         gw: Gateway = app.state.gateway

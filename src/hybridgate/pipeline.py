@@ -39,14 +39,13 @@ from hybridgate.policy import (
     Principal,
     RedactionError,
     Restorer,
-    RouteFacts,
     evaluate,
     mask_request,
 )
 from hybridgate.policy.model import Action
 from hybridgate.providers.base import Completion, Provider, Usage
 from hybridgate.providers.tokens import estimate_request_tokens, estimate_tokens
-from hybridgate.routing import Plan, candidate_routes, plan_routes
+from hybridgate.routing import Plan, plan_routes
 from hybridgate.routing.quality import prompt_text
 from hybridgate.runtime import Gateway
 from hybridgate.scan import extract_segments, scan_request
@@ -176,7 +175,7 @@ class Pipeline:
     def _prepare(self, ex: Exchange, body: dict[str, Any], model: str, *, prompt: str) -> Prepared:
         gw = self.gw
         ex.virtual_model = model
-        vm = gw.config.virtual_model(model)
+        vm = gw.virtual_models.get(model)
         if vm is None:
             raise NotFound(
                 f"model {model!r} does not exist or is not available", code="model_not_found"
@@ -184,7 +183,7 @@ class Pipeline:
 
         segments, scan = self._scan(body)
         ex.scan = scan
-        decision = self._decide(ex, vm, scan)
+        decision = self._decide(ex, scan)
         ex.decision = decision
         for dc in decision.data_classes:
             gw.metrics.findings.labels(dc).inc()
@@ -212,10 +211,9 @@ class Pipeline:
             log.error("scanner failed: %s", type(exc).__name__)
             return [], RequestScan(complete=False, errors=(f"scanner error: {type(exc).__name__}",))
 
-    def _decide(self, ex: Exchange, vm: VirtualModel, scan: RequestScan) -> Decision:
+    def _decide(self, ex: Exchange, scan: RequestScan) -> Decision:
         policy, phash = self.gw.policy.current
-        routes = self.gw.routes
-        candidates = [RouteFacts.from_route(routes[n]) for n in candidate_routes(vm)]
+        candidates = self.gw.candidates[ex.virtual_model or ""]
         principal = Principal(key_id=ex.key.key_id, team=ex.key.team)
         try:
             return evaluate(scan, principal, candidates, policy, phash)
@@ -393,7 +391,7 @@ class Pipeline:
                 gw.budgets.settle(ex.reservation, usd=ex.cost, tokens=tokens_in + tokens_out)
             else:
                 gw.budgets.release(ex.reservation)
-        vm = gw.config.virtual_model(ex.virtual_model) if ex.virtual_model else None
+        vm = gw.virtual_models.get(ex.virtual_model) if ex.virtual_model else None
         baseline_route, baseline_cost = (
             baseline_for(vm, gw.routes, tokens_in, tokens_out)
             if vm is not None

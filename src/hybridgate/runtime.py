@@ -15,14 +15,14 @@ from pathlib import Path
 
 from hybridgate.accounting import BudgetManager, UsageLog
 from hybridgate.actions import ActionService
-from hybridgate.config import GatewayConfig, RouteConfig
+from hybridgate.config import GatewayConfig, RouteConfig, VirtualModel
 from hybridgate.keys import KeyStore
 from hybridgate.ledger import KeyRing, Ledger, VerifierKey
 from hybridgate.metrics import Metrics
-from hybridgate.policy import PolicyHolder
+from hybridgate.policy import PolicyHolder, RouteFacts
 from hybridgate.providers.base import Provider
 from hybridgate.providers.registry import build_provider
-from hybridgate.routing import RouteHealth
+from hybridgate.routing import RouteHealth, candidate_routes
 from hybridgate.routing.quality import QualityRouter
 from hybridgate.scan import Scanner, build_scanner
 from hybridgate.store.sqlite import SQLiteStore
@@ -61,11 +61,21 @@ class Gateway:
     actions: ActionService
     metrics: Metrics
     keyring: KeyRing
+    #: Derived once from the config: every request looks these up.
+    routes: dict[str, RouteConfig] = field(default_factory=dict)
+    virtual_models: dict[str, VirtualModel] = field(default_factory=dict)
+    candidates: dict[str, tuple[RouteFacts, ...]] = field(default_factory=dict)
     _routers: dict[str, QualityRouter] = field(default_factory=dict)
 
-    @property
-    def routes(self) -> dict[str, RouteConfig]:
-        return {r.name: r for r in self.config.routes}
+    def __post_init__(self) -> None:
+        self.routes = {r.name: r for r in self.config.routes}
+        for name in (*self.config.models, *self.routes):
+            vm = self.config.virtual_model(name)
+            if vm is not None:
+                self.virtual_models[name] = vm
+                self.candidates[name] = tuple(
+                    RouteFacts.from_route(self.routes[n]) for n in candidate_routes(vm)
+                )
 
     def quality_router(self, path: str | None) -> QualityRouter:
         """Loaded once per file per gateway; the shipped router when ``path`` is None."""

@@ -12,17 +12,12 @@ from gateway_harness import running_gateway
 
 # Output tokens cost $0.001 each, input is free: max_tokens=10 reserves $0.01,
 # so a $1.00 budget admits at most 100 requests in flight or done.
-PRICE = {"input_per_mtok": 0, "output_per_mtok": 1000}
+PRICE: dict[str, float] = {"input_per_mtok": 0, "output_per_mtok": 1000}
 
 
 def test_200_concurrent_requests_never_overspend_a_budget_for_100(tmp_path: Path) -> None:
-    with running_gateway(
-        tmp_path, budgets=[{"scope": "team", "name": "race", "usd_per_day": 1.0}]
-    ) as h:
-        route = h.gw.routes["llama-onprem"]
-        h.gw.config.routes[h.gw.config.routes.index(route)] = route.model_copy(
-            update={"price": route.price.model_copy(update=PRICE)}
-        )
+    budgets = [{"scope": "team", "name": "race", "usd_per_day": 1.0}]
+    with running_gateway(tmp_path, budgets=budgets, route_prices={"llama-onprem": PRICE}) as h:
         key = h.new_key("race")
         h.onprem.set_latency(0.05)  # keep requests in flight together
 

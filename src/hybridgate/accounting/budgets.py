@@ -187,6 +187,7 @@ class BudgetManager:
         self._held: dict[str, _Held] = {}
         self._ids = itertools.count(1)
         self._periods: tuple[str, str] = periods_at(clock())
+        self._day_index = -1  # the UTC day _periods belongs to, once _roll has run
 
     @staticmethod
     def migrations() -> list[Migration]:
@@ -335,6 +336,10 @@ class BudgetManager:
 
     def _roll(self, now: float) -> tuple[str, str]:
         """Current periods; on a new day or month, forget finished periods with no holds."""
+        day = int(now // 86_400)  # POSIX time: UTC days are exactly 86,400 s
+        if day == self._day_index:
+            return self._periods
+        self._day_index = day
         periods = periods_at(now)
         if periods != self._periods:
             self._periods = periods

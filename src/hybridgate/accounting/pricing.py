@@ -11,6 +11,7 @@ requests are exact and an int64 column holds about 9.2 billion dollars.
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 from hybridgate.config import Price
@@ -41,15 +42,24 @@ def per_token_usd(price: Price) -> tuple[Decimal, Decimal]:
     in or out. The hourly cost replaces per-million prices when both are set,
     because the machine costs the same whatever the token mix.
     """
-    if price.hourly_usd is not None:
-        tps = price.tokens_per_second
+    return _rates(
+        price.input_per_mtok, price.output_per_mtok, price.hourly_usd, price.tokens_per_second
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _rates(
+    input_per_mtok: float, output_per_mtok: float, hourly_usd: float | None, tps: float | None
+) -> tuple[Decimal, Decimal]:
+    """Memoized: this runs on every request, and Decimal conversion is not free."""
+    if hourly_usd is not None:
         if tps is None:  # the config validator forbids this; refuse to guess a throughput
             raise ValueError("hourly_usd needs tokens_per_second")
-        each = _CTX.divide(dec(price.hourly_usd), _CTX.multiply(_SECONDS_PER_HOUR, dec(tps)))
+        each = _CTX.divide(dec(hourly_usd), _CTX.multiply(_SECONDS_PER_HOUR, dec(tps)))
         return each, each
     return (
-        _CTX.divide(dec(price.input_per_mtok), _MTOK),
-        _CTX.divide(dec(price.output_per_mtok), _MTOK),
+        _CTX.divide(dec(input_per_mtok), _MTOK),
+        _CTX.divide(dec(output_per_mtok), _MTOK),
     )
 
 

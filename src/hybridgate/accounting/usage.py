@@ -20,6 +20,7 @@ Money is stored as integer nano-dollars and reported as decimal strings.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 from collections.abc import Mapping
@@ -127,7 +128,13 @@ def baseline_for(
 
 
 def _day(time_ns: int) -> str:
-    return datetime.fromtimestamp(time_ns / 1e9, tz=UTC).strftime("%Y-%m-%d")
+    return _day_label(time_ns // 86_400_000_000_000)
+
+
+@functools.lru_cache(maxsize=64)
+def _day_label(day_index: int) -> str:
+    """Memoized: every usage record needs its UTC day, and strftime is slow."""
+    return datetime.fromtimestamp(day_index * 86_400, tz=UTC).strftime("%Y-%m-%d")
 
 
 class UsageLog:

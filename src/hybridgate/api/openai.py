@@ -18,7 +18,7 @@ from hybridgate.api.common import error_body, error_response, gateway_headers, j
 from hybridgate.api.exchange import WireFormat, run_exchange
 from hybridgate.errors import GatewayError
 from hybridgate.pipeline import Pipeline
-from hybridgate.policy import Principal, RouteFacts, evaluate
+from hybridgate.policy import Principal, evaluate
 from hybridgate.scan.findings import RequestScan
 
 
@@ -80,15 +80,10 @@ def openai_routes(pipeline: Pipeline) -> list[Route]:
             return error_response(err, "openai", gateway_headers("req_models", None))
         policy, phash = gw.policy.current
         principal = Principal(key_id=key.key_id, team=key.team)
-        routes = gw.routes
-        names = sorted({*gw.config.models, *routes})
         data = []
         created = int(time.time())
-        for name in names:
-            vm = gw.config.virtual_model(name)
-            if vm is None:
-                continue
-            facts = [RouteFacts.from_route(routes[n]) for n in vm.routes]
+        for name in sorted(gw.candidates):
+            facts = gw.candidates[name]
             # What this key may call: some route of the model survives its team's restrictions.
             if key.is_admin or evaluate(RequestScan(), principal, facts, policy, phash).permitted:
                 data.append(
