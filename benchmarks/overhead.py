@@ -209,59 +209,78 @@ def main() -> None:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="hg-bench-"))
-    up_port, gw_port = free_port(), free_port()
-    upstream = start_upstream(up_port)
-    gateway, key = start_gateway(tmp / "home", up_port, gw_port, args.durability)
-    litellm = None
-    lt_port = free_port()
-    if args.litellm_python:
-        litellm = start_litellm(args.litellm_python, up_port, lt_port, tmp)
+    up_port, gw_port, lt_port = free_port(), free_port(), free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        upstream = start_upstream(up_port)
+        procs.append(upstream)
+        gateway, key = start_gateway(tmp / "home", up_port, gw_port, args.durability)
+        procs.append(gateway)
+        litellm = None
+        if args.litellm_python:
+            litellm = start_litellm(args.litellm_python, up_port, lt_port, tmp)
+            procs.append(litellm)
+        rows, ratios = run_cells(args, up_port, gw_port, lt_port, key, gateway, litellm)
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(15)
+    report(args, rows, ratios)
+
+
+def run_cells(
+    args: argparse.Namespace,
+    up_port: int,
+    gw_port: int,
+    lt_port: int,
+    key: str,
+    gateway: subprocess.Popen[bytes],
+    litellm: subprocess.Popen[bytes] | None,
+) -> tuple[list[list[str]], list[str]]:
     rows: list[list[str]] = []
     ratios: list[str] = []
-    try:
-        for stream in (False, True):
-            for conc in (1, 16):
-                n = args.requests_c1 if conc == 1 else args.requests
-                direct = asyncio.run(
-                    load(f"http://127.0.0.1:{up_port}/v1/chat/completions", None, n, conc, stream)
-                )
-                via = asyncio.run(
-                    load(f"http://127.0.0.1:{gw_port}/v1/chat/completions", key, n, conc, stream)
-                )
-                mode = "stream" if stream else "json"
-                rows.append(
-                    [
-                        mode,
-                        str(conc),
-                        f"{direct.pct(0.5):.2f}",
-                        f"{via.pct(0.5):.2f}",
-                        f"{via.pct(0.5) - direct.pct(0.5):+.2f}",
-                        f"{via.pct(0.99) - direct.pct(0.99):+.2f}",
-                        f"{direct.rps:,.0f}",
-                        f"{via.rps:,.0f}",
-                        f"{rss_mb(gateway.pid):.0f}",
-                        str(via.errors),
-                    ]
-                )
-                if litellm is not None:
-                    lt = asyncio.run(
-                        load(
-                            f"http://127.0.0.1:{lt_port}/v1/chat/completions",
-                            LITELLM_KEY,
-                            n,
-                            conc,
-                            stream,
-                        )
+    for stream in (False, True):
+        for conc in (1, 16):
+            n = args.requests_c1 if conc == 1 else args.requests
+            direct = asyncio.run(
+                load(f"http://127.0.0.1:{up_port}/v1/chat/completions", None, n, conc, stream)
+            )
+            via = asyncio.run(
+                load(f"http://127.0.0.1:{gw_port}/v1/chat/completions", key, n, conc, stream)
+            )
+            mode = "stream" if stream else "json"
+            rows.append(
+                [
+                    mode,
+                    str(conc),
+                    f"{direct.pct(0.5):.2f}",
+                    f"{via.pct(0.5):.2f}",
+                    f"{via.pct(0.5) - direct.pct(0.5):+.2f}",
+                    f"{via.pct(0.99) - direct.pct(0.99):+.2f}",
+                    f"{direct.rps:,.0f}",
+                    f"{via.rps:,.0f}",
+                    f"{rss_mb(gateway.pid):.0f}",
+                    str(via.errors),
+                ]
+            )
+            if litellm is not None:
+                lt = asyncio.run(
+                    load(
+                        f"http://127.0.0.1:{lt_port}/v1/chat/completions",
+                        LITELLM_KEY,
+                        n,
+                        conc,
+                        stream,
                     )
-                    ratios.append(
-                        f"| {mode} | {conc} | {lt.pct(0.5):.2f} | {lt.rps:,.0f} | "
-                        f"{via.rps / lt.rps if lt.rps else float('nan'):.1f}x |"
-                    )
-    finally:
-        for p in (gateway, upstream, litellm):
-            if p is not None:
-                p.terminate()
-                p.wait(15)
+                )
+                ratios.append(
+                    f"| {mode} | {conc} | {lt.pct(0.5):.2f} | {lt.rps:,.0f} | "
+                    f"{via.rps / lt.rps if lt.rps else float('nan'):.1f}x | {lt.errors} |"
+                )
+    return rows, ratios
+
+
+def report(args: argparse.Namespace, rows: list[list[str]], ratios: list[str]) -> None:
     print(f"durability={args.durability}, {os.cpu_count()} cores, python {sys.version.split()[0]}")
     print(
         "| mode | conc | direct p50 ms | gateway p50 ms | added p50 ms | added p99 ms "
@@ -271,8 +290,8 @@ def main() -> None:
     for r in rows:
         print("| " + " | ".join(r) + " |")
     if ratios:
-        print("\n| mode | conc | LiteLLM p50 ms | LiteLLM req/s | hybridgate / LiteLLM |")
-        print("|---|---|---|---|---|")
+        print("\n| mode | conc | LiteLLM p50 ms | LiteLLM req/s | hybridgate / LiteLLM | errors |")
+        print("|---|---|---|---|---|---|")
         print("\n".join(ratios))
     else:
         print("\n(LiteLLM not measured: pass --litellm-python with litellm[proxy] installed)")
