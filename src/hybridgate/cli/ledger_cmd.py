@@ -167,8 +167,17 @@ def _describe(body: dict[str, Any]) -> str:
 def receipt_verify(
     bundle: Annotated[Path, typer.Argument(help="bundle JSON from GET /v1/receipts/{id}")],
     key: KeyOpt = None,
+    action: Annotated[
+        str | None, typer.Option(help="action receipts: the action it must authorize")
+    ] = None,
+    params: Annotated[
+        str | None, typer.Option(help="action receipts: the exact params, as JSON")
+    ] = None,
 ) -> None:
-    """Check a receipt offline: signature, inclusion proof, and the signed checkpoint."""
+    """Check a receipt offline: signature, inclusion proof, and the signed checkpoint.
+
+    For an action receipt, --action and --params also check that it authorizes exactly
+    that action with exactly those parameters, and that it has not expired."""
     if key is None:
         raise _fail("--key is required: the gateway's public key (GET /v1/log/public-key)", 2)
     keys = _keys_or_exit(key)
@@ -181,7 +190,32 @@ def receipt_verify(
     problem, desc = check_receipt_document(doc, keys)
     if problem is not None:
         raise _fail(f"INVALID: {problem}")
+    if action is not None or params is not None:
+        problem = _check_action_binding(doc, keys, action, params)
+        if problem is not None:
+            raise _fail(f"INVALID: {problem}")
+        desc += f"; authorizes {action} with exactly these params"
     _out().print(f"valid: {desc}")
+
+
+def _check_action_binding(
+    doc: Any, keys: list[VerifierKey], action: str | None, params: str | None
+) -> str | None:
+    """The executor's check (``hybridgate.verify_action``), offline."""
+    from hybridgate.actions.verify import verify_action
+
+    if action is None or params is None:
+        raise _fail("--action and --params go together", 2)
+    try:
+        parsed = json.loads(params)
+    except ValueError as exc:
+        raise _fail(f"--params is not JSON: {exc}", 2) from None
+    if not isinstance(parsed, dict):
+        raise _fail("--params must be a JSON object", 2)
+    if isinstance(doc, dict) and isinstance(doc.get("bundle"), dict):
+        doc = doc["bundle"]
+    check = verify_action(doc, action, parsed, keys)
+    return None if check.ok else f"{check.verdict}: {check.reason}"
 
 
 # -- log verify / export / checkpoint / consistency ------------------------------------------
