@@ -6,6 +6,7 @@ contributes a list of routes built from the :class:`Gateway` it is handed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -92,7 +93,6 @@ def create_app(
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await gw.start()
         if handle_sighup:
-            import asyncio
 
             def on_sighup() -> None:
                 result = gw.policy.reload(reload_policy)

@@ -57,7 +57,8 @@ def admin_routes(gw: Gateway, reload_policy: PolicyLoader) -> list[Route]:
                 result = handler(request, key)
                 if asyncio.iscoroutine(result):
                     result = await result
-                assert isinstance(result, Response)
+                if not isinstance(result, Response):
+                    raise TypeError(f"{handler.__name__} returned {type(result).__name__}")
                 return result
             except GatewayError as err:
                 return error_response(err, "openai", gateway_headers("req_admin", None))
