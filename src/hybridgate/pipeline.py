@@ -14,6 +14,7 @@ enforced here and nowhere else:
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 import time
@@ -79,7 +80,8 @@ class Exchange:
     status: int = 200
     outcome: str = "ok"
     error_code: str | None = None
-    response_parts: list[bytes] = field(default_factory=list)
+    #: HMAC over every byte sent to the client, fed as it goes (streams are not buffered).
+    response_mac: hmac.HMAC | None = None
     reservation: Reservation | None = None
     attempts: list[str] = field(default_factory=list)
     finished: bool = False
@@ -87,6 +89,11 @@ class Exchange:
     @property
     def latency_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
+
+    def sent(self, data: bytes) -> None:
+        """Account bytes sent to the client in the response commitment."""
+        if self.response_mac is not None:
+            self.response_mac.update(data)
 
     def fail(self, err: GatewayError) -> None:
         self.status = err.status
@@ -152,6 +159,7 @@ class Pipeline:
             raw_body=raw_body,
             request_id="req_" + secrets.token_hex(12),
             receipt_id=self.gw.ledger.new_receipt_id(),
+            response_mac=self.gw.ledger.committer(),
         )
 
     # -- the pre-send stages -------------------------------------------------
@@ -437,7 +445,7 @@ class Pipeline:
             "key_id": ex.key.key_id,
             "team": ex.key.team,
             "request_commitment": gw.ledger.commit(ex.raw_body),
-            "response_commitment": gw.ledger.commit(b"".join(ex.response_parts)),
+            "response_commitment": (ex.response_mac or gw.ledger.committer()).hexdigest(),
             "data_classes": list(decision.data_classes) if decision else [],
             "scan_complete": ex.scan.complete if ex.scan else None,
             "action": action,

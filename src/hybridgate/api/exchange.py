@@ -99,7 +99,7 @@ async def run_exchange(request: Request, pipeline: Pipeline, wire: WireFormat) -
 
 async def _answer(pipeline: Pipeline, ex: Exchange, out: dict[str, Any]) -> Response:
     data = json_bytes(out)
-    ex.response_parts.append(data)
+    ex.sent(data)
     await pipeline.finish(ex)  # durable receipt before the answer leaves
     return RawJSONResponse(data, headers=_headers(ex))
 
@@ -109,7 +109,7 @@ async def _refuse(
 ) -> Response:
     if not ex.finished:
         ex.fail(err)
-        ex.response_parts.append(json_bytes(error_body(err, wire.errors)))
+        ex.sent(json_bytes(error_body(err, wire.errors)))
         try:
             await pipeline.finish(ex)
         except GatewayError as receipt_err:
@@ -143,7 +143,8 @@ async def _frames(
     framer: StreamFramer,
 ) -> AsyncIterator[bytes]:
     def out(frames: list[bytes]) -> list[bytes]:
-        ex.response_parts.extend(frames)
+        for f in frames:
+            ex.sent(f)
         return frames
 
     try:

@@ -199,6 +199,10 @@ class Ledger:
     def commit(self, data: bytes) -> str:
         return hmac.digest(self._secret, data, "sha256").hex()
 
+    def committer(self) -> hmac.HMAC:
+        """An incremental :meth:`commit`: feed a long answer as it streams, no buffering."""
+        return hmac.new(self._secret, digestmod="sha256")
+
     def verifiers(self) -> list[VerifierKey]:
         return self.keys.verifiers()
 
