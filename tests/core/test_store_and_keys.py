@@ -106,3 +106,21 @@ def test_team_names_are_validated(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest):
         ks.create("bad team; drop")
     s.close()
+
+
+def test_deferred_writes_ride_with_the_next_batch_or_flush_alone(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    deferred = s.defer(lambda c: c.execute("INSERT INTO items (v) VALUES ('deferred')"))
+    # Nothing else comes: the writer still commits it within its flush interval.
+    deferred.result(5)
+    carried = s.defer(lambda c: c.execute("INSERT INTO items (v) VALUES ('carried')"))
+    s.write_sync(lambda c: c.execute("INSERT INTO items (v) VALUES ('trigger')"))
+    assert carried.done()  # it committed in the trigger's transaction
+    assert sorted(v for (v,) in s.query("SELECT v FROM items")) == [
+        "carried",
+        "deferred",
+        "trigger",
+    ]
+    s.close()
+    with pytest.raises(ServiceUnavailable):
+        s.defer(lambda c: None).result(1)

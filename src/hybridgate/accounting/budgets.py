@@ -283,7 +283,7 @@ class BudgetManager:
         def write(conn: sqlite3.Connection) -> None:
             conn.executemany(_UPSERT, rows)
 
-        self._store.submit(write).add_done_callback(_log_failure)
+        self._store.defer(write).add_done_callback(_log_failure)
 
     def release(self, res: Reservation) -> None:
         """The request failed before spending: give the hold back (it still counts as a request)."""

@@ -176,7 +176,7 @@ class UsageLog:
                 row,
             )
 
-        self._store.submit(write).add_done_callback(_log_failure)
+        self._store.defer(write).add_done_callback(_log_failure)
 
     def report(
         self,

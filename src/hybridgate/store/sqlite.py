@@ -14,6 +14,7 @@ Reads use short-lived per-thread connections (WAL readers never block the writer
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import queue
@@ -33,6 +34,9 @@ log = logging.getLogger("hybridgate.store")
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]
 Durability = Literal["power_loss", "process_crash"]
+
+#: How soon a deferred write commits when no other write comes along to carry it.
+DEFER_FLUSH_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class SQLiteStore:
         self.commit_window_s = commit_window_s
         self.max_batch = max_batch
         self._jobs: queue.SimpleQueue[tuple[WriteFn, Future[Any]] | None] = queue.SimpleQueue()
+        self._deferred: collections.deque[tuple[WriteFn, Future[Any]]] = collections.deque()
         self._thread: threading.Thread | None = None
         self._local = threading.local()
         self._closed = False
@@ -171,6 +176,20 @@ class SQLiteStore:
         self._jobs.put((fn, fut))
         return fut
 
+    def defer(self, fn: WriteFn) -> Future[Any]:
+        """Queue a write that need not commit on its own (usage rows, budget totals).
+
+        It rides in the next batch the writer runs anyway (a request's receipt follows
+        it within microseconds), so a request costs one commit instead of three; if
+        nothing else comes, the writer flushes it within :data:`DEFER_FLUSH_S`.
+        """
+        fut: Future[Any] = Future()
+        if self._closed or self._thread is None or self._failed is not None:
+            fut.set_exception(StoreClosed("store is closed"))
+            return fut
+        self._deferred.append((fn, fut))
+        return fut
+
     async def write(self, fn: WriteFn) -> Any:
         return await asyncio.wrap_future(self.submit(fn))
 
@@ -185,7 +204,12 @@ class SQLiteStore:
             self._drain_failed(exc)
             return
         while True:
-            first = self._jobs.get()
+            try:
+                first = self._jobs.get(timeout=DEFER_FLUSH_S)
+            except queue.Empty:
+                if self._deferred:
+                    self._run_batch(conn, self._take_deferred())
+                continue
             if first is None:
                 break
             batch = [first]
@@ -212,8 +236,16 @@ class SQLiteStore:
                     self._jobs.put(None)
                     break
                 batch.append(nxt)
-            self._run_batch(conn, [j for j in batch if j is not None])
+            self._run_batch(conn, [*self._take_deferred(), *(j for j in batch if j is not None)])
+        if self._deferred:
+            self._run_batch(conn, self._take_deferred())
         conn.close()
+
+    def _take_deferred(self) -> list[tuple[WriteFn, Future[Any]]]:
+        out: list[tuple[WriteFn, Future[Any]]] = []
+        while self._deferred:
+            out.append(self._deferred.popleft())
+        return out
 
     def _run_batch(
         self, conn: sqlite3.Connection, batch: list[tuple[WriteFn, Future[Any]]]
