@@ -94,8 +94,11 @@ def test_missing_key_401_both_formats(h: Harness) -> None:
 
 
 def test_admin_endpoints_need_admin_key(h: Harness) -> None:
-    r = httpx.get(h.url + "/v1/admin/keys", headers={"authorization": f"Bearer {h.key}"})
+    r = httpx.get(h.url + "/v1/admin/keys")
     assert r.status_code == 401
+    # A valid key that is not the admin key: authenticated, not permitted.
+    r = httpx.get(h.url + "/v1/admin/keys", headers={"authorization": f"Bearer {h.key}"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "permission_denied"
 
 
 def test_lone_surrogates_do_not_crash_and_fail_closed(h: Harness) -> None:

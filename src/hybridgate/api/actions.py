@@ -14,10 +14,8 @@ check. Put it where only agents can reach it.
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,60 +23,16 @@ from starlette.routing import Route
 
 from hybridgate.actions.model import MAX_BODY_BYTES, parse_action_request, parse_decision
 from hybridgate.actions.service import ActionService, VerdictResult
+from hybridgate.api.common import Authenticate, error_response, guarded, read_json
 from hybridgate.errors import (
     GatewayError,
     InvalidRequest,
     NotFound,
-    PayloadTooLarge,
     PermissionDenied,
 )
 from hybridgate.keys import KeyInfo
 
 log = logging.getLogger("hybridgate.api.actions")
-
-Authenticate = Callable[[Request], Awaitable[KeyInfo]]
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def error_json(err: GatewayError) -> JSONResponse:
-    headers = {"www-authenticate": "Bearer"} if err.status == 401 else None
-    return JSONResponse(
-        {"error": {"type": err.openai_type, "code": err.code, "message": err.message}},
-        status_code=err.status,
-        headers=headers,
-    )
-
-
-async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
-    """The body as JSON, refused with 413 once it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit() or len(declared) > 18:
-            raise InvalidRequest("invalid Content-Length header")
-        if int(declared) > limit:
-            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw:
-        raise InvalidRequest("request body is empty; expected a JSON object")
-    try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
-    except UnicodeDecodeError:
-        raise InvalidRequest("request body is not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc.msg}") from None
-    except RecursionError:
-        raise InvalidRequest("request body is nested too deeply") from None
-
-
-def _no_constants(name: str) -> Any:
-    raise InvalidRequest(f"{name} is not valid JSON")
 
 
 def _verdict(result: VerdictResult) -> JSONResponse:
@@ -96,34 +50,21 @@ def _int_query(request: Request, name: str, default: int, maximum: int) -> int:
 
 def action_routes(service: ActionService, authenticate: Authenticate) -> list[Route]:
     """Routes for the action gate, built around one service and the gateway's authenticator."""
-
-    def guarded(
-        handler: Callable[[Request, KeyInfo], Awaitable[Response]], *, admin: bool
-    ) -> Handler:
-        async def endpoint(request: Request) -> Response:
-            try:
-                key = await authenticate(request)
-                if admin and not key.is_admin:
-                    raise PermissionDenied("this endpoint needs the admin key")
-                return await handler(request, key)
-            except GatewayError as err:
-                return error_json(err)
-
-        return endpoint
+    guard = functools.partial(guarded, authenticate)
 
     async def authorize(request: Request, key: KeyInfo) -> Response:
         if key.is_admin or key.key_id is None:
             raise PermissionDenied("actions are authorized for a virtual key, not the admin key")
-        req = parse_action_request(await read_json(request))
+        req = parse_action_request(await read_json(request, MAX_BODY_BYTES))
         return _verdict(await service.authorize(req, key))
 
     async def gate(request: Request) -> Response:
         try:
-            body = await read_json(request)
+            body = await read_json(request, MAX_BODY_BYTES)
             req = parse_action_request(body)
             return _verdict(await service.gate(req, body.get("receipt")))
         except GatewayError as err:
-            return error_json(err)
+            return error_response(err, "openai")
 
     async def list_approvals(request: Request, _: KeyInfo) -> Response:
         status = request.query_params.get("status")
@@ -161,18 +102,32 @@ def action_routes(service: ActionService, authenticate: Authenticate) -> list[Ro
         return JSONResponse({"removed": name})
 
     return [
-        Route("/v1/actions/authorize", guarded(authorize, admin=False), methods=["POST"]),
+        Route("/v1/actions/authorize", guard(authorize, admin=False), methods=["POST"]),
         Route("/v1/gate", gate, methods=["POST"]),
-        Route("/v1/admin/approvals", guarded(list_approvals, admin=True), methods=["GET"]),
         Route(
-            "/v1/admin/approvals/{approval_id}",
-            guarded(get_approval, admin=True),
+            "/v1/admin/approvals",
+            guard(list_approvals, admin=True),
             methods=["GET"],
         ),
-        Route("/v1/admin/approvals/{approval_id}", guarded(decide, admin=True), methods=["POST"]),
-        Route("/v1/admin/approvers", guarded(list_approvers, admin=True), methods=["GET"]),
-        Route("/v1/admin/approvers", guarded(add_approver, admin=True), methods=["POST"]),
         Route(
-            "/v1/admin/approvers/{name}", guarded(remove_approver, admin=True), methods=["DELETE"]
+            "/v1/admin/approvals/{approval_id}",
+            guard(get_approval, admin=True),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/admin/approvals/{approval_id}",
+            guard(decide, admin=True),
+            methods=["POST"],
+        ),
+        Route(
+            "/v1/admin/approvers",
+            guard(list_approvers, admin=True),
+            methods=["GET"],
+        ),
+        Route("/v1/admin/approvers", guard(add_approver, admin=True), methods=["POST"]),
+        Route(
+            "/v1/admin/approvers/{name}",
+            guard(remove_approver, admin=True),
+            methods=["DELETE"],
         ),
     ]

@@ -7,7 +7,7 @@ can also work fully offline from ``hybridgate log export``.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -18,15 +18,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from hybridgate.api.common import (
-    error_response,
-    gateway_headers,
+    guarded,
     make_authenticator,
     parse_json,
     read_body,
-    require_admin,
+    read_json,
 )
 from hybridgate.config import load_config
-from hybridgate.errors import GatewayError, InvalidRequest, NotFound
+from hybridgate.errors import InvalidRequest, NotFound
 from hybridgate.keys import KeyInfo
 from hybridgate.policy.model import PolicyConfig
 from hybridgate.runtime import Gateway
@@ -44,29 +43,10 @@ def _int_param(request: Request, name: str) -> int:
 
 
 def admin_routes(gw: Gateway, reload_policy: PolicyLoader) -> list[Route]:
-    authenticate = make_authenticator(gw)
-
-    def guarded(
-        handler: Callable[[Request, KeyInfo], Any], *, admin: bool
-    ) -> Callable[[Request], Any]:
-        async def endpoint(request: Request) -> Response:
-            try:
-                key = await authenticate(request)
-                if admin:
-                    require_admin(key)
-                result = handler(request, key)
-                if asyncio.iscoroutine(result):
-                    result = await result
-                if not isinstance(result, Response):
-                    raise TypeError(f"{handler.__name__} returned {type(result).__name__}")
-                return result
-            except GatewayError as err:
-                return error_response(err, "openai", gateway_headers("req_admin", None))
-
-        return endpoint
+    guard = functools.partial(guarded, make_authenticator(gw))
 
     async def create_key(request: Request, _: KeyInfo) -> Response:
-        body = parse_json(await read_body(request, 64 * 1024))
+        body = await read_json(request, 64 * 1024)
         if not isinstance(body, dict) or not isinstance(body.get("team"), str):
             raise InvalidRequest("body must be an object with a string `team`")
         budget = body.get("budget_usd")
@@ -80,7 +60,7 @@ def admin_routes(gw: Gateway, reload_policy: PolicyLoader) -> list[Route]:
         )
         return JSONResponse({"key": key, "key_id": key.split("-")[1], "team": body["team"]}, 201)
 
-    def list_keys(_: Request, __: KeyInfo) -> Response:
+    async def list_keys(_: Request, __: KeyInfo) -> Response:
         return JSONResponse(
             {
                 "data": [
@@ -97,7 +77,7 @@ def admin_routes(gw: Gateway, reload_policy: PolicyLoader) -> list[Route]:
             }
         )
 
-    def revoke_key(request: Request, _: KeyInfo) -> Response:
+    async def revoke_key(request: Request, _: KeyInfo) -> Response:
         gw.keys.revoke(request.path_params["key_id"])
         return JSONResponse({"revoked": request.path_params["key_id"]})
 
@@ -129,11 +109,11 @@ def admin_routes(gw: Gateway, reload_policy: PolicyLoader) -> list[Route]:
             )
         return JSONResponse({"reloaded": True, "policy_hash": phash})
 
-    def policy_show(_: Request, __: KeyInfo) -> Response:
+    async def policy_show(_: Request, __: KeyInfo) -> Response:
         policy, phash = gw.policy.current
         return JSONResponse({"policy_hash": phash, "policy": policy.model_dump(mode="json")})
 
-    def receipt(request: Request, key: KeyInfo) -> Response:
+    async def receipt(request: Request, key: KeyInfo) -> Response:
         rid = request.path_params["receipt_id"]
         signed = gw.ledger.get_receipt(rid)
         if signed is None or (not key.is_admin and signed["receipt"].get("key_id") != key.key_id):
@@ -143,17 +123,17 @@ def admin_routes(gw: Gateway, reload_policy: PolicyLoader) -> list[Route]:
             raise NotFound("no such receipt for this key")
         return JSONResponse(bundle)
 
-    def checkpoint(_: Request, __: KeyInfo) -> Response:
+    async def checkpoint(_: Request, __: KeyInfo) -> Response:
         return PlainTextResponse(gw.ledger.checkpoint())
 
-    def consistency(request: Request, _: KeyInfo) -> Response:
+    async def consistency(request: Request, _: KeyInfo) -> Response:
         first, second = _int_param(request, "first"), _int_param(request, "second")
         try:
             return JSONResponse(gw.ledger.consistency(first, second))
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
 
-    def public_key(_: Request, __: KeyInfo) -> Response:
+    async def public_key(_: Request, __: KeyInfo) -> Response:
         verifiers = gw.ledger_verifiers()
         return JSONResponse(
             {
@@ -162,7 +142,7 @@ def admin_routes(gw: Gateway, reload_policy: PolicyLoader) -> list[Route]:
             }
         )
 
-    def usage(request: Request, key: KeyInfo) -> Response:
+    async def usage(request: Request, key: KeyInfo) -> Response:
         by = request.query_params.get("by")
         scope = None if key.is_admin else key.key_id
         since = _int_param(request, "since_ns") if "since_ns" in request.query_params else None
@@ -174,16 +154,28 @@ def admin_routes(gw: Gateway, reload_policy: PolicyLoader) -> list[Route]:
         return JSONResponse(out)
 
     return [
-        Route("/v1/admin/keys", guarded(create_key, admin=True), methods=["POST"]),
-        Route("/v1/admin/keys", guarded(list_keys, admin=True), methods=["GET"]),
-        Route("/v1/admin/keys/{key_id}", guarded(revoke_key, admin=True), methods=["DELETE"]),
-        Route("/v1/admin/policy/reload", guarded(policy_reload, admin=True), methods=["POST"]),
-        Route("/v1/admin/policy", guarded(policy_show, admin=True), methods=["GET"]),
-        Route("/v1/receipts/{receipt_id}", guarded(receipt, admin=False), methods=["GET"]),
-        Route("/v1/log/checkpoint", guarded(checkpoint, admin=False), methods=["GET"]),
-        Route("/v1/log/consistency", guarded(consistency, admin=False), methods=["GET"]),
-        Route("/v1/log/public-key", guarded(public_key, admin=False), methods=["GET"]),
-        Route("/v1/usage", guarded(usage, admin=False), methods=["GET"]),
+        Route("/v1/admin/keys", guard(create_key, admin=True), methods=["POST"]),
+        Route("/v1/admin/keys", guard(list_keys, admin=True), methods=["GET"]),
+        Route(
+            "/v1/admin/keys/{key_id}",
+            guard(revoke_key, admin=True),
+            methods=["DELETE"],
+        ),
+        Route(
+            "/v1/admin/policy/reload",
+            guard(policy_reload, admin=True),
+            methods=["POST"],
+        ),
+        Route("/v1/admin/policy", guard(policy_show, admin=True), methods=["GET"]),
+        Route(
+            "/v1/receipts/{receipt_id}",
+            guard(receipt, admin=False),
+            methods=["GET"],
+        ),
+        Route("/v1/log/checkpoint", guard(checkpoint, admin=False), methods=["GET"]),
+        Route("/v1/log/consistency", guard(consistency, admin=False), methods=["GET"]),
+        Route("/v1/log/public-key", guard(public_key, admin=False), methods=["GET"]),
+        Route("/v1/usage", guard(usage, admin=False), methods=["GET"]),
     ]
 
 

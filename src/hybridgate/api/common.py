@@ -16,13 +16,14 @@ from typing import Any, Literal
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hybridgate.errors import AuthenticationError, GatewayError, InvalidRequest, PayloadTooLarge
+from hybridgate.errors import GatewayError, InvalidRequest, PayloadTooLarge, PermissionDenied
 from hybridgate.keys import KeyInfo
 from hybridgate.runtime import Gateway
 
 log = logging.getLogger("hybridgate.api")
 
 ErrorFormat = Literal["openai", "anthropic"]
+Authenticate = Callable[[Request], Awaitable[KeyInfo]]
 
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error",
@@ -87,13 +88,22 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise InvalidRequest("request body is not valid UTF-8") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(
             f"request body is not valid JSON: {exc.msg} at position {exc.pos}"
         ) from None
     except RecursionError:
         raise InvalidRequest("request body is nested too deeply") from None
+
+
+def _no_constants(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259); Python's parser accepts them by default."""
+    raise InvalidRequest(f"{name} is not valid JSON")
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    return parse_json(await read_body(request, limit))
 
 
 def presented_key(request: Request) -> str | None:
@@ -106,7 +116,7 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def make_authenticator(gw: Gateway) -> Callable[[Request], Awaitable[KeyInfo]]:
+def make_authenticator(gw: Gateway) -> Authenticate:
     async def authenticate(request: Request) -> KeyInfo:
         return gw.keys.authenticate(presented_key(request))
 
@@ -114,8 +124,30 @@ def make_authenticator(gw: Gateway) -> Callable[[Request], Awaitable[KeyInfo]]:
 
 
 def require_admin(key: KeyInfo) -> None:
+    """A valid key that is not the admin key is authenticated but not permitted: 403."""
     if not key.is_admin:
-        raise AuthenticationError("this endpoint needs the admin key")
+        raise PermissionDenied("this endpoint needs the admin key")
+
+
+KeyedHandler = Callable[[Request, KeyInfo], Awaitable[Response]]
+
+
+def guarded(
+    authenticate: Authenticate, handler: KeyedHandler, *, admin: bool
+) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint that authenticates (and for ``admin`` requires the admin key) first,
+    and renders any :class:`GatewayError` in the OpenAI error format."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            key = await authenticate(request)
+            if admin:
+                require_admin(key)
+            return await handler(request, key)
+        except GatewayError as err:
+            return error_response(err, "openai", gateway_headers("req_admin", None))
+
+    return endpoint
 
 
 def gateway_headers(

@@ -22,6 +22,7 @@ from hybridgate.config import GatewayConfig
 from hybridgate.errors import ConfigError, GatewayError
 from hybridgate.policy import Decision, Principal, RouteFacts, evaluate, mask_request, policy_hash
 from hybridgate.policy.model import Action
+from hybridgate.routing.plan import candidate_routes
 from hybridgate.scan import build_scanner, extract_segments, path_str, scan_request
 from hybridgate.scan.findings import RequestScan, Segment
 
@@ -77,7 +78,7 @@ def _candidates(cfg: GatewayConfig, model: str) -> list[RouteFacts]:
     vm = cfg.virtual_model(model)
     if vm is None:
         return []
-    return [RouteFacts.from_route(cfg.route(n)) for n in vm.routes]
+    return [RouteFacts.from_route(cfg.route(n)) for n in candidate_routes(vm)]
 
 
 def _scan(cfg: GatewayConfig, body: dict[str, Any]) -> tuple[list[Segment], RequestScan]:
