@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hybridgate.accounting import BudgetManager, UsageLog
 from hybridgate.actions import ActionService
+from hybridgate.adapters import AdapterRegistry
 from hybridgate.config import GatewayConfig, RouteConfig, VirtualModel
 from hybridgate.keys import KeyStore
 from hybridgate.ledger import KeyRing, Ledger, VerifierKey
@@ -61,6 +62,7 @@ class Gateway:
     actions: ActionService
     metrics: Metrics
     keyring: KeyRing
+    adapters: AdapterRegistry
     #: Derived once from the config: every request looks these up.
     routes: dict[str, RouteConfig] = field(default_factory=dict)
     virtual_models: dict[str, VirtualModel] = field(default_factory=dict)
@@ -102,6 +104,7 @@ class Gateway:
                 *BudgetManager.migrations(),
                 *UsageLog.migrations(),
                 *ActionService.migrations(),
+                *AdapterRegistry.migrations(),
             ]
         )
         keyring = KeyRing.load_or_create(home / "keys", config.ledger.origin)
@@ -123,6 +126,7 @@ class Gateway:
             actions=ActionService(ledger, holder, store, config.actions),
             metrics=Metrics(),
             keyring=keyring,
+            adapters=AdapterRegistry(store, home),
         )
         for vm in config.models.values():
             if vm.strategy == "quality":

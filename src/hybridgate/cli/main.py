@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from hybridgate.cli import (
+    adapters_cmd,
     approvals_cmd,
     catalog_cmd,
     core_cmd,
@@ -32,6 +33,7 @@ app.add_typer(usage_cmd.app, name="usage")
 app.add_typer(approvals_cmd.app, name="approvals")
 app.add_typer(catalog_cmd.app, name="catalog")
 app.add_typer(plan_cmd.app, name="plan")
+app.add_typer(adapters_cmd.app, name="adapters")
 
 
 @app.command()
