@@ -48,8 +48,9 @@ def _check_source(value: str) -> str:
     text = value.strip()
     if text.lower() in _PLACEHOLDERS or len(text) < 8:
         raise ValueError(f"source must be a URL or a document citation, got {value!r}")
-    if "://" in text and not _URL.match(text.split()[0]):
-        raise ValueError(f"source URL is malformed: {value!r}")
+    for token in text.split():  # a citation may name its URL anywhere: "Terms, https://…, §2"
+        if "://" in token and not _URL.match(token.rstrip(",;)")):
+            raise ValueError(f"source URL is malformed: {value!r}")
     if "://" not in text and len(text.split()) < 2:
         raise ValueError(f"a citation needs a document and a location, got {value!r}")
     return text
@@ -69,10 +70,12 @@ class _Facts(_Strict):
     source: Source
     sources: dict[str, Source] = Field(default_factory=dict)
     note: str | None = Field(default=None, max_length=1000)
+    #: the day these facts were last compared with the live source; null: never
+    checked: dt.date | None = Field(default=None, strict=False)
 
     @model_validator(mode="after")
     def _per_fact_sources_name_facts(self) -> _Facts:
-        fields = set(type(self).model_fields) - {"source", "sources", "note"}
+        fields = set(type(self).model_fields) - {"source", "sources", "note", "checked"}
         unknown = sorted(set(self.sources) - fields)
         if unknown:
             raise ValueError(f"sources names unknown facts: {', '.join(unknown)}")
@@ -96,6 +99,37 @@ class OpennessFacts(_Facts):
 MauThreshold = int | Literal["none"] | None
 
 
+#: what a licence or terms of service say about training other models on the outputs
+TrainingUse = Literal[
+    "allowed",  # no clause restricts it
+    "attribution_required",  # allowed, with a name or notice on the trained model
+    "derivative_inherits",  # the trained model is a derivative: the use restrictions pass on
+    "no_competing",  # forbidden for models that compete with the provider
+    "research_only",  # outputs may be used for research only
+    "forbidden",  # forbidden (except to improve the same model family)
+    "unknown",  # not recorded: treat as not permitted
+]
+
+
+class OutputUseFacts(_Facts):
+    """What the terms say about using a model's outputs, above all to train other models."""
+
+    training_other_models: TrainingUse
+    name_prefix: str | None = Field(
+        default=None,
+        max_length=64,
+        description="a model trained with the outputs and distributed must be named starting so",
+    )
+    attribution: str | None = Field(
+        default=None, max_length=300, description="notice to display, verbatim"
+    )
+    derivatives_inherit_restrictions: bool | None = None
+    commercial_outputs: bool | None = Field(
+        default=None, description="may outputs be used commercially at all"
+    )
+    summary: str = Field(min_length=1, max_length=1000)
+
+
 class LicenceFacts(_Facts):
     id: Name
     name: str = Field(min_length=1, max_length=200)
@@ -107,6 +141,15 @@ class LicenceFacts(_Facts):
     acceptable_use_policy: bool | None
     attribution: bool | None
     restrictions: list[str] = Field(default_factory=list, description="other key terms, verbatim")
+    fine_tuning: bool | None = Field(default=None, description="may the weights be fine-tuned")
+    redistribution: bool | None = Field(
+        default=None, description="may fine-tuned weights be redistributed"
+    )
+    output_use: OutputUseFacts | None = None
+    model_prefixes: list[str] = Field(
+        default_factory=list,
+        description="API model ids starting so fall under these terms (a provider's terms)",
+    )
 
 
 class ParamFacts(_Facts):
@@ -183,6 +226,8 @@ class CatalogEntry(_Strict):
     architecture: ArchitectureFacts | None = None
     pricing: PricingFacts | None = None
     throughput: list[ThroughputFact] = Field(default_factory=list)
+    #: overrides the licence's output terms where the model's own card says more
+    output_use: OutputUseFacts | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> CatalogEntry:
@@ -202,6 +247,10 @@ class CatalogEntry(_Strict):
     @property
     def self_hostable(self) -> bool:
         return self.licence.weights_available
+
+    @property
+    def output_terms(self) -> OutputUseFacts | None:
+        return self.output_use or self.licence.output_use
 
     def throughput_for(self, gpu: str, quant: str) -> ThroughputFact | None:
         for t in self.throughput:
@@ -246,6 +295,8 @@ class CatalogFilter:
 @dataclass(frozen=True)
 class Catalog:
     entries: tuple[CatalogEntry, ...]
+    #: the shipped file's shared licence blocks (provider terms that cover API families)
+    licences: tuple[LicenceFacts, ...] = ()
 
     def __iter__(self) -> Iterator[CatalogEntry]:
         return iter(self.entries)
@@ -290,6 +341,23 @@ def _validate(raw: Any, where: str) -> CatalogEntry:
         raise ConfigError("\n".join(lines)) from exc
 
 
+def parse_licences(raw: Any, where: str) -> list[LicenceFacts]:
+    """The shared ``licences:`` blocks of a catalog file, validated like an entry's licence."""
+    if not isinstance(raw, Mapping) or raw.get("licences") is None:
+        return []
+    blocks = raw["licences"]
+    if not isinstance(blocks, list):
+        raise ConfigError(f"{where}: `licences` must be a list")
+    out = []
+    for i, b in enumerate(blocks):
+        try:
+            out.append(LicenceFacts.model_validate(dict(b) if isinstance(b, Mapping) else b))
+        except ValidationError as exc:
+            msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"{where}: licences[{i}]: {msgs}") from exc
+    return out
+
+
 def parse_entries(raw: Any, where: str) -> list[CatalogEntry]:
     """Validate a list of raw entries; names and aliases must be unique within it."""
     if isinstance(raw, Mapping):  # the shipped file: shared licence blocks, then models
@@ -328,6 +396,7 @@ def load_catalog(
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
     base = parse_entries(base_raw, where)
+    licences = parse_licences(base_raw, where)
     added = parse_entries(list(extra), "config catalog") if extra else []
     replaced = {e.name for e in added}
     merged = [e for e in base if e.name not in replaced] + added
@@ -337,4 +406,4 @@ def load_catalog(
             if key in names:
                 raise ConfigError(f"catalog: {key!r} names both {names[key]!r} and {e.name!r}")
             names[key] = e.name
-    return Catalog(tuple(merged))
+    return Catalog(tuple(merged), tuple(licences))
