@@ -23,8 +23,11 @@ from hybridgate.api.actions import action_routes
 from hybridgate.api.admin import admin_routes, config_policy_loader
 from hybridgate.api.anthropic import anthropic_routes
 from hybridgate.api.common import make_authenticator
+from hybridgate.api.governance import governance_routes
 from hybridgate.api.openai import openai_routes
 from hybridgate.config import GatewayConfig
+from hybridgate.governance.service import GovernanceService
+from hybridgate.governance.store import GovernanceStore
 from hybridgate.pipeline import Pipeline
 from hybridgate.runtime import Gateway
 
@@ -72,6 +75,13 @@ def create_app(
     gw = Gateway.build(config)
     pipeline = Pipeline(gw)
     reload_policy = config_policy_loader(config_path, config.policy)
+    governance = (
+        GovernanceService.attach(
+            GovernanceStore(gw.store), gw.ledger, gw.policy, config.governance_file
+        )
+        if config.governance_file
+        else None
+    )
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -112,8 +122,10 @@ def create_app(
         *anthropic_routes(pipeline),
         *admin_routes(gw, reload_policy),
         *action_routes(gw.actions, make_authenticator(gw)),
+        *governance_routes(governance, make_authenticator(gw)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(GatewayHeaders)
     app.state.gateway = gw
+    app.state.governance = governance
     return app

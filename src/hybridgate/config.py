@@ -164,6 +164,11 @@ class GatewayConfig(_Strict):
     models: dict[str, VirtualModel] = Field(default_factory=dict)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     policy_file: str | None = None
+    governance_file: str | None = Field(
+        default=None,
+        description="approvers and threshold for policy changes (docs/governance.md);"
+        " when set, only policies approved by M of N approvers load",
+    )
     scanner: ScannerConfig = Field(default_factory=ScannerConfig)
     budgets: list[BudgetConfig] = Field(default_factory=list)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)

@@ -17,6 +17,7 @@ from hybridgate.accounting import BudgetManager, UsageLog
 from hybridgate.actions import ActionService
 from hybridgate.adapters import AdapterRegistry
 from hybridgate.config import GatewayConfig, RouteConfig, VirtualModel
+from hybridgate.governance.store import GovernanceStore
 from hybridgate.keys import KeyStore
 from hybridgate.ledger import KeyRing, Ledger, VerifierKey
 from hybridgate.metrics import Metrics
@@ -105,6 +106,7 @@ class Gateway:
                 *UsageLog.migrations(),
                 *ActionService.migrations(),
                 *AdapterRegistry.migrations(),
+                *GovernanceStore.migrations(),
             ]
         )
         keyring = KeyRing.load_or_create(home / "keys", config.ledger.origin)

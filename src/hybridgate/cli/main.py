@@ -9,6 +9,7 @@ from hybridgate.cli import (
     approvals_cmd,
     catalog_cmd,
     core_cmd,
+    governance_cmd,
     ledger_cmd,
     plan_cmd,
     policy_cmd,
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 core_cmd.register(app)
 scan_cmd.register(app)
+governance_cmd.register(policy_cmd.app)
 app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(ledger_cmd.receipt_app, name="receipt")
 app.add_typer(ledger_cmd.log_app, name="log")

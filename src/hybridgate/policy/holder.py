@@ -19,6 +19,14 @@ from hybridgate.policy.model import PolicyConfig
 
 log = logging.getLogger("hybridgate.policy")
 
+#: Says why a validated policy may not become active (None: it may). Governance installs one
+#: so that only the approved policy loads, whatever a reload is handed.
+PolicyGate = Callable[[PolicyConfig, str], str | None]
+
+
+class PolicyNotApproved(Exception):
+    """A reload was refused because governance has not approved that policy."""
+
 
 def policy_hash(policy: PolicyConfig) -> str:
     """SHA-256 (hex) of the RFC 8785 canonical JSON of the policy.
@@ -44,6 +52,11 @@ class PolicyHolder:
     def __init__(self, policy: PolicyConfig) -> None:
         self._lock = threading.Lock()
         self._current: tuple[PolicyConfig, str] = (policy, policy_hash(policy))
+        self._gate: PolicyGate | None = None
+
+    def set_gate(self, gate: PolicyGate | None) -> None:
+        """Install (or remove) the check every later reload must pass."""
+        self._gate = gate
 
     @property
     def current(self) -> tuple[PolicyConfig, str]:
@@ -59,6 +72,9 @@ class PolicyHolder:
             # model_construct() or mutated nested lists, which skip validation.
             fresh = PolicyConfig.model_validate(loaded.model_dump(mode="json"))
             new_hash = policy_hash(fresh)
+            refusal = None if self._gate is None else self._gate(fresh, new_hash)
+            if refusal is not None:
+                raise PolicyNotApproved(refusal)
         except Exception as exc:  # any failure (ConfigError, ValidationError, a loader bug)
             return self._refuse(exc)
         with self._lock:
