@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hybridgate.distill.config import DistillConfig
 from hybridgate.errors import ConfigError
 from hybridgate.policy.model import Openness, PolicyConfig
 
@@ -177,6 +178,7 @@ class GatewayConfig(_Strict):
         default_factory=list,
         description="extra model catalog entries (hybridgate.planner.catalog schema)",
     )
+    distill: DistillConfig = Field(default_factory=DistillConfig)
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
@@ -189,6 +191,9 @@ class GatewayConfig(_Strict):
             for ref in [*vm.routes, vm.strong, vm.weak]:
                 if ref is not None and ref not in known:
                     raise ValueError(f"models.{vname} names unknown route {ref!r}")
+        for tname, task in self.distill.tasks.items():
+            if task.model not in known and task.model not in self.models:
+                raise ValueError(f"distill.tasks.{tname} names unknown model {task.model!r}")
         return self
 
     @property

@@ -85,6 +85,12 @@ class Exchange:
     reservation: Reservation | None = None
     attempts: list[str] = field(default_factory=list)
     finished: bool = False
+    #: the ``x-hybridgate-task`` header, and the task the exchange belongs to (distill)
+    task_header: str | None = None
+    task: str | None = None
+    #: what went upstream (masked) and the answer text before restore: what capture may keep
+    sent_body: dict[str, Any] | None = None
+    answer_text: str | None = None
 
     @property
     def latency_ms(self) -> float:
@@ -204,8 +210,11 @@ class Pipeline:
             raise NoRouteAvailable("no permitted route: " + "; ".join(decision.reasons))
 
         plan = self._plan(vm, decision, prompt)
+        if self.gw.hook is not None:  # task routing (distill): may put an adapter first
+            plan = self.gw.hook.prepare(ex, body, decision, plan)
         ex.plan = plan
         sent, restorer = self._redact(body, segments, decision)
+        ex.sent_body = sent
         ex.masked = len(decision.masks)
         ex.reservation = self._reserve(ex, body, plan)
         return Prepared(body=sent, vm=vm, plan=plan, restorer=restorer)
@@ -321,6 +330,8 @@ class Pipeline:
         completion = await self._attempts(ex, prepared, call)
         ex.usage = completion.usage
         body = completion.body
+        if ex.task is not None:
+            ex.answer_text = _answer_text(body)
         if prepared.restorer is not None:
             body = prepared.restorer.restore_completion(body)
         body["model"] = ex.virtual_model or body.get("model")
@@ -367,6 +378,8 @@ class Pipeline:
                     reported=not u.get("estimated"),
                 )
             chunk["model"] = ex.virtual_model
+            if ex.task is not None:
+                ex.answer_text = (ex.answer_text or "") + _delta_text(chunk)
             return restorer.feed_chunk(chunk) if restorer is not None else chunk
 
         if first is not None:
@@ -467,8 +480,30 @@ class Pipeline:
             "status": ex.status,
             "error_code": ex.error_code,
         }
-        await gw.ledger.append(ex.receipt_id, fields)
+        if gw.hook is not None and ex.task is not None:
+            fields.update(gw.hook.receipt_fields(ex))
+        appended = await gw.ledger.append(ex.receipt_id, fields)
         gw.metrics.receipts.labels("request").inc()
+        if gw.hook is not None and ex.task is not None:
+            gw.hook.finished(ex, appended)
+
+
+def _answer_text(body: dict[str, Any]) -> str | None:
+    choices = body.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        msg = choices[0].get("message")
+        if isinstance(msg, dict) and isinstance(msg.get("content"), str):
+            return str(msg["content"])
+    return None
+
+
+def _delta_text(chunk: dict[str, Any]) -> str:
+    choices = chunk.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        delta = choices[0].get("delta")
+        if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+            return str(delta["content"])
+    return ""
 
 
 def _client_error(exc: UpstreamError) -> GatewayError:

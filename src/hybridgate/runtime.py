@@ -12,11 +12,13 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hybridgate.accounting import BudgetManager, UsageLog
 from hybridgate.actions import ActionService
 from hybridgate.adapters import AdapterRegistry
 from hybridgate.config import GatewayConfig, RouteConfig, VirtualModel
+from hybridgate.distill.store import DistillStore
 from hybridgate.governance.store import GovernanceStore
 from hybridgate.keys import KeyStore
 from hybridgate.ledger import KeyRing, Ledger, VerifierKey
@@ -29,7 +31,26 @@ from hybridgate.routing.quality import QualityRouter
 from hybridgate.scan import Scanner, build_scanner
 from hybridgate.store.sqlite import SQLiteStore
 
+if TYPE_CHECKING:
+    from hybridgate.ledger import AppendResult
+    from hybridgate.policy import Decision
+    from hybridgate.routing import Plan
+
 log = logging.getLogger("hybridgate")
+
+
+class ExchangeHook(Protocol):
+    """What the pipeline tells a feature that follows exchanges (the distill flywheel).
+
+    ``prepare`` may reorder the plan (never widen it past what the policy permits);
+    ``receipt_fields`` adds fields to the exchange's receipt; ``finished`` is told the
+    receipt's log position and must not block or raise.
+    """
+
+    def prepare(self, ex: Any, body: dict[str, Any], decision: Decision, plan: Plan) -> Plan: ...
+    def receipt_fields(self, ex: Any) -> dict[str, Any]: ...
+    def finished(self, ex: Any, appended: AppendResult) -> None: ...
+    async def aclose(self) -> None: ...
 
 
 def load_or_create_secret(home: Path, name: str = "deployment.secret") -> bytes:
@@ -69,6 +90,8 @@ class Gateway:
     virtual_models: dict[str, VirtualModel] = field(default_factory=dict)
     candidates: dict[str, tuple[RouteFacts, ...]] = field(default_factory=dict)
     _routers: dict[str, QualityRouter] = field(default_factory=dict)
+    #: the distill flywheel when tasks are configured
+    hook: ExchangeHook | None = None
 
     def __post_init__(self) -> None:
         self.routes = {r.name: r for r in self.config.routes}
@@ -107,6 +130,7 @@ class Gateway:
                 *ActionService.migrations(),
                 *AdapterRegistry.migrations(),
                 *GovernanceStore.migrations(),
+                *DistillStore.migrations(),
             ]
         )
         keyring = KeyRing.load_or_create(home / "keys", config.ledger.origin)
@@ -133,6 +157,10 @@ class Gateway:
         for vm in config.models.values():
             if vm.strategy == "quality":
                 gw.quality_router(vm.router)
+        if config.distill.tasks:
+            from hybridgate.distill.service import DistillService
+
+            gw.hook = DistillService(gw, secret)
         return gw
 
     def ledger_verifiers(self) -> list[VerifierKey]:
@@ -145,6 +173,8 @@ class Gateway:
         self.metrics.log_size.set(self.ledger.size())
 
     async def aclose(self) -> None:
+        if self.hook is not None:
+            await self.hook.aclose()
         for p in self.providers.values():
             await p.aclose()
         await self.actions.aclose()  # expire held approvals before the log closes

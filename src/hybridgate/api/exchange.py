@@ -78,6 +78,7 @@ async def run_exchange(request: Request, pipeline: Pipeline, wire: WireFormat) -
         # Unauthenticated refusals get no receipt: anyone could grow the audit log.
         return error_response(err, wire.errors, gateway_headers("req_unauthenticated", None))
     ex = pipeline.begin(wire.api, key, b"")
+    ex.task_header = request.headers.get("x-hybridgate-task")
     try:
         ex.raw_body = await read_body(request, gw.config.server.max_body_bytes)
         body = wire.to_internal(parse_json(ex.raw_body))

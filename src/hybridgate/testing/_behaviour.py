@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,8 @@ class Behaviour:
     """
 
     reply: str | None = None
+    #: answer with ``respond(last user text)`` instead (a stand-in that does a task)
+    respond: Callable[[str], str] | None = None
     latency_s: float = 0.0
     #: hold every request this long before answering (> the client's timeout)
     stall_s: float = 0.0

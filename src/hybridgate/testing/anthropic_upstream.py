@@ -105,7 +105,10 @@ class AnthropicUpstream(LoopbackUpstream):
             stop_reason = "tool_use"
             output_tokens = word_count(arguments) + 1
         else:
-            text = beh.reply if beh.reply is not None else "echo: " + user_text
+            if beh.respond is not None:
+                text = beh.respond(user_text)
+            else:
+                text = beh.reply if beh.reply is not None else "echo: " + user_text
             stops = body.get("stop_sequences")
             text, stop_sequence = apply_stops(
                 text, [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []

@@ -128,7 +128,10 @@ class OpenAIUpstream(LoopbackUpstream):
         prompt_tokens = word_count(messages) + word_count(body.get("tools"))
         tool = _pick_tool(body) if beh.tool_calls else None
         finish = "stop"
-        text = beh.reply if beh.reply is not None else "echo: " + last_user_text(messages)
+        if beh.respond is not None:
+            text = beh.respond(last_user_text(messages))
+        else:
+            text = beh.reply if beh.reply is not None else "echo: " + last_user_text(messages)
         args = ""
         if tool is not None:
             arguments = beh.tool_arguments

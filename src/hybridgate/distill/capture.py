@@ -1,0 +1,118 @@
+"""Whether one finished exchange may become a training pair, and the pair itself. Pure.
+
+The rules, in the order they are checked (the first that fails names the reason):
+
+1. the exchange was answered by the teacher (not refused, not the adapter itself);
+2. capture is on for the caller's team (it is off unless the task lists the team);
+3. the scan was complete and found no secret, and the policy's action was
+   ``allow`` or ``redact`` - on-prem-only data never leaves the request path;
+4. the teacher's terms allow the task's declared purpose, or an operator
+   recorded an override (itself a receipt).
+
+What is captured is what was sent upstream and what came back before the
+gateway restored anything: masked values stay placeholders, never originals.
+A final re-scan of the pair (in the service) refuses any pair in which the
+scanner still finds something.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from hybridgate.distill.config import TaskConfig, TermsEntry
+from hybridgate.distill.terms import judge_terms
+from hybridgate.ledger.canonical import canonical_json
+from hybridgate.policy.model import Action
+from hybridgate.scan.findings import DataClass
+
+CAPTURED = "captured"
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeFacts:
+    """What capture needs to know of a finished exchange (filled by the service)."""
+
+    team: str | None
+    outcome: str
+    served_by_adapter: bool
+    scan_complete: bool | None
+    data_classes: tuple[str, ...]
+    action: str | None
+    teacher_model: str | None
+    has_answer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureDecision:
+    capture: bool
+    reason: str
+    terms: TermsEntry | None = None
+    override: str | None = None  # receipt id of the operator's override
+
+    @property
+    def status(self) -> str:
+        return CAPTURED if self.capture else "skipped: " + self.reason
+
+
+def decide_capture(
+    task: TaskConfig,
+    facts: ExchangeFacts,
+    terms: TermsEntry | None,
+    override: str | None = None,
+) -> CaptureDecision:
+    if facts.outcome != "ok" or not facts.has_answer:
+        return CaptureDecision(False, "no answer to capture")
+    if facts.served_by_adapter:
+        return CaptureDecision(False, "answered by the adapter, not the teacher")
+    if not facts.team or facts.team not in task.capture.teams:
+        return CaptureDecision(False, f"capture is off for team {facts.team or '(none)'!r}")
+    if facts.scan_complete is not True:
+        return CaptureDecision(False, "the request was not completely scanned")
+    if DataClass.SECRET.value in facts.data_classes:
+        return CaptureDecision(False, "the request held a secret")
+    if facts.action not in (Action.ALLOW.value, Action.REDACT.value):
+        return CaptureDecision(False, f"policy action {facts.action!r} keeps the data out")
+    model = facts.teacher_model or ""
+    verdict = judge_terms(terms, model, task.capture.purpose)
+    if not verdict.allowed:
+        if override is not None:
+            return CaptureDecision(True, "operator override: " + verdict.reason, terms, override)
+        return CaptureDecision(False, verdict.reason, terms)
+    return CaptureDecision(True, verdict.reason, terms)
+
+
+def pair_record(
+    messages: list[dict[str, Any]], answer: str, teacher_model: str, salt: str | None = None
+) -> dict[str, Any]:
+    """The captured pair. The random salt keeps its hash (in the receipt) from being a
+    dictionary oracle for short answers."""
+    return {
+        "messages": messages,
+        "answer": answer,
+        "teacher_model": teacher_model,
+        "salt": salt if salt is not None else secrets.token_hex(16),
+    }
+
+
+def pair_hash(record: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(record)).hexdigest()
+
+
+def chat_messages_of(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The role/content messages of a chat request as sent upstream; None when other parts
+    (tools, images) make it more than a text task."""
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or body.get("tools"):
+        return None
+    out: list[dict[str, Any]] = []
+    for m in msgs:
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str):
+            return None
+        role = m.get("role")
+        if role not in ("system", "developer", "user", "assistant"):
+            return None
+        out.append({"role": role, "content": m["content"]})
+    return out

@@ -1,0 +1,152 @@
+"""Capture through the real gateway: only under policy, masked, sealed, bound to receipts."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+
+from distill.flywheel_env import service, settle, triage_gateway
+from gateway_harness import Harness
+from hybridgate.distill.dataset import load_examples
+from hybridgate.distill.events import record_override
+from hybridgate.distill.tickets import SYSTEM, ticket
+
+
+def _ask(client: openai.OpenAI, text: str, how: str) -> openai.types.chat.ChatCompletion:
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": text},
+    ]
+    if how == "header":
+        return client.chat.completions.create(
+            model="any", messages=messages, extra_headers={"x-hybridgate-task": "ticket-triage"}
+        )
+    if how == "metadata":
+        return client.chat.completions.create(
+            model="any", messages=messages, extra_body={"metadata": {"task": "ticket-triage"}}
+        )
+    return client.chat.completions.create(model="task:ticket-triage", messages=messages)
+
+
+def _receipt(h: Harness, rid: str) -> dict[str, Any]:
+    got = h.gw.ledger.get_receipt(rid)
+    assert got is not None
+    body: dict[str, Any] = got["receipt"]
+    return body
+
+
+def test_capture_keeps_only_what_policy_allows(tmp_path: Path) -> None:
+    with triage_gateway(tmp_path) as h:
+        support = h.openai(h.new_key(team="support"))
+        other = h.openai(h.new_key(team="sales"))
+        rng = random.Random(7)
+        sent: list[tuple[str, str]] = []
+        emails: list[str] = []
+        for i in range(45):
+            text, _ = ticket(rng, with_contact=0.5)
+            if "@" in text:
+                emails.append(text.split()[-1])
+            r = _ask(support, text, ("header", "metadata", "model")[i % 3])
+            rid = r._request_id  # not used; receipts come from the header below
+            del rid
+            sent.append((text, r.choices[0].message.content or ""))
+        # the client sees its own e-mail restored, the upstream saw a placeholder
+        assert emails, "the generator must put e-mail addresses in some tickets"
+        assert not any(e in h.external_text() for e in emails)
+        for _ in range(5):  # capture is off for this team
+            _ask(other, ticket(rng)[0], "header")
+        for _ in range(3):  # org-confidential: on-prem only, never captured
+            _ask(support, "project-zephyr invoice question " + ticket(rng)[0], "header")
+        settle(h)
+        svc = service(h)
+        examples = load_examples(svc.store, svc.sealer, "ticket-triage")
+        assert len(examples) == 45
+        dump = repr([(e.messages, e.answer) for e in examples])
+        assert not any(e in dump for e in emails)
+        assert "project-zephyr" not in dump
+        assert "<EMAIL_ADDRESS" in dump
+        labels = {e.answer for e in examples}
+        assert labels <= {"billing", "technical", "account", "shipping"}
+        # each pair is bound to its receipt: the receipt carries the pair's hash
+        for e in examples[:10]:
+            receipt = h.gw.ledger.get_receipt(e.receipt_id)
+            assert receipt is not None
+            body = receipt["receipt"]
+            assert body["task"] == "ticket-triage"
+            assert body["capture"] == "captured"
+            assert body["capture_hash"] == e.pair_hash
+            assert body["log_index"] == e.log_index
+        # at rest, the pairs are ciphertext
+        db = sqlite3.connect(h.config.database_path)
+        blobs = b"".join(r[0] for r in db.execute("SELECT sealed FROM distill_pairs"))
+        db.close()
+        assert b"reach me at" not in blobs and b"triage" not in blobs.lower()
+
+
+def test_receipt_says_why_nothing_was_captured(tmp_path: Path) -> None:
+    with triage_gateway(tmp_path) as h:
+        sales = h.openai(h.new_key(team="sales"))
+        r = sales.chat.completions.with_raw_response.create(
+            model="task:ticket-triage", messages=[{"role": "user", "content": "refund please"}]
+        )
+        rid = r.headers["x-hybridgate-receipt"]
+        settle(h)
+        got = h.gw.ledger.get_receipt(rid)
+        assert got is not None
+        body = got["receipt"]
+        assert body["capture"] == "skipped: capture is off for team 'sales'"
+        assert "capture_hash" not in body
+
+
+def test_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
+    with triage_gateway(tmp_path) as h:
+        client = h.openai(h.new_key(team="support"))
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(
+                model="any",
+                messages=[{"role": "user", "content": "hi"}],
+                extra_headers={"x-hybridgate-task": "no-such-task"},
+            )
+        assert "not configured" in str(err.value)
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(
+                model="task:no-such-task", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert len(h.external.requests) == 0
+
+
+def test_terms_refuse_until_an_override_is_logged(tmp_path: Path) -> None:
+    with triage_gateway(tmp_path) as h:
+        client = h.openai(h.new_key(team="support"))
+        r = client.chat.completions.with_raw_response.create(
+            model="task:claude-triage", messages=[{"role": "user", "content": "refund please"}]
+        )
+        settle(h)
+        body = _receipt(h, r.headers["x-hybridgate-receipt"])
+        assert body["capture"].startswith("skipped: no output-use terms are known")
+        svc = service(h)
+        assert svc.store.count("claude-triage") == 0
+        rid = record_override(
+            h.gw.ledger,
+            svc.store,
+            "claude-triage",
+            "claude-3-5-sonnet-latest",
+            "enterprise agreement section 4 allows it",
+            "ops@example.org",
+        )
+        event = _receipt(h, rid)
+        assert event["kind"] == "distill_event" and event["event"] == "terms_override"
+        r = client.chat.completions.with_raw_response.create(
+            model="task:claude-triage", messages=[{"role": "user", "content": "refund please"}]
+        )
+        settle(h)
+        body = _receipt(h, r.headers["x-hybridgate-receipt"])
+        assert body["capture"] == "captured"
+        assert body["capture_override"] == rid
+        assert svc.store.count("claude-triage") == 1

@@ -1,0 +1,178 @@
+"""The flywheel's pure parts: task naming, output checks, capture rules, terms, sealing,
+promotion judgement."""
+
+from __future__ import annotations
+
+import pytest
+
+from hybridgate.distill.capture import ExchangeFacts, decide_capture, pair_hash, pair_record
+from hybridgate.distill.checks import OutputCheck
+from hybridgate.distill.config import CheckConfig, PromotionConfig, TaskConfig, TermsEntry
+from hybridgate.distill.crypto import Sealer, SealError
+from hybridgate.distill.promote import adapter_serves, judge_stage
+from hybridgate.distill.store import Comparison
+from hybridgate.distill.tasks import task_of
+from hybridgate.distill.terms import judge_terms
+from hybridgate.errors import InvalidRequest
+
+KNOWN: dict[str, object] = {"triage": object()}
+
+
+def test_task_naming_order_and_errors() -> None:
+    body: dict[str, object] = {"metadata": {"task": "other"}}
+    assert task_of("triage", body, "task:other", KNOWN) == "triage"  # header wins
+    assert task_of(None, {"metadata": {"task": "triage"}}, "any", KNOWN) == "triage"
+    assert task_of(None, {}, "task:triage", KNOWN) == "triage"
+    assert task_of(None, {}, "gpt-4o", KNOWN) is None
+    assert task_of("  ", {}, "gpt-4o", KNOWN) is None
+    cases: list[tuple[str | None, dict[str, object], str]] = [
+        ("nope", {}, "any"),
+        (None, {"metadata": {"task": "nope"}}, "any"),
+        (None, {"metadata": {"task": 3}}, "any"),
+        (None, {}, "task:nope"),
+        ("x" * 5000, {}, "any"),
+    ]
+    for header, b, model in cases:
+        with pytest.raises(InvalidRequest) as err:
+            task_of(header, b, model, KNOWN)
+        assert len(err.value.message) < 200  # never echoes a huge value
+
+
+def test_label_check() -> None:
+    c = OutputCheck(CheckConfig(kind="label_set", labels=["billing", "technical"]))
+    assert c.judge(" Billing\n").valid and c.judge("billing").normalized == "billing"
+    assert not c.judge("bill").valid and not c.judge(None).valid
+    assert c.agree("BILLING", "billing") and not c.agree("billing", "technical")
+    assert not c.agree("nonsense", "nonsense")  # agreement needs valid answers
+
+
+def test_json_schema_and_exact_checks() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"order": {"type": "string"}, "qty": {"type": "integer"}},
+        "required": ["order", "qty"],
+        "additionalProperties": False,
+    }
+    c = OutputCheck(CheckConfig.model_validate({"kind": "json_schema", "schema": schema}))
+    assert c.judge('{"order": "A1", "qty": 2}').valid
+    assert not c.judge('{"order": "A1"}').valid
+    assert not c.judge("not json").valid
+    assert c.agree('{"qty": 2, "order": "A1"}', '{"order":"A1","qty":2}')
+    e = OutputCheck(CheckConfig(kind="exact"))
+    assert e.agree(" yes ", "yes") and not e.agree("yes", "no")
+    with pytest.raises(ValueError):
+        CheckConfig(kind="label_set")
+    with pytest.raises(ValueError):
+        CheckConfig(kind="json_schema")
+
+
+TASK = TaskConfig.model_validate(
+    {
+        "model": "frontier",
+        "check": {"kind": "exact"},
+        "capture": {"teams": ["support"], "purpose": "internal-task-model"},
+    }
+)
+ALLOWED = TermsEntry(model="m", training_use="allowed", source="s")
+
+
+def _facts(**kw: object) -> ExchangeFacts:
+    base: dict[str, object] = {
+        "team": "support",
+        "outcome": "ok",
+        "served_by_adapter": False,
+        "scan_complete": True,
+        "data_classes": (),
+        "action": "allow",
+        "teacher_model": "m",
+        "has_answer": True,
+    }
+    base.update(kw)
+    return ExchangeFacts(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"outcome": "error"}, "no answer"),
+        ({"has_answer": False}, "no answer"),
+        ({"served_by_adapter": True}, "adapter"),
+        ({"team": "sales"}, "capture is off"),
+        ({"team": None}, "capture is off"),
+        ({"scan_complete": False}, "not completely scanned"),
+        ({"scan_complete": None}, "not completely scanned"),
+        ({"data_classes": ("secret",), "action": "redact"}, "secret"),
+        ({"data_classes": ("health",), "action": "on_prem_only"}, "keeps the data out"),
+        ({"action": "block"}, "keeps the data out"),
+        ({"action": None}, "keeps the data out"),
+    ],
+)
+def test_capture_refusals(change: dict[str, object], reason: str) -> None:
+    d = decide_capture(TASK, _facts(**change), ALLOWED)
+    assert not d.capture and reason in d.reason
+
+
+def test_capture_allowed_and_masked_classes() -> None:
+    assert decide_capture(TASK, _facts(), ALLOWED).capture
+    d = decide_capture(TASK, _facts(data_classes=("contact",), action="redact"), ALLOWED)
+    assert d.capture
+
+
+def test_terms_and_override() -> None:
+    purpose = "internal-task-model"
+    assert not judge_terms(None, "m", purpose).allowed
+    forbidden = TermsEntry(model="m", training_use="forbidden", source="https://x/terms#4")
+    v = judge_terms(forbidden, "m", purpose)
+    assert not v.allowed and "https://x/terms#4" in v.reason
+    restricted = TermsEntry(
+        model="m", training_use="restricted", allowed_purposes=["evaluation"], source="s"
+    )
+    assert not judge_terms(restricted, "m", purpose).allowed
+    ok = restricted.model_copy(update={"allowed_purposes": [purpose]})
+    assert judge_terms(ok, "m", purpose).allowed
+    no_compete = TermsEntry(
+        model="m", training_use="allowed", forbidden_purposes=[purpose], source="s"
+    )
+    assert not judge_terms(no_compete, "m", purpose).allowed
+    d = decide_capture(TASK, _facts(), forbidden, override="rcpt_override_1")
+    assert d.capture and d.override == "rcpt_override_1" and "override" in d.reason
+    assert not decide_capture(TASK, _facts(), forbidden).capture
+
+
+def test_sealing_binds_row_and_key() -> None:
+    s = Sealer(b"k" * 32)
+    sealed = s.seal(b"pair", b"task\x00rcpt_1\x000")
+    assert b"pair" not in sealed
+    assert s.open(sealed, b"task\x00rcpt_1\x000") == b"pair"
+    with pytest.raises(SealError):
+        s.open(sealed, b"task\x00rcpt_2\x001")  # moved to another row
+    with pytest.raises(SealError):
+        Sealer(b"j" * 32).open(sealed, b"task\x00rcpt_1\x000")
+    tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    with pytest.raises(SealError):
+        s.open(tampered, b"task\x00rcpt_1\x000")
+
+
+def test_pair_hash_is_salted() -> None:
+    a = pair_record([{"role": "user", "content": "x"}], "billing", "m")
+    b = pair_record([{"role": "user", "content": "x"}], "billing", "m")
+    assert pair_hash(a) != pair_hash(b)
+    assert pair_hash(a) == pair_hash(dict(a))
+
+
+def test_promotion_judgement() -> None:
+    cfg = PromotionConfig(min_samples=4)
+    good = [Comparison(True, True, 1.0, 2.0)] * 4
+    bad = [Comparison(False, True, 1.0, 2.0)] * 2 + [Comparison(True, True, 1.0, 2.0)] * 2
+    assert judge_stage("shadow", good[:3], 0.8, cfg).verdict == "hold"
+    assert judge_stage("shadow", good, 0.8, cfg).verdict == "advance"
+    assert judge_stage("canary", good, 0.8, cfg).verdict == "advance"
+    assert judge_stage("full", good, 0.8, cfg).verdict == "hold"
+    assert judge_stage("canary", bad, 0.8, cfg).verdict == "rollback"
+    assert judge_stage("registered", good, 0.8, cfg).verdict == "hold"
+    manual = PromotionConfig(min_samples=4, auto_advance=False)
+    assert judge_stage("shadow", good, 0.8, manual).verdict == "hold"
+    share = sum(adapter_serves("canary", f"req_{i}", 0.25) for i in range(2000)) / 2000
+    assert 0.2 < share < 0.3
+    assert all(adapter_serves("full", f"req_{i}", 0.25) for i in range(10))
+    assert not any(adapter_serves("shadow", f"req_{i}", 0.25) for i in range(10))
