@@ -7,9 +7,14 @@ from hybridgate.config import ScannerConfig
 from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request
 
 
-def _paths(body: Any) -> dict[tuple[str | int, ...], str]:
+def _paths(body: Any, kinds: tuple[str, ...] = ("value",)) -> dict[tuple[str | int, ...], str]:
     segments, _ = extract_segments(body)
-    return {s.path: s.text for s in segments}
+    return {s.path: s.text for s in segments if s.kind in kinds}
+
+
+def _kinds(body: Any) -> dict[tuple[str, tuple[str | int, ...]], str]:
+    segments, _ = extract_segments(body)
+    return {(s.kind, s.path): s.text for s in segments}
 
 
 def test_chat_request_every_string_leaf() -> None:
@@ -66,16 +71,21 @@ def test_chat_request_every_string_leaf() -> None:
     assert paths[props] == "the SSN"
     assert paths[("response_format", "json_schema", "schema", "title")] == "Result"
     assert paths[("x_vendor_extra", "note")] == "Project Falcon"
-    # Structural identifiers are not segments.
-    assert ("model",) not in paths
-    assert ("messages", 0, "role") not in paths
-    assert ("messages", 3, "tool_calls", 0, "id") not in paths
-    assert ("tools", 0, "type") not in paths
+    # Structural identifiers are scanned too, as verbatim (never masked) segments.
+    kinds = _kinds(body)
+    assert kinds[("verbatim", ("model",))] == "gpt-4o"
+    assert kinds[("verbatim", ("messages", 0, "role"))] == "system"
+    assert kinds[("verbatim", ("messages", 3, "tool_calls", 0, "id"))] == "call_1"
+    assert kinds[("verbatim", ("tools", 0, "type"))] == "function"
+    # Every key and every number is a segment of its own.
+    assert kinds[("key", ("tools", 0, "function", "parameters", "properties", "ssn"))] == "ssn"
+    assert kinds[("number", ("temperature",))] == "0.2"
+    assert ("value", ("model",)) not in kinds
 
 
 def test_structural_key_with_non_identifier_value_is_still_scanned() -> None:
     body = {"model": "gpt-4o", "messages": [{"role": "user 4111 1111 1111 1111", "content": "x"}]}
-    assert ("messages", 0, "role") in _paths(body)
+    assert ("messages", 0, "role") in _paths(body, ("verbatim",))
 
 
 def test_unscannable_parts() -> None:
@@ -113,10 +123,22 @@ def test_embeddings_and_unknown_shapes() -> None:
     _, unscannable = extract_segments({"input": [101, 2023, 102]})
     assert unscannable == ["input"]  # token ids cannot be read as text
     assert _paths(["x", {"y": "z"}]) == {(0,): "x", (1, "y"): "z"}
-    _, unscannable = extract_segments({"metadata": {"4111111111111111": "v"}})
-    assert unscannable == ["metadata.4111111111111111"]
-    _, unscannable = extract_segments({"metadata": {"Straße": "v", "First Name": "w"}})
+    segments, unscannable = extract_segments({"metadata": {"4111111111111111": 4111111111111111}})
     assert unscannable == []
+    assert [(s.kind, s.text) for s in segments] == [
+        ("key", "metadata"),
+        ("key", "4111111111111111"),
+        ("number", "4111111111111111"),
+    ]
+
+
+def test_keys_and_numbers_are_scanned_and_not_maskable(scanner: Scanner) -> None:
+    body = {"metadata": {"4111 1111 1111 1111": "v", "card": 5500000000000004}}
+    segments, unscannable = extract_segments(body)
+    scan = scan_request(scanner, segments, unscannable)
+    assert {c.value for c in scan.data_classes} == {"financial"}
+    assert {c.value for c in scan.unmaskable_classes} == {"financial"}
+    assert all(not s.maskable for s in scan.segments)
 
 
 def test_deep_nesting_does_not_recurse() -> None:
@@ -124,8 +146,9 @@ def test_deep_nesting_does_not_recurse() -> None:
     depth = 450
     raw = '{"a": [' * depth + '"deep 4111111111111111"' + "]}" * depth
     segments, _ = extract_segments(json.loads(raw))
-    assert [s.text for s in segments] == ["deep 4111111111111111"]
-    assert len(segments[0].path) == 2 * depth
+    values = [s for s in segments if s.kind == "value"]
+    assert [s.text for s in values] == ["deep 4111111111111111"]
+    assert len(values[0].path) == 2 * depth
 
 
 def test_scan_request_tool_result_and_system_parts(scanner: Scanner) -> None:
@@ -162,4 +185,5 @@ def test_scan_request_incomplete_when_unscannable_or_failing() -> None:
     failing = build_scanner(ScannerConfig(), plugins=[Boom()])  # type: ignore[list-item]
     scan = scan_request(failing, segs, [])
     assert not scan.complete
-    assert scan.errors == ("messages[0].content: boom: RuntimeError",)
+    assert "messages[0].content: boom: RuntimeError" in scan.errors
+    assert "messages[0].{key}: boom: RuntimeError" in scan.errors  # a key's text is never shown

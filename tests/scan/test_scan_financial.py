@@ -84,11 +84,19 @@ def test_iban_found(scanner: Scanner, iban: str, found: Found) -> None:
         "IBAN GB83WEST12345698765432 bounced",  # wrong check digits
         "IBAN GB82WEST1234569876543 short",  # wrong length
         "code XX82WEST12345698765432",  # unknown country
-        "ref ABGB82WEST12345698765432",  # glued to letters
+        "ref ABGB83WEST12345698765432",  # glued to letters, wrong check digits
     ],
 )
 def test_iban_near_misses(scanner: Scanner, text: str, types: Types) -> None:
     assert "IBAN_CODE" not in types(scanner, text)
+
+
+def test_iban_glued_to_letters_counts_when_the_checksum_confirms(
+    scanner: Scanner, found: Found
+) -> None:
+    assert found(scanner, "ref ABGB82WEST12345698765432") == [
+        ("IBAN_CODE", "GB82WEST12345698765432")
+    ]
 
 
 def test_aba_routing(scanner: Scanner, found: Found, types: Types) -> None:

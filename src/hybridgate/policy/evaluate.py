@@ -9,7 +9,9 @@ about (and tested) on its own:
 2. **permitted** - the candidate routes minus those the ``forbid`` rules, the
    per-class residency rules and the action exclude, in the candidates' order;
 3. **masks** - the findings to replace with placeholders, only when the final
-   action is ``redact``.
+   action is ``redact``. A class found where a mask cannot go (an object key,
+   a number, an id or enum the protocol needs verbatim) is not redacted: it
+   gets the stricter of ``on_prem_only`` and the policy's ``unknown`` action.
 
 Reasons name classes, rules and routes, never the sensitive values themselves:
 they end up in error messages, logs and receipts.
@@ -206,6 +208,7 @@ def evaluate(
     """Decide action, permitted routes and masks for one request. Pure, no I/O."""
     eff = effective_policy(policy, principal)
     found = sorted(scan.data_classes, key=lambda c: c.value)
+    unmaskable = scan.unmaskable_classes
     reasons: list[str] = []
 
     action = Action.ALLOW
@@ -215,6 +218,11 @@ def evaluate(
             a, src = eff.classes[c], eff.sources[c]
         else:
             a, src = eff.unknown, f"{eff.unknown_source} (no rule for class {c.value})"
+        if a is Action.REDACT and c in unmaskable:
+            # Found where a mask cannot go (a key, a number, an id): the value
+            # would leave as is, so the request is confined or refused instead.
+            a = _stricter(Action.ON_PREM_ONLY, eff.unknown)
+            src = f"{src}; found in a field that cannot be masked, {eff.unknown_source}"
         class_action[c] = a
         action = _stricter(action, a)
         reasons.append(f"class {c.value}: {a.value} ({src})")
@@ -262,6 +270,7 @@ def evaluate(
         masks = tuple(
             MaskTarget(segment=sf.segment, start=f.start, end=f.end, type=f.type)
             for sf in scan.segments
+            if sf.maskable
             for f in sf.findings
             if class_action.get(f.data_class) is Action.REDACT
         )

@@ -247,6 +247,8 @@ def mask_request(
     for t in decision.masks:
         if not 0 <= t.segment < len(segments):
             raise RedactionError("redaction failed: mask names no segment; nothing was sent")
+        if not segments[t.segment].maskable:
+            raise RedactionError("redaction failed: mask on a verbatim field; nothing was sent")
         if not 0 <= t.start < t.end <= len(segments[t.segment].text):
             raise RedactionError("redaction failed: mask outside its segment; nothing was sent")
         raw.setdefault(t.segment, []).append(_Span(t.start, t.end, t.type))
@@ -269,6 +271,9 @@ def mask_request(
         extra = _occurrences(sweeper, seg.text) if sweeper is not None else []
         if not extra:
             continue
+        if not seg.maskable:
+            # The scan's own sweep confines such a request before it gets here.
+            raise RedactionError("redaction failed: masked value in a verbatim field")
         spans = _merge([*(_Span(s.start, s.end, s.type) for s in planned.get(i, [])), *extra])
         text = seg.text
         planned[i] = (

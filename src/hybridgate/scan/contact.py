@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Sequence
 
 import phonenumbers
@@ -20,9 +21,20 @@ from hybridgate.scan.text import NEGATIVE, PHONE, Run, TextView
 from hybridgate.scan.validators import isbn10_ok, isbn13_ok
 
 _LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-'")
+_LOCAL_EXTRA = frozenset("!#$*^~")
+#: Labels and TLDs may be internationalized (``bücher.de``, ``例え.テスト``) or punycode.
 _DOMAIN = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])"
+    r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}(?:[^\W\d_]{2,24}|xn--[a-z0-9-]{1,59})(?![\w-])"
 )
+
+
+def _local_char(c: str) -> bool:
+    """RFC 6531 local parts: ASCII atext, any letter or digit, combining marks."""
+    if c in _LOCAL_CHARS:
+        return True
+    if c.isascii():
+        return c in _LOCAL_EXTRA
+    return c.isalnum() or unicodedata.category(c).startswith("M")
 
 
 class EmailDetector:
@@ -37,9 +49,9 @@ class EmailDetector:
                 continue
             s = at
             floor = max(last, at - 64)
-            while s > floor and text[s - 1] in _LOCAL_CHARS:
+            while s > floor and _local_char(text[s - 1]):
                 s -= 1
-            while s < at and text[s] in ".'":
+            while s < at and not (text[s].isalnum() or text[s] in "_%+-"):
                 s += 1
             if s == at or text[at - 1] == ".":
                 continue
@@ -209,9 +221,13 @@ class PhoneDetector:
             if isbn13_ok(digits) or (n_groups == 4 and inner[-1] == "-" and isbn10_ok(digits)):
                 return None
         ctx = view.near(s, e, PHONE, before=32)
-        if not ctx and view.label_before(s) == NEGATIVE:
+        sizes = [ge - gs for gs, ge in groups[a : b + 1]]
+        nanp_grouped = n_groups > 1 and sizes[-2:] == [3, 4]
+        # An order/invoice label silences a number that is not written as a phone;
+        # ``+44 ...`` or ``(415) 555-2671`` after "Order 12:" is still a phone.
+        written = plus or (sizes == [3, 3, 4]) or text[s] == "("
+        if not ctx and not written and view.label_before(s) == NEGATIVE:
             return None
-        nanp_grouped = n_groups > 1 and [ge - gs for gs, ge in groups[a : b + 1]][-2:] == [3, 4]
         key = (digits, plus, nanp_grouped, n_groups > 1)
         valid = budget.cache.get(key)
         if valid is None:
@@ -221,7 +237,9 @@ class PhoneDetector:
             else:
                 valid = True  # past the budget: plausible shape is enough (fail closed)
             budget.cache[key] = valid
-        if valid:
+        if valid or (plus and ctx):
+            # In a clear phone context an international number is a phone number
+            # even when its country or area code is not (yet) assigned.
             conf = 0.9 if (plus or ctx or n_groups > 1) else 0.7
             return Finding("PHONE_NUMBER", DataClass.CONTACT, s, e, conf, self.name)
         return None

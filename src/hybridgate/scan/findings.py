@@ -76,12 +76,26 @@ class Segment:
 
     path: tuple[str | int, ...]
     text: str
+    #: ``value``: a string the gateway may mask; ``verbatim``: a string the
+    #: protocol needs unchanged (ids, enums); ``key``: the object key at the end
+    #: of ``path``; ``number``: a JSON number's decimal text. Only values can be
+    #: masked: a finding anywhere else confines or refuses the request.
+    kind: str = "value"
+    #: Read before the text when scanning (the key it sits under, e.g.
+    #: ``password``), so a value keeps the context its key gives it.
+    context: str = ""
+
+    @property
+    def maskable(self) -> bool:
+        return self.kind == "value"
 
 
 @dataclass(frozen=True, slots=True)
 class SegmentFindings:
     segment: int  # index into the request's segment list
     findings: tuple[Finding, ...]
+    #: False for keys, numbers and verbatim fields: these findings cannot be masked.
+    maskable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +112,16 @@ class RequestScan:
     def data_classes(self) -> frozenset[DataClass]:
         classes = {f.data_class for s in self.segments for f in s.findings}
         classes.update(c for s in self.segments for f in s.findings for c in f.absorbed)
+        return frozenset(classes)
+
+    @property
+    def unmaskable_classes(self) -> frozenset[DataClass]:
+        """Classes found where a mask cannot go (keys, numbers, ids, enums)."""
+        classes: set[DataClass] = set()
+        for s in self.segments:
+            if not s.maskable:
+                classes.update(f.data_class for f in s.findings)
+                classes.update(c for f in s.findings for c in f.absorbed)
         return frozenset(classes)
 
     @property

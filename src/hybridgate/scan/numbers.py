@@ -71,12 +71,52 @@ def iban_like(text: str, shape: str, run: Run) -> bool:
     return m is not None and text[m.start(1) : m.start(1) + 2].upper() in IBAN_LENGTHS
 
 
+_CARD_SEPS = frozenset(" -./_")
+_HEX_CHARS = frozenset("0123456789abcdefABCDEF")
+
+
+def _sep(sep: str) -> str:
+    """A separator as the card rules see it: any run of up to 3 spaces is one space."""
+    return " " if sep and len(sep) <= 3 and sep.strip() == "" else sep
+
+
+def _in_hex_token(text: str, start: int, end: int) -> bool:
+    """Digits inside a longer all-hex token (a digest, a UUID piece): not a card."""
+    s, e = start, end
+    while s > 0 and text[s - 1].isascii() and text[s - 1].isalnum():
+        s -= 1
+    while e < len(text) and text[e].isascii() and text[e].isalnum():
+        e += 1
+    token = text[s:e]
+    return (s, e) != (start, end) and all(c in _HEX_CHARS for c in token)
+
+
+def card_left_ok(text: str, shape: str, start: int) -> bool:
+    """Unglued, or glued only to letters (``ID4111...``): the checksum decides."""
+    if left_ok(shape, start):
+        return True
+    c = text[start - 1]
+    return c.isalpha() or (c in "-_:#" and start > 1 and text[start - 2].isalpha())
+
+
+def card_right_ok(text: str, shape: str, end: int) -> bool:
+    """Unglued, or followed by letters or a sentence end (``...1111.Thanks``)."""
+    if right_ok(shape, end):
+        return True
+    c = text[end]
+    return c.isalpha() or (c in ".,;:-_" and end + 1 < len(text) and text[end + 1].isalpha())
+
+
 class CardDetector:
-    """Payment cards: issuer prefix + length + Luhn, plain, spaced or dashed.
+    """Payment cards: issuer prefix + length + Luhn, however the groups are written.
 
     Works on digit runs: every start group that is not glued to a previous
     group by a dash is tried with the longest valid extension, so a card
     followed by an expiry date (``4111 1111 1111 1111 12 25``) is still found.
+    Groups may be joined by one kind of separator (space, ``-``, ``.``,
+    ``/``, ``_``); a card glued to letters counts when prefix and Luhn
+    confirm it, unless it sits inside a hex token; digits written one or two
+    at a time (``4 1 1 1 ...``) are read as the number they spell.
     """
 
     name = "credit_card"
@@ -85,17 +125,28 @@ class CardDetector:
         out: list[Finding] = []
         text, shape = view.text, view.shape
         for run in view.runs:
-            out.extend(self._run(view, text, shape, run))
+            found = self._run(view, text, shape, run)
+            if not found:
+                found = self._spaced(view, text, shape, run)
+            out.extend(found)
         return out
 
+    def _accept(self, view: TextView, start: int, end: int) -> Finding | None:
+        card_ctx = view.near(start, end, CARD, before=48, after=24)
+        if view.label_before(start) == NEGATIVE and not card_ctx:
+            return None
+        conf = 0.99 if card_ctx else 0.9
+        return Finding("CREDIT_CARD", DataClass.FINANCIAL, start, end, conf, self.name)
+
     def _run(self, view: TextView, text: str, shape: str, run: Run) -> list[Finding]:
-        groups, seps = run.groups, run.seps
+        groups = run.groups
+        seps = [x if len(x) == 1 else _sep(x) for x in run.seps]
         out: list[Finding] = []
         if iban_like(text, shape, run):
             return out
         i = 0
         while i < len(groups):
-            if (i == 0 and not left_ok(shape, groups[0][0])) or (
+            if (i == 0 and not card_left_ok(text, shape, groups[0][0])) or (
                 i > 0 and seps[i - 1] in ("-", ".")
             ):
                 i += 1
@@ -107,7 +158,7 @@ class CardDetector:
             for j in range(i, len(groups)):
                 if j > i:
                     sep = seps[j - 1]
-                    if sep not in (" ", "-") or (sep0 is not None and sep != sep0):
+                    if sep not in _CARD_SEPS or (sep0 is not None and sep != sep0):
                         break
                     # Inner groups of a printed card are 4 wide (6 for Amex/Diners).
                     prev = lens[-1]
@@ -119,25 +170,84 @@ class CardDetector:
                 lens.append(ge - gs)
                 if len(digits) > 19:
                     break
-                end_ok = right_ok(shape, ge) if j == len(groups) - 1 else seps[j] not in ("-", ".")
+                end_ok = (
+                    card_right_ok(text, shape, ge)
+                    if j == len(groups) - 1
+                    else seps[j] not in ("-", ".") or sep0 is not None
+                )
                 if len(digits) >= 12 and end_ok and card_grouping_ok(lens) and card_ok(digits):
                     best = j
             if best is None:
                 i += 1
                 continue
             start, end = groups[i][0], groups[best][1]
-            card_ctx = view.near(start, end, CARD, before=48, after=24)
-            if view.label_before(start) == NEGATIVE and not card_ctx:
+            glued = not left_ok(shape, start) or not right_ok(shape, end)
+            if glued and _in_hex_token(text, start, end):
                 i = best + 1
                 continue
-            conf = 0.99 if card_ctx else 0.9
-            out.append(Finding("CREDIT_CARD", DataClass.FINANCIAL, start, end, conf, self.name))
+            found = self._accept(view, start, end)
+            if found is not None:
+                out.append(found)
             i = best + 1
         return out
 
+    def _spaced(self, view: TextView, text: str, shape: str, run: Run) -> list[Finding]:
+        """Digits one or two at a time with one kind of separator: ``4 1 1 1 ...``.
+
+        Only a stretch of small groups holding 12 to 24 digits can spell one
+        card (and perhaps an expiry); longer stretches are digit noise, so
+        the work stays linear in the run.
+        """
+        groups = run.groups
+        if len(groups) < 7 or iban_like(text, shape, run):
+            return []
+        out: list[Finding] = []
+        i = 0
+        n = len(groups)
+        while i < n:
+            j = i
+            count = 0
+            while j < n and groups[j][1] - groups[j][0] <= 2:
+                if j > i and len(_sep(run.seps[j - 1])) != 1:
+                    break
+                count += groups[j][1] - groups[j][0]
+                j += 1
+            if j == i:
+                i += 1
+                continue
+            if 12 <= count <= 24:
+                found = self._spaced_window(view, text, shape, groups[i:j])
+                if found is not None:
+                    out.append(found)
+            i = j
+        return out
+
+    def _spaced_window(
+        self, view: TextView, text: str, shape: str, groups: tuple[tuple[int, int], ...]
+    ) -> Finding | None:
+        digits = ""
+        best: int | None = None
+        for j, (gs, ge) in enumerate(groups):
+            digits += text[gs:ge]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 12 and card_ok(digits):
+                best = j
+        if best is None:
+            return None
+        start, end = groups[0][0], groups[best][1]
+        if card_left_ok(text, shape, start) and card_right_ok(text, shape, end):
+            return self._accept(view, start, end)
+        return None
+
 
 class IbanDetector:
-    """IBANs, compact or in groups of four, upper or lower case: country length + mod-97."""
+    """IBANs, compact or in groups of four, upper or lower case: country length + mod-97.
+
+    Groups may be joined by spaces (any run of up to three), ``-`` or ``.``,
+    one kind per IBAN; glued to letters (``IBANDE89...``) counts when the
+    checksum confirms it.
+    """
 
     name = "iban"
     _prefix = re.compile(r"AA00")
@@ -153,23 +263,36 @@ class IbanDetector:
                 break
             s = m.start()
             pos = s + 1
-            if not left_ok(shape, s):
-                continue
             length = IBAN_LENGTHS.get(text[s : s + 2].upper())
             if length is None:
                 continue
+            glued = not left_ok(shape, s)
+            if glued and not (s > 0 and text[s - 1].isalpha()):
+                continue
             chars: list[str] = []
             k = s
+            sep: str | None = None
             while k < n and len(chars) < length:
                 c = text[k]
                 if c.isascii() and c.isalnum():
                     chars.append(c)
-                elif c == " " and len(chars) % 4 == 0 and k + 1 < n and text[k + 1] != " ":
-                    pass
-                else:
-                    break
-                k += 1
-            if len(chars) != length or not right_ok(shape, k):
+                    k += 1
+                    continue
+                if chars and len(chars) % 4 == 0 and c in " -.":
+                    j = k + 1
+                    if c == " ":
+                        while j < n and j - k < 3 and text[j] == " ":
+                            j += 1
+                    if sep is None:
+                        sep = c
+                    if c != sep or j >= n or not (text[j].isascii() and text[j].isalnum()):
+                        break
+                    k = j
+                    continue
+                break
+            if len(chars) != length:
+                continue
+            if not right_ok(shape, k) and not text[k].isalpha():
                 continue
             if iban_ok("".join(chars)):
                 out.append(Finding("IBAN_CODE", DataClass.FINANCIAL, s, k, 0.95, self.name))
@@ -203,6 +326,8 @@ class IdSpec:
     context_after: int = 24
     #: Allowed counts of separator characters (empty: any), e.g. (0, 2) for 123-45-6789.
     separators: tuple[int, ...] = ()
+    #: Does an order/invoice label silence it: "any" form, or only the "bare" digits?
+    negative_label: str = "any"
 
     @property
     def category(self) -> str | None:
@@ -248,7 +373,8 @@ class IdDetector:
             )
             if needs and not ctx:
                 continue
-            if not ctx and view.label_before(s) == NEGATIVE:
+            exempt = spec.negative_label == "any" or not seps
+            if not ctx and exempt and view.label_before(s) == NEGATIVE:
                 continue
             conf = spec.context_confidence if ctx else spec.confidence
             out.append(Finding(spec.type, spec.data_class, s, e, conf, self.name))
@@ -315,12 +441,13 @@ def default_id_specs() -> list[IdSpec]:
             name="us_ssn",
             type="US_SSN",
             data_class=DataClass.GOVERNMENT_ID,
-            shape=r"000[- ]?00[- ]?0000",
+            shape=r"000[-. ]?00[-. ]?0000",
             validate=ssn_ok,
             confidence=0.85,
             context=SSN,
             require_context="bare",
             separators=(0, 2),
+            negative_label="bare",
         ),
         IdSpec(
             name="uk_nhs",

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import phonenumbers
 
 from hybridgate.errors import ConfigError
 from hybridgate.scan.contact import EmailDetector, Ipv6Detector, PhoneDetector
+from hybridgate.scan.encoded import encoded_run_findings
 from hybridgate.scan.findings import DataClass, Finding, ScanResult
 from hybridgate.scan.health import DobDetector, MrnDetector
+from hybridgate.scan.normalize import Normalized, normalize
 from hybridgate.scan.numbers import (
     CardDetector,
     IbanDetector,
@@ -30,6 +32,7 @@ from hybridgate.scan.numbers import (
 )
 from hybridgate.scan.secrets import (
     SECRET_TRIGGERS,
+    AuthorizationDetector,
     ConnectionStringDetector,
     GenericSecretDetector,
     JwtDetector,
@@ -83,18 +86,40 @@ class _PluginDetector:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """One text's scan with the view it ran on.
+
+    ``result`` holds findings in raw offsets (what redaction masks);
+    ``norm_findings`` the same findings in normalized offsets, so a caller can
+    read the value as detected (``view.text[f.start:f.end]``) and look for it
+    elsewhere in the request.
+    """
+
+    result: ScanResult
+    view: Normalized
+    norm_findings: tuple[Finding, ...]
+
+
 @dataclass(frozen=True)
 class Scanner:
     detectors: tuple[Detector, ...]
     lexicon: Lexicon
+    #: Decode base64/hex runs and scan what they hold (off only inside such a scan).
+    decode_runs: bool = True
 
     @property
     def detector_names(self) -> tuple[str, ...]:
         return tuple(d.name for d in self.detectors)
 
     def scan(self, text: str) -> ScanResult:
+        return self.analyze(text).result
+
+    def analyze(self, text: str) -> Analysis:
+        """Normalize, detect on the normalized (and decoded) view, map spans to raw."""
         if not isinstance(text, str):
-            return ScanResult(complete=False, errors=("invalid_input: not a string",))
+            res = ScanResult(complete=False, errors=("invalid_input: not a string",))
+            return Analysis(res, Normalized("", ""), ())
         errors: list[str] = []
         try:
             text.encode("utf-8")
@@ -104,18 +129,40 @@ class Scanner:
             errors.append("undecodable_input")
             text = _SURROGATE.sub("\ufffd", text)
         try:
-            view = TextView(text, self.lexicon)
+            norm = normalize(text)
+            view = TextView(norm.text, self.lexicon)
         except Exception as exc:  # fail closed: the whole result is unknown
-            return ScanResult(complete=False, errors=(f"prepare: {type(exc).__name__}",))
+            res = ScanResult(complete=False, errors=(f"prepare: {type(exc).__name__}",))
+            return Analysis(res, Normalized(text, text), ())
         findings: list[Finding] = []
         for det in self.detectors:
             try:
                 findings.extend(det.detect(view))
             except Exception as exc:  # fail closed: recorded, result marked incomplete
                 errors.append(f"{det.name}: {type(exc).__name__}")
-        return ScanResult(
-            findings=resolve_overlaps(findings), complete=not errors, errors=tuple(errors)
+        if self.decode_runs:
+            try:
+                findings.extend(encoded_run_findings(self._inner(), norm.text))
+            except Exception as exc:  # fail closed
+                errors.append(f"encoded_runs: {type(exc).__name__}")
+        norm_findings = resolve_overlaps(findings)
+        raw = norm_findings if norm.identity else resolve_overlaps(_to_raw(norm, norm_findings))
+        return Analysis(
+            ScanResult(findings=raw, complete=not errors, errors=tuple(errors)),
+            norm,
+            norm_findings,
         )
+
+    def _inner(self) -> Scanner:
+        return Scanner(self.detectors, self.lexicon, decode_runs=False)
+
+
+def _to_raw(norm: Normalized, findings: Sequence[Finding]) -> list[Finding]:
+    out = []
+    for f in findings:
+        s, e = norm.to_raw(f.start, f.end)
+        out.append(replace(f, start=s, end=e))
+    return out
 
 
 def _rank(f: Finding) -> tuple[int, float, int, str, str]:
@@ -174,8 +221,8 @@ def builtin_detector_names() -> tuple[str, ...]:
     return (
         "credit_card", "iban", "us_ssn", "uk_nhs", "us_bank_routing", "uk_nino", "email",
         "phone", "ip_address", "ipv6_address", "secret_formats", "private_key", "jwt",
-        "connection_string", "generic_secret", "medical_record_number", "date_of_birth",
-        "org_terms",
+        "connection_string", "generic_secret", "http_authorization", "medical_record_number",
+        "date_of_birth", "org_terms",
     )  # fmt: skip
 
 
@@ -211,6 +258,7 @@ def build_scanner(
         JwtDetector(),
         ConnectionStringDetector(),
         GenericSecretDetector(),
+        AuthorizationDetector(),
         MrnDetector(),
         DobDetector(),
         TermDetector(terms),

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from hybridgate.scan.findings import DataClass, Finding
-from hybridgate.scan.text import CONN, SECRET_NAME, TextView
+from hybridgate.scan.text import AUTH, CONN, SECRET_NAME, SECRET_WEAK, TextView
 from hybridgate.scan.validators import char_classes, shannon_entropy
 
 
@@ -272,21 +272,50 @@ _ASSIGN = re.compile(
     r"(?:[ \t]{0,3}(?::=|=>|==?|:)[ \t]{0,3}|[ \t]{1,3}(?:is|was)[ \t]{1,3})"
     r"(?:b?[\"'`])?([^\s\"'`,;<>(){}\[\]]{6,512})"
 )
+_SPACED = re.compile(r"[A-Za-z0-9_]{0,20}[ \t]{1,2}([A-Za-z0-9+/_\-]{10,512}={0,2})(?![^\s.,;])")
 _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*(?:[.][A-Za-z_$][A-Za-z0-9_]*)*")
 _REFERENCE_PREFIXES = ("$", "%", "os.", "process.env", "env.", "getenv", "vault:", "secrets.")
 
 
-def _secret_value_ok(value: str) -> bool:
-    if len(value) < 8 or is_placeholder(value) or value.lower().startswith(_REFERENCE_PREFIXES):
+#: Names that say "password": a short value is still one (``password: hunter2``).
+_PASSWORD_NAMES = frozenset(
+    {"password", "passwd", "pwd", "pass", "passphrase", "pw", "pin", "passcode", "kennwort",
+     "passwort", "mot de passe", "contraseña"}
+)  # fmt: skip
+
+
+def _secret_value_ok(value: str, password: bool = False) -> bool:
+    if is_placeholder(value) or value.lower().startswith(_REFERENCE_PREFIXES):
+        return False
+    if len(value) < (4 if password else 8):
         return False
     if _IDENTIFIER.fullmatch(value) and not any(c.isdigit() for c in value):
-        return False  # a code reference (variable, attribute), not a literal
+        # A code reference (variable, attribute), not a literal - unless a
+        # password label names a mixed-case word.
+        return password and len(value) >= 8 and char_classes(value) >= 2
     entropy = shannon_entropy(value)
     has_letter = any(c.isalpha() for c in value)
     has_other = any(c.isdigit() or not (c.isalnum() or c in "_-.") for c in value)
+    if password and (has_letter or has_other):
+        return not value.isdigit() or len(value) >= 6
     if has_letter and has_other and entropy >= 2.5:
         return True
     return len(value) >= 16 and entropy >= 3.5
+
+
+def _weak_value_ok(value: str) -> bool:
+    """Under a key-like name (``*_KEY``, ``auth``...): gitleaks' generic-api-key bar.
+
+    At least 10 characters, Shannon entropy >= 3.5 bits, a digit and a letter,
+    not a placeholder or reference, not a dotted/pathy word.
+    """
+    if len(value) < 10 or is_placeholder(value) or value.lower().startswith(_REFERENCE_PREFIXES):
+        return False
+    if not (any(c.isdigit() for c in value) and any(c.isalpha() for c in value)):
+        return False
+    if "/" in value and not value.endswith("="):
+        return False  # a path or URL
+    return shannon_entropy(value) >= 3.5
 
 
 class GenericSecretDetector:
@@ -295,7 +324,9 @@ class GenericSecretDetector:
     Only the value is reported, so redaction keeps the name (the model still
     sees *that* a password was there). A 40-character base64 value under an
     AWS-looking name is typed AWS_SECRET_KEY; ``Password=`` inside a
-    ``Server=...;`` string is typed CONNECTION_STRING.
+    ``Server=...;`` string is typed CONNECTION_STRING. Key-like names
+    (``DB_KEY``, ``auth``, ``salt`` ...) need a high-entropy value, as in
+    gitleaks' generic-api-key rule.
     """
 
     name = "generic_secret"
@@ -304,15 +335,32 @@ class GenericSecretDetector:
         out: list[Finding] = []
         text, lower = view.text, view.lower
         scanned_to = 0
-        for s, e in view.keyword_hits(SECRET_NAME):
+        hits = sorted(
+            [(s, e, True) for s, e in view.keyword_hits(SECRET_NAME)]
+            + [(s, e, False) for s, e in view.keyword_hits(SECRET_WEAK)]
+        )
+        for s, e, strong in hits:
             if s < scanned_to:
                 continue  # inside a value already examined: keeps repetition linear
             m = _ASSIGN.match(text, e)
+            spaced = False
+            if m is None and strong:
+                m = _SPACED.match(text, e)  # ``api_key 7f3k...``: no operator, high entropy
+                spaced = True
             if m is None:
                 continue
-            scanned_to = m.end()
             value = m.group(1).rstrip(".")
-            if not _secret_value_ok(value) or text[m.end() : m.end() + 1] == "(":
+            if spaced:
+                ok = _weak_value_ok(value)
+            elif strong:
+                password = lower[s:e] in _PASSWORD_NAMES
+                ok = _secret_value_ok(value, password)
+            else:
+                ok = _weak_value_ok(value)
+            if not ok and not strong:
+                continue  # a stronger name may still follow inside this stretch
+            scanned_to = m.end()
+            if not ok or text[m.end() : m.end() + 1] == "(":
                 continue
             vs, ve = m.start(1), m.start(1) + len(value)
             name_text = lower[max(0, s - 24) : m.start(1)]
@@ -325,4 +373,103 @@ class GenericSecretDetector:
                 kind = "CONNECTION_STRING"
             conf = 0.9 if char_classes(value) >= 3 else 0.8
             out.append(Finding(kind, DataClass.SECRET, vs, ve, conf, self.name))
+        out.extend(_env_assignments(text))
         return out
+
+
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{2,63}\Z")
+_ENV_VALUE = re.compile(r"[\"']?([A-Za-z0-9+/_\-]{20,512}={0,2})[\"']?(?=\s|$|[;,])")
+
+
+def _env_assignments(text: str) -> list[Finding]:
+    """``NAME=value`` lines of ``.env`` files and CI logs, whatever the name.
+
+    In the spirit of detect-secrets' base64 entropy plugin: a value of 20+
+    characters from the base64 alphabet with >= 4.0 bits of entropy *and*
+    upper case, lower case and digits (hex digests, UUIDs and words cannot
+    have all three).
+    """
+    out: list[Finding] = []
+    pos = text.find("=")
+    while pos != -1:
+        nxt = text.find("=", pos + 1)
+        k = pos
+        while k > 0 and pos - k < 64 and (text[k - 1].isalnum() or text[k - 1] == "_"):
+            k -= 1
+        if k < pos and (k == 0 or not text[k - 1].isalnum()) and _ENV_NAME.match(text, k, pos):
+            m = _ENV_VALUE.match(text, pos + 1)
+            if m is not None:
+                value = m.group(1)
+                core = value.rstrip("=")
+                if (
+                    len(core) >= 20
+                    and shannon_entropy(core) >= 4.0
+                    and any(c.isupper() for c in core)
+                    and any(c.islower() for c in core)
+                    and any(c.isdigit() for c in core)
+                ):
+                    out.append(
+                        Finding(
+                            "GENERIC_SECRET",
+                            DataClass.SECRET,
+                            m.start(1),
+                            m.end(1),
+                            0.8,
+                            "generic_secret",
+                        )
+                    )
+                    nxt = text.find("=", m.end())
+        pos = nxt
+    return out
+
+
+_AUTH_VALUE = re.compile(r"[ \t]{1,3}([A-Za-z0-9+/=._~\-]{8,4096})")
+
+
+class AuthorizationDetector:
+    """``Authorization: Basic dXNlcjpwYXNz`` and ``Bearer <token>`` credentials.
+
+    A Basic value must decode to ``user:password``; a Bearer (or Digest,
+    Token) value counts after an ``Authorization`` name, or alone when it is
+    long and high-entropy enough to be a credential.
+    """
+
+    name = "http_authorization"
+
+    def detect(self, view: TextView) -> list[Finding]:
+        out: list[Finding] = []
+        text, lower = view.text, view.lower
+        for s, e in view.keyword_hits(AUTH):
+            scheme = lower[s:e]
+            if scheme == "authorization":
+                continue
+            m = _AUTH_VALUE.match(text, e)
+            if m is None:
+                continue
+            value = m.group(1)
+            labelled = (
+                view.near(s, e, AUTH, before=24) and "authorization" in lower[max(0, s - 24) : s]
+            )
+            if scheme == "basic":
+                if not (_basic_ok(value) or labelled):
+                    continue
+                kind = "BASIC_AUTH"
+            else:
+                strong = len(value) >= 16 and shannon_entropy(value) >= 3.5
+                if not (labelled and len(value) >= 8) and not (scheme == "bearer" and strong):
+                    continue
+                if is_placeholder(value):
+                    continue
+                kind = "BEARER_TOKEN"
+            out.append(Finding(kind, DataClass.SECRET, m.start(1), m.end(1), 0.95, self.name))
+        return out
+
+
+def _basic_ok(value: str) -> bool:
+    try:
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+        decoded = raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    _user, sep, password = decoded.partition(":")
+    return bool(sep and password) and decoded.isprintable()

@@ -1,24 +1,57 @@
 """Organization deny-list terms: one Aho-Corasick automaton, any number of terms.
 
-Matching is case-insensitive over the lower-cased text (same offsets, see
-:func:`~hybridgate.scan.text.lower_same_length`) and respects word
-boundaries wherever a term's own edge is a letter or digit, so ``Falcon``
-matches in "Project Falcon's budget" but not in "falconry".
+Matching is case-insensitive over the lower-cased normalized text (same
+offsets, see :func:`~hybridgate.scan.text.lower_same_length`) and respects
+word boundaries wherever a term's own edge is a letter or digit, so
+``Falcon`` matches in "Project Falcon's budget" but not in "falconry".
+The words of a term may be joined by ``-``, ``_`` or any run of spaces
+(a line wrap reads as a space in the normalized view), and homoglyphs are
+already folded to Latin by the normalization (see
+:mod:`hybridgate.scan.normalize`).
 """
 
 from __future__ import annotations
 
+import bisect
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from hybridgate.errors import ConfigError
 from hybridgate.scan.findings import DataClass, Finding
+from hybridgate.scan.normalize import normalize
 from hybridgate.scan.text import TextView, build_automaton, lower_same_length
+
+_JOINERS = {ord("-"): " ", ord("_"): " "}
+_SPACES = re.compile(r" {2,}")
 
 
 def normalize_term(term: str) -> str:
-    return lower_same_length(" ".join(term.split()))
+    text = normalize(term).text
+    return lower_same_length(" ".join(text.translate(_JOINERS).split()))
+
+
+def _collapse(text: str) -> tuple[str, list[int], list[int]]:
+    """``text`` with space runs as one space, and breakpoints to map offsets back."""
+    parts: list[str] = []
+    points: list[int] = []
+    removed: list[int] = []
+    last = 0
+    gone = 0
+    for m in _SPACES.finditer(text):
+        parts.append(text[last : m.start() + 1])
+        gone += m.end() - m.start() - 1
+        points.append(m.start() + 1 - (gone - (m.end() - m.start() - 1)))
+        removed.append(gone)
+        last = m.end()
+    parts.append(text[last:])
+    return "".join(parts), points, removed
+
+
+def _orig(pos: int, points: list[int], removed: list[int]) -> int:
+    k = bisect.bisect_right(points, pos) - 1
+    return pos + (removed[k] if k >= 0 else 0)
 
 
 def load_terms_file(path: str | Path) -> list[str]:
@@ -36,6 +69,8 @@ class TermDetector:
 
     def __init__(self, terms: Iterable[str]) -> None:
         normalized = {normalize_term(t) for t in terms}
+        # "ProjectBluebird": a multi-word term written as one word still counts.
+        normalized |= {t.replace(" ", "") for t in normalized if " " in t}
         normalized.discard("")
         self.count = len(normalized)
         self._automaton: Any = build_automaton((t, len(t)) for t in normalized)
@@ -44,7 +79,11 @@ class TermDetector:
         if self._automaton is None:
             return []
         out: list[Finding] = []
-        lower = view.lower
+        lower = view.lower.translate(_JOINERS)
+        points: list[int] = []
+        removed: list[int] = []
+        if "  " in lower:
+            lower, points, removed = _collapse(lower)
         n = len(lower)
         for last, length in self._automaton.iter(lower):
             start, end = last - length + 1, last + 1
@@ -52,5 +91,7 @@ class TermDetector:
                 continue
             if lower[last].isalnum() and end < n and lower[end].isalnum():
                 continue
+            if points:
+                start, end = _orig(start, points, removed), _orig(end - 1, points, removed) + 1
             out.append(Finding("ORG_TERM", DataClass.ORG_CONFIDENTIAL, start, end, 1.0, self.name))
         return out

@@ -42,6 +42,8 @@ SECRET_NAME = "secret_name"
 MRN = "mrn"
 DOB = "dob"
 CONN = "conn"
+SECRET_WEAK = "secret_weak"  # key-like names: need a high-entropy value (gitleaks generic-api-key)
+AUTH = "auth"  # HTTP authorization schemes
 
 #: keyword -> (category, whole word required)
 KEYWORDS: Mapping[str, tuple[str, bool]] = MappingProxyType(
@@ -65,7 +67,13 @@ KEYWORDS: Mapping[str, tuple[str, bool]] = MappingProxyType(
                                              "token", "api_key", "apikey", "api-key",
                                              "access_key", "accesskey", "private_key",
                                              "credential", "auth_key", "authkey")},
-        **{k: (SECRET_NAME, True) for k in ("pwd", "pass", "api key", "access key")},
+        **{k: (SECRET_NAME, True) for k in ("pwd", "pass", "api key", "access key", "pw",
+                                            "pin", "passcode", "kennwort", "passwort",
+                                            "mot de passe", "contraseña")},
+        **{k: (SECRET_WEAK, False) for k in ("key", "auth", "access", "creds", "api", "salt",
+                                             "hmac", "signing", "private", "dsn", "cert",
+                                             "client_id", "session")},
+        **{k: (AUTH, True) for k in ("basic", "bearer", "authorization", "digest")},
         **{k: (MRN, True) for k in ("mrn", "medical record number", "medical record no",
                                     "medical record", "patient id", "patient no",
                                     "patient number", "patient #", "hospital number",
@@ -80,7 +88,7 @@ KEYWORDS: Mapping[str, tuple[str, bool]] = MappingProxyType(
 TRIGGERS_BASE: tuple[str, ...] = ("@", "://", "eyJ", "-----BEGIN")
 
 #: Digit runs over the shape string: a literal-led pattern, so prose is skipped fast.
-_RUN = re.compile(r"0(?:[0 \-./()+]*0)?")
+_RUN = re.compile(r"0(?:[0 \-./()+_]*0)?")
 _GROUP = re.compile(r"0+")
 
 
