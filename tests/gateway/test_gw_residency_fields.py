@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import anthropic
@@ -69,7 +69,7 @@ def assert_not_external(h: Harness, value: str) -> None:
         assert digits not in re.sub(r"\D", "", view)
 
 
-def receipt(h: Harness, headers: httpx.Headers) -> dict[str, Any]:
+def receipt(h: Harness, headers: Mapping[str, str]) -> dict[str, Any]:
     rid = headers["x-hybridgate-receipt"]
     r = httpx.get(f"{h.url}/v1/receipts/{rid}", headers={"authorization": f"Bearer {h.key}"})
     assert r.status_code == 200
@@ -77,7 +77,7 @@ def receipt(h: Harness, headers: httpx.Headers) -> dict[str, Any]:
     return body
 
 
-def send_openai(h: Harness, body: dict[str, Any]) -> tuple[int, httpx.Headers]:
+def send_openai(h: Harness, body: dict[str, Any]) -> tuple[int, Mapping[str, str]]:
     try:
         raw = h.openai().chat.completions.with_raw_response.create(**body)
     except openai.APIStatusError as e:
