@@ -53,6 +53,11 @@ class LocalModel(_Strict):
     device: str = "cpu"
     max_new_tokens: int = Field(default=256, ge=1)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    max_batch: int = Field(default=8, ge=1, le=512, description="rows decoded together")
+    adapter_memory_mb: float = Field(
+        default=256.0, gt=0, description="budget for LoRA weights in memory (LRU eviction)"
+    )
+    max_adapters: int = Field(default=16, ge=1, description="adapters in memory at once")
 
 
 class RouteConfig(_Strict):
@@ -74,6 +79,11 @@ class RouteConfig(_Strict):
     embeddings: bool = False
     local: LocalModel | None = None
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    adapters: list[str] | None = Field(
+        default=None,
+        description="registered adapters this route may serve ('*': any on its base); "
+        "clients address them as '<route or model>:<adapter>'",
+    )
 
     @model_validator(mode="after")
     def _provider_fields(self) -> RouteConfig:

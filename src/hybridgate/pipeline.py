@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from hybridgate.accounting import Reservation, UsageRecord, baseline_for, cost_usd
+from hybridgate.adapters import Adapter
 from hybridgate.config import RouteConfig, VirtualModel
 from hybridgate.errors import (
     GatewayError,
@@ -40,10 +41,12 @@ from hybridgate.policy import (
     Principal,
     RedactionError,
     Restorer,
+    RouteFacts,
     evaluate,
     mask_request,
 )
 from hybridgate.policy.model import Action
+from hybridgate.providers.adapters import as_adapter_provider
 from hybridgate.providers.base import Completion, Provider, Usage
 from hybridgate.providers.tokens import estimate_request_tokens, estimate_tokens
 from hybridgate.routing import Plan, plan_routes
@@ -91,6 +94,8 @@ class Exchange:
     #: what went upstream (masked) and the answer text before restore: what capture may keep
     sent_body: dict[str, Any] | None = None
     answer_text: str | None = None
+    #: The task adapter a ``<base>:<adapter>`` model name asked for.
+    adapter: Adapter | None = None
 
     @property
     def latency_ms(self) -> float:
@@ -120,6 +125,7 @@ class Prepared:
     vm: VirtualModel
     plan: Plan
     restorer: Restorer | None
+    adapter: Adapter | None = None
 
 
 def _validate_chat(body: Any) -> dict[str, Any]:
@@ -189,15 +195,16 @@ class Pipeline:
     def _prepare(self, ex: Exchange, body: dict[str, Any], model: str, *, prompt: str) -> Prepared:
         gw = self.gw
         ex.virtual_model = model
-        vm = gw.virtual_models.get(model)
-        if vm is None:
+        resolved = gw.resolve_model(model)
+        if resolved is None:
             raise NotFound(
                 f"model {model!r} does not exist or is not available", code="model_not_found"
             )
+        vm, candidates, ex.adapter = resolved
 
         segments, scan = self._scan(body)
         ex.scan = scan
-        decision = self._decide(ex, scan)
+        decision = self._decide(ex, scan, candidates)
         ex.decision = decision
         for dc in decision.data_classes:
             gw.metrics.findings.labels(dc).inc()
@@ -217,7 +224,7 @@ class Pipeline:
         ex.sent_body = sent
         ex.masked = len(decision.masks)
         ex.reservation = self._reserve(ex, body, plan)
-        return Prepared(body=sent, vm=vm, plan=plan, restorer=restorer)
+        return Prepared(body=sent, vm=vm, plan=plan, restorer=restorer, adapter=ex.adapter)
 
     def _scan(self, body: dict[str, Any]) -> tuple[list[Segment], RequestScan]:
         """Scan every string; any failure yields an *incomplete* scan, never a clean one."""
@@ -228,9 +235,10 @@ class Pipeline:
             log.error("scanner failed: %s", type(exc).__name__)
             return [], RequestScan(complete=False, errors=(f"scanner error: {type(exc).__name__}",))
 
-    def _decide(self, ex: Exchange, scan: RequestScan) -> Decision:
+    def _decide(
+        self, ex: Exchange, scan: RequestScan, candidates: tuple[RouteFacts, ...]
+    ) -> Decision:
         policy, phash = self.gw.policy.current
-        candidates = self.gw.candidates[ex.virtual_model or ""]
         principal = Principal(key_id=ex.key.key_id, team=ex.key.team)
         try:
             return evaluate(scan, principal, candidates, policy, phash)
@@ -325,6 +333,8 @@ class Pipeline:
 
     async def complete(self, ex: Exchange, prepared: Prepared) -> dict[str, Any]:
         def call(p: Provider) -> Awaitable[Completion]:
+            if prepared.adapter is not None:
+                return as_adapter_provider(p).chat(prepared.body, adapter=prepared.adapter)
             return p.chat(prepared.body)
 
         completion = await self._attempts(ex, prepared, call)
@@ -359,7 +369,11 @@ class Pipeline:
         async def open_stream(
             p: Provider,
         ) -> tuple[dict[str, Any] | None, AsyncIterator[dict[str, Any]]]:
-            it = p.chat_stream(prepared.body).__aiter__()
+            if prepared.adapter is not None:
+                source = as_adapter_provider(p).chat_stream(prepared.body, adapter=prepared.adapter)
+            else:
+                source = p.chat_stream(prepared.body)
+            it = source.__aiter__()
             try:
                 first = await it.__anext__()
             except StopAsyncIteration:
@@ -418,6 +432,11 @@ class Pipeline:
             if vm is not None
             else (None, Decimal(0))
         )
+        replaced = ex.adapter.replaces if ex.adapter is not None else None
+        if replaced is not None and replaced in gw.routes:
+            # An adapter's savings are measured against the route it took over from.
+            baseline_route = replaced
+            baseline_cost = cost_usd(gw.routes[replaced].price, tokens_in, tokens_out)
         latency = ex.latency_ms
         decision = ex.decision
         action = (
@@ -449,6 +468,8 @@ class Pipeline:
                 latency_ms=latency,
                 outcome=ex.outcome,
                 status=ex.status,
+                adapter=ex.adapter.name if ex.adapter else None,
+                adapter_sha256=ex.adapter.sha256 if ex.adapter else None,
             )
         )
         fields: dict[str, Any] = {
@@ -480,6 +501,9 @@ class Pipeline:
             "status": ex.status,
             "error_code": ex.error_code,
         }
+        if ex.adapter is not None:
+            fields["adapter"] = ex.adapter.name
+            fields["adapter_sha256"] = ex.adapter.sha256
         if gw.hook is not None and ex.task is not None:
             fields.update(gw.hook.receipt_fields(ex))
         appended = await gw.ledger.append(ex.receipt_id, fields)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hybridgate.accounting import BudgetManager, UsageLog
 from hybridgate.actions import ActionService
-from hybridgate.adapters import AdapterRegistry
+from hybridgate.adapters import Adapter, AdapterRegistry, split_model_name
 from hybridgate.config import GatewayConfig, RouteConfig, VirtualModel
 from hybridgate.distill.store import DistillStore
 from hybridgate.governance.store import GovernanceStore
@@ -24,11 +24,13 @@ from hybridgate.keys import KeyStore
 from hybridgate.ledger import KeyRing, Ledger, VerifierKey
 from hybridgate.metrics import Metrics
 from hybridgate.policy import PolicyHolder, RouteFacts
+from hybridgate.providers.adapters import serves_adapter
 from hybridgate.providers.base import Provider
 from hybridgate.providers.registry import build_provider
 from hybridgate.routing import RouteHealth, candidate_routes
 from hybridgate.routing.quality import QualityRouter
 from hybridgate.scan import Scanner, build_scanner
+from hybridgate.serving.metrics import ServingMetrics
 from hybridgate.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -103,6 +105,46 @@ class Gateway:
                     RouteFacts.from_route(self.routes[n]) for n in candidate_routes(vm)
                 )
 
+    def resolve_model(
+        self, name: str
+    ) -> tuple[VirtualModel, tuple[RouteFacts, ...], Adapter | None] | None:
+        """A model name -> its virtual model, candidate routes and task adapter, or None.
+
+        ``<base>:<adapter>`` (base: a virtual model or route) names a registered
+        adapter; its candidates are the base's routes that may and can serve it.
+        The registry is read live, so adapters come and go without a restart.
+        """
+        vm = self.virtual_models.get(name)
+        if vm is not None:
+            return vm, self.candidates[name], None
+        split = split_model_name(name)
+        if split is None:
+            return None
+        base_vm = self.virtual_models.get(split[0])
+        adapter = self.adapters.get(split[1])
+        if base_vm is None or adapter is None:
+            return None
+        names = [
+            n
+            for n in candidate_routes(base_vm)
+            if n in self.routes and serves_adapter(self.routes[n], adapter)
+        ]
+        if not names:
+            return None
+        strategy = "fallback" if base_vm.strategy == "quality" else base_vm.strategy
+        adapter_vm = VirtualModel(routes=names, strategy=strategy)
+        return adapter_vm, tuple(RouteFacts.from_route(self.routes[n]) for n in names), adapter
+
+    def adapter_models(self) -> list[tuple[str, Adapter]]:
+        """``(model name, adapter)`` for every registered adapter some route serves."""
+        out: list[tuple[str, Adapter]] = []
+        for adapter in self.adapters.list():
+            for route in self.config.routes:
+                if serves_adapter(route, adapter):
+                    out.append((f"{route.name}:{adapter.name}", adapter))
+                    break
+        return out
+
     def quality_router(self, path: str | None) -> QualityRouter:
         """Loaded once per file per gateway; the shipped router when ``path`` is None."""
         key = path or ""
@@ -154,6 +196,11 @@ class Gateway:
             keyring=keyring,
             adapters=AdapterRegistry(store, home),
         )
+        serving_metrics = ServingMetrics(gw.metrics.registry)
+        for p in gw.providers.values():
+            bind = getattr(p, "bind_metrics", None)
+            if bind is not None:
+                bind(serving_metrics)
         for vm in config.models.values():
             if vm.strategy == "quality":
                 gw.quality_router(vm.router)

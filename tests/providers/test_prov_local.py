@@ -157,17 +157,20 @@ async def test_adapter_is_applied(tiny_model: tuple[Path, Path]) -> None:
     model_dir, adapter_dir = tiny_model
     base = LocalProvider(_route(model_dir))
     tuned = LocalProvider(_route(model_dir, adapter_dir, name="tuned"))
-    b, t = base._load(), tuned._load()
-    assert isinstance(t.model, peft.PeftModel)
+    b = base._load()
+    c = await tuned.chat(REQ)  # the fixed adapter is loaded with the first request
+    assert c.usage.completion_tokens >= 1
+    t = tuned.engine
+    assert isinstance(t._peft, peft.PeftModel)
+    (slot,) = t.slots.slots()
     ids = t.tokenizer("hello what is the colour", return_tensors="pt")["input_ids"]
     with torch.no_grad():
-        lb, lt = b.model(ids).logits, t.model(ids).logits
+        lb = b._base(ids).logits
+        lt = t._peft(input_ids=ids, adapter_names=[slot.name]).logits
     assert not torch.allclose(lb, lt)
     # The adapter's weights are the saved, non-zero ones.
-    sd = {k: v for k, v in t.model.state_dict().items() if "lora_B" in k}
+    sd = {k: v for k, v in t._peft.state_dict().items() if "lora_B" in k}
     assert sd and all(v.abs().sum() > 0 for v in sd.values())
-    c = await tuned.chat(REQ)
-    assert c.usage.completion_tokens >= 1
 
 
 async def test_stream_matches_non_stream(tiny_model: tuple[Path, Path]) -> None:
@@ -217,8 +220,10 @@ async def test_abandoned_stream_stops_generation(tiny_model: tuple[Path, Path]) 
 @pytest.mark.parametrize(
     "req",
     [
-        dict(REQ, tools=[{"type": "function", "function": {"name": "f"}}]),
-        {"messages": [{"role": "tool", "tool_call_id": "x", "content": "r"}]},
+        dict(REQ, tools=[{"type": "function"}]),
+        dict(REQ, tools="f"),
+        {"messages": [{"role": "user", "content": "x", "tool_calls": []}]},
+        {"messages": [{"role": "function", "content": "r"}]},
         {
             "messages": [
                 {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
@@ -271,12 +276,12 @@ async def test_generation_failure_raises_not_hangs(
     tiny_model: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     p = LocalProvider(_route(tiny_model[0]))
-    loaded = p._load()
+    engine = p._load()
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("device lost")
 
-    monkeypatch.setattr(loaded.model, "generate", broken)
+    monkeypatch.setattr(engine, "_forward", broken)
     with pytest.raises(UpstreamError) as ei:
         await p.chat(REQ)
     assert "device lost" not in ei.value.message

@@ -36,7 +36,7 @@ from hybridgate.store.sqlite import Migration, SQLiteStore
 
 log = logging.getLogger("hybridgate.usage")
 
-GroupBy = Literal["team", "route", "location", "day", "key", "model"]
+GroupBy = Literal["team", "route", "location", "day", "key", "model", "adapter"]
 _GROUP_COLUMNS: dict[str, str] = {
     "team": "u.team",
     "route": "u.route",
@@ -44,6 +44,7 @@ _GROUP_COLUMNS: dict[str, str] = {
     "day": "u.day",
     "key": "u.key_id",
     "model": "u.virtual_model",
+    "adapter": "u.adapter",
 }
 
 _MIGRATIONS = [
@@ -75,7 +76,15 @@ _MIGRATIONS = [
         CREATE INDEX usage_log_time ON usage_log (time_ns);
         CREATE INDEX usage_log_key_time ON usage_log (key_id, time_ns);
         """,
-    )
+    ),
+    Migration(
+        "usage",
+        2,
+        """
+        ALTER TABLE usage_log ADD COLUMN adapter TEXT;
+        ALTER TABLE usage_log ADD COLUMN adapter_sha256 TEXT
+        """,
+    ),
 ]
 
 
@@ -99,6 +108,9 @@ class UsageRecord:
     latency_ms: float
     outcome: str
     status: int
+    #: The task adapter that answered (its registered name and content id), if any.
+    adapter: str | None = None
+    adapter_sha256: str | None = None
 
 
 def baseline_for(
@@ -167,12 +179,17 @@ class UsageLog:
             float(rec.latency_ms),
             rec.outcome,
             rec.status,
+            rec.adapter,
+            rec.adapter_sha256,
         )
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT OR IGNORE INTO usage_log VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO usage_log (request_id, receipt_id, time_ns, day, key_id,"
+                " team, virtual_model, route, provider, location, prompt_tokens,"
+                " completion_tokens, usage_reported, cost_nano, baseline_nano, baseline_route,"
+                " latency_ms, outcome, status, adapter, adapter_sha256) VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
 

@@ -34,6 +34,7 @@ class By(StrEnum):
     day = "day"
     key = "key"
     model = "model"
+    adapter = "adapter"
 
 
 class Format(StrEnum):

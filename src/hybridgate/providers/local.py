@@ -1,47 +1,48 @@
-"""In-process transformers model (optionally with a PEFT LoRA adapter) as a provider.
+"""In-process transformers model with LoRA adapters, served by the batching engine.
 
-The ``local`` extra (torch, transformers, peft) is imported only when a model
-is first used, so the gateway installs and starts without it. Loading and
-generation run in worker threads so the event loop keeps serving; one lock per
-model serializes generation, because a single CPU/GPU model does not get
-faster from concurrent ``generate`` calls, only less predictable.
+The route's ``local:`` section names the base model; the engine
+(:mod:`hybridgate.serving`) loads it on first use, batches concurrent
+requests (rows with different adapters share a batch), and loads adapters on
+demand under a memory budget. This provider only translates: OpenAI chat
+bodies to prompt ids through the model's own chat template, engine events to
+``chat.completion`` / ``chunk`` dicts. Nothing heavy runs on the event loop.
 
-Tokens are counted exactly with the model's tokenizer. Tool calling is not
-supported: a small local model has no reliable tool-call format, and
-pretending would hand clients malformed calls.
+Tokens are counted exactly with the model's tokenizer. Tools are rendered by
+the chat template and tool calls parsed back (see
+:mod:`hybridgate.serving.tools`); a request with tools is generated whole and
+then streamed, because a half-written call cannot be streamed as text.
+
+``local.adapter_path`` (one fixed adapter for every request without one) is
+kept for existing configs; registered adapters (``adapters:`` on the route)
+are the way to serve many.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import queue
-import threading
+import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
+from hybridgate.adapters import Adapter
 from hybridgate.config import LocalModel, RouteConfig
-from hybridgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from hybridgate.errors import InvalidRequest, UpstreamError
 from hybridgate.providers.base import Completion, Usage
+from hybridgate.serving.engine import (
+    AdapterRef,
+    Delta,
+    Done,
+    EngineConfig,
+    GenRequest,
+    ServingEngine,
+)
+from hybridgate.serving.metrics import ServingMetrics
+from hybridgate.serving.text import normalize_stops
+from hybridgate.serving.tools import parse_tool_calls, template_messages, tool_names
 
-
-@dataclass
-class _Loaded:
-    model: Any
-    tokenizer: Any
-    device: str
-    lock: threading.Lock
-
-
-@dataclass(frozen=True, slots=True)
-class _Generation:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
+_ROLES = ("system", "user", "assistant", "tool")
 
 
 def _texts(content: Any, where: str) -> str:
@@ -64,14 +65,12 @@ def _texts(content: Any, where: str) -> str:
     raise InvalidRequest(f"{where}: content must be a string or a list of text parts")
 
 
-def chat_messages(request: dict[str, Any]) -> list[dict[str, str]]:
-    """Validated ``{"role", "content"}`` string messages; tool use is refused."""
-    if request.get("tools") or request.get("tool_choice") not in (None, "none"):
-        raise InvalidRequest("tool calling is not supported by local models", param="tools")
+def chat_messages(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """Validated messages for a chat template (text content, tool calls kept)."""
     messages = request.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("`messages` must be a non-empty list", param="messages")
-    out: list[dict[str, str]] = []
+    out: list[dict[str, Any]] = []
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
@@ -79,216 +78,166 @@ def chat_messages(request: dict[str, Any]) -> list[dict[str, str]]:
         role = m.get("role")
         if role == "developer":
             role = "system"
-        if role not in ("system", "user", "assistant"):
+        if role not in _ROLES:
             raise InvalidRequest(f"{where}: role {role!r} is not supported by local models")
-        if m.get("tool_calls"):
-            raise InvalidRequest(f"{where}: tool calling is not supported by local models")
-        out.append({"role": role, "content": _texts(m.get("content"), where)})
-    return out
+        msg: dict[str, Any] = {"role": role, "content": _texts(m.get("content"), where)}
+        calls = m.get("tool_calls")
+        if calls is not None:
+            if role != "assistant" or not isinstance(calls, list):
+                raise InvalidRequest(f"{where}: tool_calls belong on assistant messages")
+            msg["tool_calls"] = calls
+        if role == "tool" and isinstance(m.get("tool_call_id"), str):
+            msg["tool_call_id"] = m["tool_call_id"]
+        out.append(msg)
+    return template_messages(out)
 
 
-def plain_prompt(messages: list[dict[str, str]]) -> str:
+def plain_prompt(messages: list[dict[str, Any]]) -> str:
     """Fallback prompt for tokenizers without a chat template."""
     lines = [f"{m['role']}: {m['content']}" for m in messages]
     lines.append("assistant:")
     return "\n".join(lines)
 
 
-def _stops(request: dict[str, Any]) -> list[str]:
-    stop = request.get("stop")
-    if isinstance(stop, str):
-        return [stop] if stop else []
-    if isinstance(stop, list):
-        return [s for s in stop if isinstance(s, str) and s]
-    return []
-
-
-def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    cut = min((i for i in (text.find(s) for s in stops) if i != -1), default=-1)
-    return (text[:cut], True) if cut != -1 else (text, False)
+def _number(request: dict[str, Any], name: str) -> float | None:
+    v = request.get(name)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise InvalidRequest(f"`{name}` must be a number", param=name)
+    return float(v)
 
 
 class LocalProvider:
-    """Provider running a causal LM in this process (the ``local`` extra)."""
+    """Provider running a causal LM with LoRA adapters in this process (extra ``local``)."""
 
-    def __init__(self, route: RouteConfig) -> None:
+    serves_adapters = True
+
+    def __init__(self, route: RouteConfig, metrics: ServingMetrics | None = None) -> None:
         if route.local is None:
             raise UpstreamError(f"route {route.name}: no `local:` section", retryable=False)
         self.route = route
         self._cfg: LocalModel = route.local
-        self._loaded: _Loaded | None = None
-        self._load_lock = threading.Lock()
+        self._metrics = metrics
+        self._engine: ServingEngine | None = None
+        self._default: AdapterRef | None = None
 
-    # -- loading ---------------------------------------------------------------
+    def bind_metrics(self, metrics: ServingMetrics) -> None:
+        """Report per-adapter metrics on the gateway's registry (before first use)."""
+        self._metrics = metrics
 
-    def _load(self) -> _Loaded:
-        with self._load_lock:
-            if self._loaded is not None:
-                return self._loaded
-            self._loaded = self._load_model()
-            return self._loaded
-
-    def _load_model(self) -> _Loaded:
-        name = self.route.name
-        try:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ImportError:
-            raise UpstreamError(
-                f"route {name}: local models need the 'local' extra "
-                "(pip install 'hybridgate[local]')",
-                retryable=False,
-                code="local_extra_missing",
-            ) from None
-        cfg = self._cfg
-        dtype: Any = "auto" if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(cfg.model_path, local_files_only=True)
-            model: Any = AutoModelForCausalLM.from_pretrained(
-                cfg.model_path, dtype=dtype, local_files_only=True
+    @property
+    def engine(self) -> ServingEngine:
+        if self._engine is None:
+            cfg = self._cfg
+            self._engine = ServingEngine(
+                EngineConfig(
+                    model_path=cfg.model_path,
+                    name=self.route.name,
+                    device=cfg.device,
+                    dtype=cfg.dtype,
+                    max_batch=cfg.max_batch,
+                    adapter_memory_bytes=int(cfg.adapter_memory_mb * 1024 * 1024),
+                    max_adapters=cfg.max_adapters,
+                ),
+                self._metrics,
             )
-            if cfg.adapter_path:
-                try:
-                    from peft import PeftModel
-                except ImportError:
-                    raise UpstreamError(
-                        f"route {name}: LoRA adapters need peft (pip install 'hybridgate[local]')",
-                        retryable=False,
-                        code="local_extra_missing",
-                    ) from None
-                model = PeftModel.from_pretrained(model, cfg.adapter_path, is_trainable=False)
-            model.to(cfg.device)
-            model.eval()
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise UpstreamError(
-                f"route {name}: cannot load local model ({type(exc).__name__})",
-                retryable=True,
-                code="local_model_unavailable",
-            ) from exc
-        if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
-            tokenizer.pad_token = tokenizer.eos_token
-        return _Loaded(model, tokenizer, cfg.device, threading.Lock())
+        return self._engine
 
-    # -- generation --------------------------------------------------------------
+    def _load(self) -> ServingEngine:
+        """Load the model (blocking; call from a worker thread)."""
+        engine = self.engine
+        engine.load()
+        if self._cfg.adapter_path and self._default is None:
+            from hybridgate.adapters.files import adapter_files
 
-    def _inputs(self, loaded: _Loaded, request: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+            try:
+                f = adapter_files(self._cfg.adapter_path)
+            except InvalidRequest as exc:
+                raise UpstreamError(
+                    f"route {self.route.name}: adapter_path is not a usable adapter",
+                    retryable=False,
+                    code="adapter_unavailable",
+                ) from exc
+            self._default = AdapterRef("default", f.sha256, str(f.root), f.size_bytes)
+        return engine
+
+    async def _request(
+        self, request: dict[str, Any], adapter: Adapter | None
+    ) -> tuple[GenRequest, set[str]]:
         messages = chat_messages(request)
-        tok = loaded.tokenizer
-        if getattr(tok, "chat_template", None):
-            prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
-        else:
-            enc = tok(plain_prompt(messages), return_tensors="pt")
-        enc = enc.to(loaded.device)
+        tools = request.get("tools")
+        allowed = tool_names(tools)
+        if request.get("tool_choice") not in (None, "none", "auto") and allowed:
+            raise InvalidRequest(
+                "local models take tool_choice 'auto' or 'none' only", param="tool_choice"
+            )
+        if request.get("tool_choice") == "none":
+            tools, allowed = None, set()
+        engine = await asyncio.to_thread(self._load)
+        ids = await asyncio.to_thread(engine.encode_chat, messages, tools if allowed else None)
         limit = self._cfg.max_new_tokens
         asked = request.get("max_completion_tokens", request.get("max_tokens"))
         if isinstance(asked, int) and not isinstance(asked, bool) and asked > 0:
             limit = min(limit, asked)
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": limit,
-            "pad_token_id": tok.pad_token_id,
-            "eos_token_id": tok.eos_token_id,
-        }
-        temperature = request.get("temperature")
-        # Greedy unless sampling is asked for: reproducible answers by default.
-        if isinstance(temperature, (int, float)) and temperature > 0:
-            kwargs["do_sample"] = True
-            kwargs["temperature"] = float(temperature)
-            top_p = request.get("top_p")
-            if isinstance(top_p, (int, float)) and 0 < top_p <= 1:
-                kwargs["top_p"] = float(top_p)
-        else:
-            kwargs["do_sample"] = False
-        return enc, kwargs
+        temperature = _number(request, "temperature") or 0.0
+        top_p = _number(request, "top_p")
+        seed = request.get("seed")
+        ref = self._default
+        if adapter is not None:
+            ref = AdapterRef(adapter.name, adapter.sha256, adapter.path, adapter.size_bytes)
+        gen = GenRequest(
+            prompt_ids=tuple(ids),
+            max_new_tokens=limit,
+            adapter=ref,
+            stops=normalize_stops(request.get("stop")),
+            temperature=max(0.0, temperature),
+            top_p=top_p if top_p is not None and 0 < top_p <= 1 else 1.0,
+            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        )
+        return gen, allowed
 
-    def _finish(self, loaded: _Loaded, new_ids: Any, limit: int) -> str:
-        eos = loaded.tokenizer.eos_token_id
-        n = int(new_ids.shape[-1])
-        if n >= limit and (n == 0 or int(new_ids[-1]) != eos):
-            return "length"
-        return "stop"
+    def _message(self, done: Done, allowed: set[str]) -> tuple[dict[str, Any], str]:
+        parsed = parse_tool_calls(done.text, allowed)
+        msg: dict[str, Any] = {"role": "assistant", "content": parsed.content, "refusal": None}
+        if parsed.tool_calls:
+            msg["tool_calls"] = parsed.tool_calls
+            return msg, "tool_calls"
+        return msg, done.finish_reason
 
-    def _generate(
-        self, request: dict[str, Any], streamer: Any = None, stop: Any = None
-    ) -> _Generation:
-        loaded = self._load()
-        enc, kwargs = self._inputs(loaded, request)
-        if streamer is not None:
-            kwargs["streamer"] = streamer
-        if stop is not None:
-            kwargs["stopping_criteria"] = stop
-        prompt_len = int(enc["input_ids"].shape[-1])
-        window = getattr(getattr(loaded.model, "config", None), "max_position_embeddings", None)
-        if isinstance(window, int) and prompt_len + kwargs["max_new_tokens"] > window:
-            if streamer is not None:
-                streamer.end()
-            raise InvalidRequest(
-                f"prompt of {prompt_len} tokens plus {kwargs['max_new_tokens']} new tokens "
-                f"exceeds this model's {window}-token context",
-                param="messages",
-            )
-        try:
-            with loaded.lock:
-                import torch
-
-                with torch.inference_mode():
-                    out = loaded.model.generate(**enc, **kwargs)
-        except (RuntimeError, ValueError, IndexError) as exc:
-            raise UpstreamError(
-                f"route {self.route.name}: local generation failed ({type(exc).__name__})"
-            ) from exc
-        finally:
-            if streamer is not None:
-                streamer.end()  # wake a waiting consumer even when generate() failed
-        new_ids = out[0][prompt_len:]
-        text = loaded.tokenizer.decode(new_ids, skip_special_tokens=True)
-        finish = self._finish(loaded, new_ids, kwargs["max_new_tokens"])
-        text, stopped = _cut_at_stop(text, _stops(request))
-        return _Generation(text, prompt_len, int(new_ids.shape[-1]), "stop" if stopped else finish)
-
-    def _body(self, gen: _Generation) -> dict[str, Any]:
+    @staticmethod
+    def _usage(done: Done) -> dict[str, int]:
         return {
+            "prompt_tokens": done.prompt_tokens,
+            "completion_tokens": done.completion_tokens,
+            "total_tokens": done.prompt_tokens + done.completion_tokens,
+        }
+
+    async def _run(self, gen: GenRequest) -> Done:
+        async for ev in self.engine.generate(gen):
+            if isinstance(ev, Done):
+                return ev
+        raise UpstreamError(f"route {self.route.name}: generation ended without an answer")
+
+    async def chat(self, request: dict[str, Any], adapter: Adapter | None = None) -> Completion:
+        gen, allowed = await self._request(request, adapter)
+        done = await self._run(gen)
+        msg, finish = self._message(done, allowed)
+        body = {
             "id": "chatcmpl-" + uuid.uuid4().hex[:24],
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.route.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": gen.text, "refusal": None},
-                    "finish_reason": gen.finish_reason,
-                    "logprobs": None,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": gen.prompt_tokens,
-                "completion_tokens": gen.completion_tokens,
-                "total_tokens": gen.prompt_tokens + gen.completion_tokens,
-            },
+            "choices": [{"index": 0, "message": msg, "finish_reason": finish, "logprobs": None}],
+            "usage": self._usage(done),
         }
-
-    async def chat(self, request: dict[str, Any]) -> Completion:
-        chat_messages(request)  # refuse tool use before paying for a model load
-        gen = await asyncio.to_thread(self._generate, request)
         # Counted with the model's own tokenizer: exact, so it counts as reported.
-        return Completion(
-            self._body(gen), Usage(gen.prompt_tokens, gen.completion_tokens, reported=True)
-        )
+        return Completion(body, Usage(done.prompt_tokens, done.completion_tokens, reported=True))
 
-    async def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        chat_messages(request)
-        loaded = await asyncio.to_thread(self._load)
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
-
-        streamer = TextIteratorStreamer(
-            loaded.tokenizer,
-            skip_prompt=True,
-            skip_special_tokens=True,
-            timeout=self.route.timeout_s,
-        )
-        cancel = threading.Event()
-        stop = StoppingCriteriaList([_cancel_criterion(cancel)])
-        task = asyncio.ensure_future(asyncio.to_thread(self._generate, request, streamer, stop))
+    async def chat_stream(
+        self, request: dict[str, Any], adapter: Adapter | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        gen, allowed = await self._request(request, adapter)
         cid = "chatcmpl-" + uuid.uuid4().hex[:24]
         created = int(time.time())
 
@@ -301,49 +250,38 @@ class LocalProvider:
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             }
 
-        stops = _stops(request)
-        sent = ""
-        pieces: Iterator[str] = iter(streamer)
+        events = self.engine.generate(gen)
         try:
-            yield chunk({"role": "assistant", "content": ""})
-            while True:
-                piece = await asyncio.to_thread(next, pieces, None)
-                if piece is None:
-                    break
-                if not piece:
-                    continue
-                # Stop sequences are matched on the accumulated text; one split across
-                # pieces may leave its first piece already sent (documented).
-                candidate = sent + piece
-                text, stopped = _cut_at_stop(candidate, stops)
-                if len(text) > len(sent):
-                    yield chunk({"content": text[len(sent) :]})
-                    sent = text
-                if stopped:
-                    cancel.set()
-                    break
-            gen = await task
-        except queue.Empty:
-            cancel.set()
-            raise UpstreamTimeout(
-                f"route {self.route.name}: local model produced nothing for "
-                f"{self.route.timeout_s:g}s"
-            ) from None
-        finally:
-            cancel.set()
-            if not task.done():
-                with contextlib.suppress(UpstreamError, InvalidRequest):
-                    await task
-        yield chunk({}, gen.finish_reason)
-        done = {
+            first = await events.__anext__()  # errors before the first chunk raise here
+        except StopAsyncIteration:
+            raise UpstreamError(f"route {self.route.name}: no answer") from None
+        yield chunk({"role": "assistant", "content": ""})
+        done: Done | None = None
+        ev: Delta | Done = first
+        while True:
+            if isinstance(ev, Done):
+                done = ev
+                break
+            if not allowed:  # with tools the whole answer is parsed first
+                yield chunk({"content": ev.text})
+            ev = await events.__anext__()
+        finish = done.finish_reason
+        if allowed:
+            msg, finish = self._message(done, allowed)
+            if msg.get("tool_calls"):
+                calls = [{"index": i, **c} for i, c in enumerate(msg["tool_calls"])]
+                yield chunk({"tool_calls": calls})
+            elif msg.get("content"):
+                yield chunk({"content": msg["content"]})
+        yield chunk({}, finish)
+        yield {
             "id": cid,
             "object": "chat.completion.chunk",
             "created": created,
             "model": self.route.model,
             "choices": [],
-            "usage": self._body(gen)["usage"],
+            "usage": self._usage(done),
         }
-        yield done
 
     async def embeddings(self, request: dict[str, Any]) -> dict[str, Any]:
         raise UpstreamError(
@@ -353,18 +291,11 @@ class LocalProvider:
         )
 
     async def aclose(self) -> None:
-        self._loaded = None  # drop references so the weights can be freed
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            await asyncio.to_thread(engine.close)
 
 
-def _cancel_criterion(cancel: threading.Event) -> Any:
-    """A StoppingCriteria that ends generation once the consumer has gone away."""
-    import torch
-    from transformers import StoppingCriteria
-
-    class _Cancel(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            return torch.full(
-                (input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device
-            )
-
-    return _Cancel()
+def dumps_arguments(args: dict[str, Any]) -> str:
+    """Tool-call arguments as OpenAI carries them: a JSON string."""
+    return json.dumps(args, ensure_ascii=False)
