@@ -97,7 +97,7 @@ def test_missing_facts_are_refused_not_guessed() -> None:
     with pytest.raises(MissingFact, match="parameter"):
         ModelShape.from_entry(CAT.get("gpt-4o"))
     with pytest.raises(ValueError, match="quant"):
-        estimate_memory(shape("llama-3-8b"), "fp8", 1, 1)
+        estimate_memory(shape("llama-3-8b"), "fp3", 1, 1)
     with pytest.raises(ValueError, match="positive"):
         estimate_memory(shape("llama-3-8b"), "fp16", 0, 1)
 

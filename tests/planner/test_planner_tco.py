@@ -205,7 +205,7 @@ def test_option_specs() -> None:
     assert any("700,000,000" in n for n in notes)
     with pytest.raises(SpecError, match="no API price"):
         api_option("llama-3-70b", cat)
-    with pytest.raises(SpecError, match="does not guess throughput"):
+    with pytest.raises(SpecError, match="give gpu="):
         self_host_option("llama-3-70b:gpus=2,hourly=2.5", cat)
     with pytest.raises(SpecError, match="cannot be self-hosted"):
         self_host_option("gpt-4o:hourly=1,tps=1", cat)

@@ -14,13 +14,27 @@ from rich.table import Table
 from hybridgate.cli.catalog_cmd import ConfigOpt, catalog_from
 from hybridgate.config import GatewayConfig, load_config
 from hybridgate.errors import ConfigError
-from hybridgate.planner.hardware import GIB, Assumptions, MissingFact, ModelShape, estimate_memory
-from hybridgate.planner.options import SpecError, api_option, describe_keys, self_host_option
+from hybridgate.planner.hardware import (
+    GIB,
+    Assumptions,
+    MissingFact,
+    ModelShape,
+    estimate_memory,
+    resolve_precision,
+)
+from hybridgate.planner.options import (
+    MeasuredLookup,
+    SpecError,
+    api_option,
+    describe_keys,
+    self_host_option,
+)
 from hybridgate.planner.recommend import PROFILES, TIERS, bundle_config, recommend, render_yaml
 from hybridgate.planner.tco import ApiOption, SelfHostOption, TcoReport, Workload, tco
 from hybridgate.planner.usage_source import (
     UsageGroup,
     UsageUnavailable,
+    measured_route_throughput,
     read_usage_sample,
     workload_from_sample,
 )
@@ -98,7 +112,7 @@ def tco_cmd(
             apis.append(a)
             notes += n
         for spec in self_host or []:
-            s, n = self_host_option(spec, cat)
+            s, n = self_host_option(spec, cat, w, _measured_lookup(config, home, days))
             hosts.append(s)
             notes += n
         if not apis and not hosts:
@@ -116,6 +130,18 @@ def tco_cmd(
     _print_report(report, notes, explain)
     if plot is not None:
         typer.echo(f"plot written to {plot}")
+
+
+def _measured_lookup(config: Path | None, home: Path | None, days: float) -> MeasuredLookup:
+    """Reads a route's measured throughput from the usage log, only when a spec asks."""
+
+    def lookup(route: str) -> tuple[float, str]:
+        try:
+            return measured_route_throughput(_database(config, home), route, days=days)
+        except UsageUnavailable as exc:
+            raise ValueError(str(exc)) from exc
+
+    return lookup
 
 
 def _database(config: Path | None, home: Path | None) -> Path:
@@ -185,7 +211,14 @@ def _print_report(r: TcoReport, notes: list[str], explain: bool) -> None:
 @app.command("hardware")
 def hardware_cmd(
     model: Annotated[str, typer.Option(help="catalog model name")],
-    quant: Annotated[str, typer.Option(help="fp16, int8 or int4")] = "fp16",
+    quant: Annotated[
+        str,
+        typer.Option(
+            "--quant",
+            "--precision",
+            help="native (the format the weights ship in), bf16, fp16, fp8, int8, mxfp4 or int4",
+        ),
+    ] = "native",
     context: Annotated[int, typer.Option(min=1, help="tokens per sequence")] = 8192,
     batch: Annotated[int, typer.Option(min=1, help="concurrent sequences")] = 1,
     kv_bytes: Annotated[float, typer.Option(min=0.5, help="bytes per KV element")] = 2.0,
@@ -197,12 +230,16 @@ def hardware_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Weights, KV cache and overhead for serving a model, and the GPUs it fits on."""
-    if quant not in ("fp16", "int8", "int4") or fmt not in ("table", "json"):
-        raise _fail("--quant must be fp16|int8|int4 and --format table|json")
+    if fmt not in ("table", "json"):
+        raise _fail("--format must be table or json")
     cat = catalog_from(config)
     entry = cat.find(model)
     if entry is None:
         raise _fail(f"no model {model!r} in the catalog", 1)
+    try:
+        quant, why = resolve_precision(entry, quant)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
     a = Assumptions(kv_bytes, activation_fraction, runtime_gib)
     try:
         est = estimate_memory(ModelShape.from_entry(entry), quant, context, batch, a)
@@ -214,6 +251,7 @@ def hardware_cmd(
                 {
                     "model": est.model,
                     "quant": quant,
+                    "precision_reason": why,
                     "context": context,
                     "batch": batch,
                     "weights_gib": est.weights_bytes / GIB,
@@ -238,6 +276,7 @@ def hardware_cmd(
         )
         return
     console = Console(width=140)
+    typer.echo(f"precision: {why}")
     for f in est.formulas:
         typer.echo(f)
     t = Table(title=f"{est.model} at {quant}, {context:,} context × batch {batch}")

@@ -152,12 +152,22 @@ class LicenceFacts(_Facts):
     )
 
 
+#: weight formats the planner sizes; ``mxfp4`` is 4-bit microscaling (4.25 bits per value)
+Precision = Literal["bf16", "fp16", "fp8", "int8", "mxfp4", "int4"]
+
+
 class ParamFacts(_Facts):
-    """Billions of parameters. ``active_b`` equals ``total_b`` for dense models."""
+    """Billions of parameters. ``active_b`` equals ``total_b`` for dense models.
+
+    ``native_precision`` is the format the publisher ships the weights in: the
+    planner sizes a model at it unless told otherwise (gpt-oss ships MXFP4, so
+    sizing it at int8 would double its memory).
+    """
 
     total_b: float | None = Field(default=None, gt=0)
     active_b: float | None = Field(default=None, gt=0)
     moe: bool | None = None
+    native_precision: Precision | None = None
 
     @model_validator(mode="after")
     def _active_within_total(self) -> ParamFacts:
@@ -205,12 +215,61 @@ class PricingFacts(_Facts):
     as_of: dt.date | None = Field(default=None, strict=False)
 
 
+ApiStatus = Literal["active", "deprecated", "retired"]
+
+
+class ApiFacts(_Facts):
+    """How to call the model on its provider's API, and whether that id still works.
+
+    ``id`` is the pinned (dated) id to send; ``aliases`` are ids that pointed
+    at it when recorded (``claude-sonnet-4-5`` -> ``claude-sonnet-4-5-20250929``).
+    ``moving`` marks an ``id`` that is itself an alias whose model changes
+    (``deepseek-chat``): its price and context move with it. A deprecated
+    model retires on ``retires_on``; after that day it counts as retired.
+    """
+
+    id: str = Field(min_length=1, max_length=128)
+    aliases: list[str] = Field(default_factory=list)
+    moving: bool = False
+    status: ApiStatus
+    as_of: dt.date = Field(strict=False, description="the day the status was stated so")
+    deprecated_on: dt.date | None = Field(default=None, strict=False)
+    retires_on: dt.date | None = Field(default=None, strict=False)
+    retired_on: dt.date | None = Field(default=None, strict=False)
+    replacement: Name | None = None
+
+    @model_validator(mode="after")
+    def _dates(self) -> ApiFacts:
+        if self.status == "retired" and self.replacement is None and self.note is None:
+            raise ValueError("a retired model names its replacement (or says why not in `note`)")
+        if self.status == "active" and (self.retired_on or self.deprecated_on):
+            raise ValueError("an active model has no deprecation or retirement date")
+        return self
+
+    def status_on(self, day: dt.date) -> ApiStatus:
+        """The status on ``day``: a deprecated model past its retirement date is retired."""
+        if self.status == "deprecated" and self.retires_on is not None and day >= self.retires_on:
+            return "retired"
+        return self.status
+
+    def ids(self) -> list[str]:
+        return [self.id, *self.aliases]
+
+
 class ThroughputFact(_Facts):
-    """A published sustained throughput (input + output tokens per second per GPU)."""
+    """A sustained throughput: input + output tokens per second per GPU, at a stated mix.
+
+    ``upper_bound`` is true for a best-case figure (a vendor's peak benchmark,
+    or the roofline the planner computes): replicas sized on it are a minimum.
+    """
 
     gpu: str = Field(min_length=1, max_length=64)
-    quant: Literal["fp16", "int8", "int4"]
+    quant: Precision
     tokens_per_second: float = Field(gt=0)
+    engine: str | None = Field(default=None, max_length=64, description="vLLM 0.x, TRT-LLM ...")
+    input_tokens: int | None = Field(default=None, gt=0, description="the mix measured at")
+    output_tokens: int | None = Field(default=None, gt=0)
+    upper_bound: bool = True
 
 
 class CatalogEntry(_Strict):
@@ -225,6 +284,7 @@ class CatalogEntry(_Strict):
     context: ContextFacts | None = None
     architecture: ArchitectureFacts | None = None
     pricing: PricingFacts | None = None
+    api: ApiFacts | None = None
     throughput: list[ThroughputFact] = Field(default_factory=list)
     #: overrides the licence's output terms where the model's own card says more
     output_use: OutputUseFacts | None = None
@@ -234,7 +294,16 @@ class CatalogEntry(_Strict):
         closed = self.openness.level == 1
         if closed == self.licence.weights_available:
             raise ValueError("openness level 1 means weights are not available, and only level 1")
+        if self.pricing is not None and self.api is None:
+            raise ValueError("a priced model says how it is called: add `api` (id and status)")
         return self
+
+    @property
+    def native_precision(self) -> str | None:
+        return None if self.params is None else self.params.native_precision
+
+    def api_status(self, day: dt.date) -> ApiStatus | None:
+        return None if self.api is None else self.api.status_on(day)
 
     @property
     def level(self) -> int:
@@ -253,8 +322,10 @@ class CatalogEntry(_Strict):
         return self.output_use or self.licence.output_use
 
     def throughput_for(self, gpu: str, quant: str) -> ThroughputFact | None:
+        sixteen = {"bf16", "fp16"}  # the same size and speed: one figure serves both
         for t in self.throughput:
-            if t.gpu.lower() == gpu.lower() and t.quant == quant:
+            same = t.quant == quant or {t.quant, quant} <= sixteen
+            if t.gpu.lower() == gpu.lower() and same:
                 return t
         return None
 
@@ -308,9 +379,13 @@ class Catalog:
         return [e.name for e in self.entries]
 
     def find(self, name: str) -> CatalogEntry | None:
+        """By name, alias, or an API id / API alias the entry records."""
         key = name.strip().lower()
         for e in self.entries:
             if e.name == key or key in e.aliases:
+                return e
+        for e in self.entries:
+            if e.api is not None and key in (i.lower() for i in e.api.ids()):
                 return e
         return None
 

@@ -18,6 +18,9 @@ class Gpu:
     bandwidth_gb_s: float
     kind: Literal["consumer", "datacenter"]
     source: str
+    #: dense 16-bit tensor TFLOPS (no sparsity); None where not recorded
+    tflops_16bit: float | None = None
+    tflops_source: str | None = None
 
 
 GPUS: tuple[Gpu, ...] = (
@@ -48,6 +51,8 @@ GPUS: tuple[Gpu, ...] = (
         936,
         "consumer",
         "https://www.nvidia.com/en-us/geforce/graphics-cards/30-series/rtx-3090-3090ti/",
+        71.0,
+        "NVIDIA Ampere GA102 GPU Architecture whitepaper, Table 9 (FP16 tensor, FP32 accumulate)",
     ),
     Gpu(
         "RTX 4090",
@@ -55,12 +60,54 @@ GPUS: tuple[Gpu, ...] = (
         1008,
         "consumer",
         "https://www.nvidia.com/en-us/geforce/graphics-cards/40-series/rtx-4090/",
+        165.2,
+        "NVIDIA Ada Lovelace GPU Architecture whitepaper, Table 2 (FP16 tensor, FP32 accumulate)",
     ),
-    Gpu("L4", 24, 300, "datacenter", "https://www.nvidia.com/en-us/data-center/l4/"),
-    Gpu("A100 40GB", 40, 1555, "datacenter", "https://www.nvidia.com/en-us/data-center/a100/"),
-    Gpu("A100 80GB", 80, 2039, "datacenter", "https://www.nvidia.com/en-us/data-center/a100/"),
-    Gpu("H100 80GB", 80, 3350, "datacenter", "https://www.nvidia.com/en-us/data-center/h100/"),
-    Gpu("H200", 141, 4800, "datacenter", "https://www.nvidia.com/en-us/data-center/h200/"),
+    Gpu(
+        "L4",
+        24,
+        300,
+        "datacenter",
+        "https://www.nvidia.com/en-us/data-center/l4/",
+        121.0,
+        "NVIDIA L4 datasheet: BF16 tensor 242 TFLOPS with sparsity, half without",
+    ),
+    Gpu(
+        "A100 40GB",
+        40,
+        1555,
+        "datacenter",
+        "https://www.nvidia.com/en-us/data-center/a100/",
+        312.0,
+        "NVIDIA A100 datasheet: BF16 tensor 312 TFLOPS (624 with sparsity)",
+    ),
+    Gpu(
+        "A100 80GB",
+        80,
+        2039,
+        "datacenter",
+        "https://www.nvidia.com/en-us/data-center/a100/",
+        312.0,
+        "NVIDIA A100 datasheet: BF16 tensor 312 TFLOPS (624 with sparsity)",
+    ),
+    Gpu(
+        "H100 80GB",
+        80,
+        3350,
+        "datacenter",
+        "https://www.nvidia.com/en-us/data-center/h100/",
+        989.0,
+        "NVIDIA H100 datasheet (SXM): BF16 tensor 1,979 TFLOPS with sparsity, half without",
+    ),
+    Gpu(
+        "H200",
+        141,
+        4800,
+        "datacenter",
+        "https://www.nvidia.com/en-us/data-center/h200/",
+        989.0,
+        "NVIDIA H200 datasheet (SXM): BF16 tensor 1,979 TFLOPS with sparsity, half without",
+    ),
 )
 
 

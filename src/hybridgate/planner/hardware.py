@@ -24,8 +24,33 @@ from typing import Literal
 from hybridgate.planner.catalog import CatalogEntry
 from hybridgate.planner.gpus import GPUS, Gpu
 
-Quant = Literal["fp16", "int8", "int4"]
-BYTES_PER_PARAM: dict[str, float] = {"fp16": 2.0, "int8": 1.0, "int4": 0.5}
+Quant = Literal["bf16", "fp16", "fp8", "int8", "mxfp4", "int4"]
+#: MXFP4: 4-bit values with one 8-bit scale per 32 (4.25 bits per parameter)
+BYTES_PER_PARAM: dict[str, float] = {
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "mxfp4": 4.25 / 8,
+    "int4": 0.5,
+}
+#: what sizing falls back to when the catalog does not record a native precision
+DEFAULT_PRECISION = "bf16"
+
+
+def resolve_precision(e: CatalogEntry, requested: str = "native") -> tuple[str, str]:
+    """The precision to size ``e`` at, and why: the publisher's format unless one is asked for."""
+    native = e.native_precision
+    if requested != "native":
+        if requested not in BYTES_PER_PARAM:
+            raise ValueError(f"precision must be native or one of {', '.join(BYTES_PER_PARAM)}")
+        why = f"{requested} as requested" + (f" (ships as {native})" if native else "")
+        return requested, why
+    if native is None:
+        return DEFAULT_PRECISION, f"native precision not recorded: sized at {DEFAULT_PRECISION}"
+    return native, f"{native}, the precision the weights ship in"
+
+
 GIB = 1024**3
 #: largest tensor-parallel group considered: one 8-GPU node
 MAX_GPUS = 8
@@ -78,7 +103,8 @@ class Assumptions:
             f"KV cache stored at {self.kv_bytes:g} bytes per element (fp16 unless --kv-bytes)",
             f"activations and allocator slack = {self.activation_fraction:.0%} of weights + KV",
             f"runtime (CUDA context, kernels, buffers) = {self.runtime_gib_per_gpu:g} GiB per GPU",
-            "int4 counts 0.5 bytes per parameter; group-wise scales add a few percent more",
+            "int4 counts 0.5 bytes per parameter (group-wise scales add a few percent); "
+            "mxfp4 0.53125 (4-bit values plus one 8-bit scale per 32)",
             "GPU memory is the nominal datasheet figure, read as GiB",
         ]
 

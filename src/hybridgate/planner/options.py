@@ -15,19 +15,28 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from collections.abc import Callable
+
 from hybridgate.planner.catalog import Catalog, CatalogEntry
-from hybridgate.planner.tco import ApiOption, SelfHostOption
+from hybridgate.planner.gpus import find_gpu
+from hybridgate.planner.hardware import MissingFact, resolve_precision
+from hybridgate.planner.tco import ApiOption, SelfHostOption, Workload
+from hybridgate.planner.throughput import Throughput, best_throughput, measured
+
+#: route name -> measured (tokens/s, where it was read), from the usage log
+MeasuredLookup = Callable[[str], tuple[float, str]]
 
 _SELF_KEYS = {
     "name": "option label",
     "gpus": "GPUs per replica",
-    "gpu": "GPU model (to look up catalog throughput)",
-    "quant": "fp16|int8|int4 (to look up catalog throughput)",
+    "gpu": "GPU model (catalog throughput, or the roofline ceiling when tps= is not given)",
+    "quant": "native (default: the format the weights ship in)|bf16|fp16|fp8|int8|mxfp4|int4",
     "hourly": "USD per GPU-hour (rented)",
     "purchase": "USD per GPU (bought)",
     "months": "amortization months for a purchase (default 36)",
     "util": "fraction of capacity used on average (default 0.5)",
-    "tps": "tokens per second per GPU, input and output",
+    "tps": "tokens per second per GPU, input and output (measured; overrides everything)",
+    "measured": "a route name: tokens/s from its busiest minute in the gateway's usage log",
     "ops": "operations USD per month",
     "eng": "engineering USD per month",
     "setup": "one-off setup USD",
@@ -102,7 +111,19 @@ def api_option(spec: str, catalog: Catalog) -> tuple[ApiOption, list[str]]:
     return ApiOption(label, pr.input_per_mtok, pr.output_per_mtok, src), _licence_notes(entry)
 
 
-def self_host_option(spec: str, catalog: Catalog) -> tuple[SelfHostOption, list[str]]:
+def self_host_option(
+    spec: str,
+    catalog: Catalog,
+    workload: Workload | None = None,
+    measured_lookup: MeasuredLookup | None = None,
+) -> tuple[SelfHostOption, list[str]]:
+    """A self-hosted option; throughput: ``tps=``, ``measured=ROUTE``, catalog, or roofline.
+
+    Without ``tps=`` or ``measured=``, ``gpu=`` names the card and the planner
+    takes the catalog's sourced figure for it, else the roofline ceiling at
+    the workload's token mix (an upper bound, said so in the notes). The
+    precision is the weights' native one unless ``quant=`` says otherwise.
+    """
     p = parse_spec(spec, _SELF_KEYS)
     entry = catalog.find(p.model)
     if entry is None:
@@ -110,27 +131,59 @@ def self_host_option(spec: str, catalog: Catalog) -> tuple[SelfHostOption, list[
     if not entry.self_hostable:
         raise SpecError(f"{entry.name}: weights are not available; it cannot be self-hosted")
     gpus = _num(p, "gpus", positive=True)
-    n_gpus = 1 if gpus is None else int(gpus)
-    if gpus is not None and gpus != n_gpus:
+    if gpus is not None and gpus != int(gpus):
         raise SpecError(f"{p.model}: gpus must be a whole number")
-    gpu = p.values.get("gpu")
-    quant = p.values.get("quant", "fp16")
-    if quant not in ("fp16", "int8", "int4"):
-        raise SpecError(f"{p.model}: quant must be fp16, int8 or int4")
+    gpu_name = p.values.get("gpu")
+    try:
+        precision, why = resolve_precision(entry, p.values.get("quant", "native"))
+        gpu = find_gpu(gpu_name) if gpu_name else None
+    except (ValueError, KeyError) as exc:
+        raise SpecError(f"{p.model}: {exc}") from None
+    notes = [f"{entry.name}: sized at {why}"]
     tps = _num(p, "tps", positive=True)
+    route = p.values.get("measured")
+    if tps is not None and route is not None:
+        raise SpecError(f"{p.model}: give tps= or measured=, not both")
+    n_gpus = 1 if gpus is None else int(gpus)
+    found: Throughput | None = None
     if tps is not None:
-        tps_src = "user-supplied"
+        tps_src, upper = "user-supplied", False
+    elif route is not None:
+        if measured_lookup is None:
+            raise SpecError(f"{p.model}: measured= needs the gateway's usage log (--home/--config)")
+        try:
+            total, where = measured_lookup(route)
+        except ValueError as exc:
+            raise SpecError(f"{p.model}: {exc}") from None
+        found = measured(total / n_gpus, n_gpus, precision, where)
+        tps, tps_src, upper = found.tokens_per_second_per_gpu, found.source, False
     else:
-        fact = entry.throughput_for(gpu, quant) if gpu else None
-        if fact is None:
+        if gpu is None:
             raise SpecError(
-                f"{entry.name}: the catalog has no throughput figure"
-                f"{f' for {gpu} at {quant}' if gpu else ''}; pass tps=N (a measured tokens/s "
-                "per GPU) — the planner does not guess throughput"
+                f"{entry.name}: give gpu= (to use the catalog's figure or the roofline ceiling), "
+                "tps=N (your measured tokens/s per GPU) or measured=ROUTE"
             )
-        tps, tps_src = fact.tokens_per_second, f"catalog: {fact.source_of('tokens_per_second')}"
+        w_in = 1000.0 if workload is None else workload.input_tokens
+        w_out = 500.0 if workload is None else max(1.0, workload.output_tokens)
+        try:
+            found = best_throughput(entry, gpu, precision, w_in, w_out)
+        except MissingFact as exc:
+            raise SpecError(f"{entry.name}: cannot size without tps=: {exc}") from None
+        if gpus is None:
+            n_gpus = found.gpus_per_replica
+        elif n_gpus < found.gpus_per_replica:
+            raise SpecError(
+                f"{entry.name} at {precision} needs {found.gpus_per_replica}× {gpu.name} per "
+                f"replica; gpus={n_gpus} does not hold it"
+            )
+        tps, tps_src, upper = found.tokens_per_second_per_gpu, found.source, found.upper_bound
+        notes.append(f"{entry.name}: throughput {found.describe()}")
+        notes.extend(f"{entry.name}: {f}" for f in found.formulas)
     util = _num(p, "util", positive=True)
     months = _num(p, "months", positive=True)
+    stream = _num(p, "stream_tps", positive=True)
+    if stream is None and found is not None:
+        stream = found.stream_tokens_per_second
     try:
         opt = SelfHostOption(
             name=p.values.get("name", f"self-host {entry.name}"),
@@ -145,12 +198,13 @@ def self_host_option(spec: str, catalog: Catalog) -> tuple[SelfHostOption, list[
             ops_per_month=_num(p, "ops") or 0.0,
             engineering_per_month=_num(p, "eng") or 0.0,
             setup_usd=_num(p, "setup") or 0.0,
-            stream_tokens_per_second=_num(p, "stream_tps", positive=True),
-            gpu=gpu,
+            stream_tokens_per_second=stream,
+            gpu=gpu.name if gpu else gpu_name,
+            throughput_upper_bound=upper,
         )
     except ValueError as exc:
         raise SpecError(str(exc)) from exc
-    return opt, _licence_notes(entry)
+    return opt, notes + _licence_notes(entry)
 
 
 def _licence_notes(e: CatalogEntry) -> list[str]:

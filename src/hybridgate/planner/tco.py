@@ -94,6 +94,8 @@ class SelfHostOption:
     setup_usd: float = 0.0
     stream_tokens_per_second: float | None = None
     gpu: str | None = None
+    #: the throughput is a ceiling (roofline or peak benchmark): replicas are a minimum
+    throughput_upper_bound: bool = False
 
     def __post_init__(self) -> None:
         if (self.gpu_hourly_usd is None) == (self.gpu_purchase_usd is None):
@@ -213,7 +215,8 @@ def self_host_cost(opt: SelfHostOption, w: Workload) -> OptionCost:
         f"{opt.name}: K = {opt.gpus_per_replica} GPUs × {opt.tokens_per_second_per_gpu:g} × "
         f"{opt.utilization:g} × 2,628,000 s = {k:,.0f} tokens per replica-month",
         f"{opt.name}: replicas = max(1, ceil(T × peak / K)) = max(1, ceil({w.tokens_per_month:,.0f}"
-        f" × {w.peak_factor:g} / {k:,.0f})) = {n}",
+        f" × {w.peak_factor:g} / {k:,.0f})) = {n}"
+        + (" (at least: the throughput is an upper bound)" if opt.throughput_upper_bound else ""),
         f"{opt.name}: {g_text}; F = ops ${opt.ops_per_month:,.2f} + engineering "
         f"${opt.engineering_per_month:,.2f} = ${opt.fixed_monthly:,.2f}",
         f"{opt.name}: monthly = F + replicas × G = ${opt.fixed_monthly:,.2f} + {n} × ${g:,.2f} = "

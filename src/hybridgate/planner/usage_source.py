@@ -107,3 +107,45 @@ def read_usage_sample(
         completion_tokens=int(row["completion_tokens"]),
         observed_days=(now - start) / NS_PER_DAY,
     )
+
+
+def measured_route_throughput(
+    db: Path, route: str, *, days: float = 30.0, now_ns: int | None = None
+) -> tuple[float, str]:
+    """A route's busiest minute in the usage log: tokens (in + out) served per second.
+
+    What the route *did* sustain, not what it could: a floor on its capacity
+    unless it was saturated in that minute. Reads only.
+    """
+    if not db.is_file():
+        raise UsageUnavailable(f"{db}: no gateway database (has the gateway run?)")
+    if days <= 0:
+        raise UsageUnavailable("days must be positive")
+    now = time.time_ns() if now_ns is None else now_ns
+    since = now - int(days * NS_PER_DAY)
+    minute = 60 * 10**9
+    store = SQLiteStore(db)
+    try:
+        tables = store.query(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name=?", ["usage_log"]
+        )
+        if not tables:
+            raise UsageUnavailable(f"{db}: no usage_log table (no requests recorded yet)")
+        rows = store.query(
+            "SELECT time_ns / ? AS m, SUM(prompt_tokens + completion_tokens) AS t, COUNT(*) "
+            "FROM usage_log WHERE route = ? AND outcome = 'ok' AND time_ns >= ? "
+            "GROUP BY m ORDER BY t DESC LIMIT 1",
+            [minute, route, since],
+        )
+    except GatewayError as exc:
+        raise UsageUnavailable(f"{db}: cannot read usage: {exc}") from exc
+    finally:
+        store.close()
+    if not rows or rows[0][1] is None or int(rows[0][1]) <= 0:
+        raise UsageUnavailable(f"no answered requests on route {route!r} in the last {days:g} days")
+    tokens, count = int(rows[0][1]), int(rows[0][2])
+    tps = tokens / 60.0
+    return tps, (
+        f"measured: route {route}'s busiest minute in the usage log ({count:,} requests, "
+        f"{tokens:,} tokens / 60 s = {tps:,.1f} tokens/s per replica)"
+    )
