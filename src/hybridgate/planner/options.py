@@ -13,9 +13,8 @@ because a typo in a cost input silently changes the answer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from hybridgate.planner.catalog import Catalog, CatalogEntry
 from hybridgate.planner.gpus import find_gpu

@@ -119,7 +119,8 @@ def roofline(
         f"bytes per decode step = weights read {read / GIB:.1f} GiB"
         + (" (min(all, batch × active): MoE)" if read < weights else "")
         + f" + KV {kv / GIB:.2f} GiB at average length {avg_len:,}",
-        f"memory time per step = bytes / ({gpu.bandwidth_gb_s:g} GB/s × {n}) = {t_mem * 1e3:.2f} ms",
+        f"memory time per step = bytes / ({gpu.bandwidth_gb_s:g} GB/s × {n}) = "
+        f"{t_mem * 1e3:.2f} ms",
     ]
     if flops is None:
         formulas.append(f"{gpu.name}: tensor rate not recorded: compute and prefill ignored")
