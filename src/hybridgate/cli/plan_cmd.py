@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +15,8 @@ from rich.table import Table
 from hybridgate.cli.catalog_cmd import ConfigOpt, catalog_from
 from hybridgate.config import GatewayConfig, load_config
 from hybridgate.errors import ConfigError
+from hybridgate.planner.bundle import bundle_config, render_yaml
+from hybridgate.planner.catalog import Catalog
 from hybridgate.planner.hardware import (
     GIB,
     Assumptions,
@@ -29,7 +32,13 @@ from hybridgate.planner.options import (
     describe_keys,
     self_host_option,
 )
-from hybridgate.planner.recommend import PROFILES, TIERS, bundle_config, recommend, render_yaml
+from hybridgate.planner.recommend import (
+    PROFILES,
+    Constraints,
+    Recommendation,
+    RetiredModel,
+    recommend,
+)
 from hybridgate.planner.tco import ApiOption, SelfHostOption, TcoReport, Workload, tco
 from hybridgate.planner.usage_source import (
     UsageGroup,
@@ -300,77 +309,191 @@ def hardware_cmd(
     )
 
 
+def _measured_from_config(config: Path | None, cat: Catalog) -> dict[str, float]:
+    """Tokens/s per GPU the user measured: on-prem routes' ``price.tokens_per_second``.
+
+    A route's figure is for the whole route; without a GPU count in the config
+    it is taken as one GPU's (the conservative reading for sizing).
+    """
+    if config is None:
+        return {}
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    out: dict[str, float] = {}
+    for r in cfg.routes:
+        tps = r.price.tokens_per_second
+        if r.location == "on_prem" and tps:
+            e = cat.find(r.model.removesuffix("-lora"))
+            if e is not None and e.self_hostable:
+                out[e.name] = tps
+    return out
+
+
 @app.command("recommend")
 def recommend_cmd(
     profile: Annotated[str, typer.Option(help=f"one of: {', '.join(PROFILES)}")],
     volume: Annotated[int | None, typer.Option(min=0, help="requests per month, all work")] = None,
+    no_external: Annotated[
+        bool | None,
+        typer.Option(
+            "--no-external/--allow-external",
+            help="residency: nothing may go to an external API (default: the profile's)",
+        ),
+    ] = None,
+    fine_tune: Annotated[
+        bool | None,
+        typer.Option(
+            "--fine-tune/--no-fine-tune",
+            help="the small tier is fine-tuned: its licence must permit it (default: profile's)",
+        ),
+    ] = None,
+    redistribute: Annotated[
+        bool | None,
+        typer.Option(
+            "--redistribute/--no-redistribute",
+            help="tuned weights are shipped to others: the licence must permit redistribution",
+        ),
+    ] = None,
+    fine_tune_budget: Annotated[
+        float | None, typer.Option(min=0, help="USD for one fine-tuning run of the small model")
+    ] = None,
+    fine_tune_examples: Annotated[
+        int | None, typer.Option(min=1, help="training examples (for the fine-tuning cost)")
+    ] = None,
+    max_latency: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="seconds per response, per stream (decode)"),
+    ] = None,
+    precision: Annotated[
+        str, typer.Option(help="native (what the weights ship in), bf16, fp8, int8, mxfp4, int4")
+    ] = "native",
+    frontier: Annotated[
+        str | None, typer.Option(help="your frontier API model (refused if retired)")
+    ] = None,
+    today: Annotated[
+        str | None, typer.Option(help="judge API statuses on this day (YYYY-MM-DD)")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="write a starting hybridgate.yaml here")] = None,
     force: Annotated[bool, typer.Option(help="overwrite --out if it exists")] = False,
     fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
     config: ConfigOpt = None,
 ) -> None:
-    """Which workloads go to a frontier API, a self-hosted open model or a small tuned model."""
+    """Where each workload should run (frontier API, self-hosted, small tuned), by its numbers."""
     if profile not in PROFILES:
         raise _fail(f"unknown profile {profile!r}; one of: {', '.join(PROFILES)}")
     if fmt not in ("table", "json"):
         raise _fail("--format must be table or json")
-    cat = catalog_from(config)
     try:
-        rec = recommend(cat, profile, volume)
+        day = dt.date.fromisoformat(today) if today else None
+    except ValueError as exc:
+        raise _fail(f"--today: {exc}") from exc
+    cat = catalog_from(config)
+    c = Constraints(
+        no_external=no_external,
+        fine_tune=fine_tune,
+        redistribute=redistribute,
+        fine_tune_budget_usd=fine_tune_budget,
+        fine_tune_examples=fine_tune_examples,
+        max_latency_s=max_latency,
+        precision=precision,
+        frontier=frontier,
+        today=day,
+        measured_tps=_measured_from_config(config, cat),
+    )
+    try:
+        rec = recommend(cat, profile, volume, c)
         data = bundle_config(rec)
-    except LookupError as exc:
+    except RetiredModel as exc:
+        raise _fail(f"refused: {exc}", 1) from exc
+    except (LookupError, ValueError) as exc:
         raise _fail(str(exc), 1) from exc
     if out is not None:
         if out.exists() and not force:
             raise _fail(f"{out} exists; pass --force to overwrite", 1)
         out.write_text(render_yaml(rec, data), encoding="utf-8")
     if fmt == "json":
-        payload = {
-            "profile": profile,
-            "volume": rec.volume,
-            "picks": {
-                t: {
-                    "model": rec.picks[t].model.name,
-                    "gpus": rec.picks[t].gpus,
-                    "reasons": [asdict(r) for r in rec.picks[t].reasons],
-                }
-                for t in TIERS
-            },
-            "workloads": [
-                {
-                    "workload": wp.workload.name,
-                    "tier": wp.workload.tier,
-                    "requests_per_month": wp.requests_per_month,
-                    "model": wp.model,
-                    "reasons": [asdict(r) for r in wp.reasons],
-                }
-                for wp in rec.workloads
-            ],
-            "assumptions": list(rec.assumptions),
-            "config": data,
-        }
-        typer.echo(json.dumps(payload, indent=2))
+        typer.echo(json.dumps(_recommend_json(rec, data), indent=2))
         return
+    _print_recommendation(rec)
+    if out is not None:
+        typer.echo(f"wrote {out} (check it with `hybridgate config check -c {out}`)")
+
+
+def _recommend_json(rec: Recommendation, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "profile": rec.profile.name,
+        "volume": rec.volume,
+        "today": str(rec.today),
+        "no_external": rec.no_external,
+        "picks": {
+            k: {
+                "model": pk.model.name,
+                "api_id": None if pk.gpus is not None or pk.model.api is None else pk.model.api.id,
+                "gpus_per_replica": pk.gpus,
+                "precision": pk.precision,
+                "throughput": None
+                if pk.throughput is None
+                else {
+                    "kind": pk.throughput.kind,
+                    "tokens_per_second_per_gpu": pk.throughput.tokens_per_second_per_gpu,
+                    "upper_bound": pk.throughput.upper_bound,
+                    "source": pk.throughput.source,
+                },
+                "fine_tune_usd": pk.fine_tune_usd,
+                "reasons": [asdict(r) for r in pk.reasons],
+            }
+            for k, pk in rec.picks.items()
+        },
+        "workloads": [
+            {
+                "workload": wp.workload.name,
+                "tier": wp.workload.tier,
+                "requests_per_month": wp.requests_per_month,
+                "model": wp.model,
+                "destination": wp.destination,
+                "api_model": wp.api_model,
+                "api_monthly_usd": wp.api_monthly_usd,
+                "self_host_model": wp.self_host_model,
+                "self_host_monthly_usd": wp.self_host_monthly_usd,
+                "replicas": wp.replicas,
+                "break_even_requests": wp.break_even_requests,
+                "reasons": [asdict(r) for r in wp.reasons],
+            }
+            for wp in rec.workloads
+        ],
+        "assumptions": list(rec.assumptions),
+        "config": data,
+    }
+
+
+def _print_recommendation(rec: Recommendation) -> None:
     console = Console(width=160)
-    console.print(f"[bold]{profile}[/bold]: {rec.profile.summary} — {rec.volume:,} requests/month")
+    console.print(
+        f"[bold]{rec.profile.name}[/bold]: {rec.profile.summary} — {rec.volume:,} requests/month"
+        + (" — no external API" if rec.no_external else "")
+    )
     t = Table(title="Workloads")
-    for col in ("workload", "tier", "req/month", "model", "why"):
-        t.add_column(col, overflow="fold")
+    for col in ("workload", "req/month", "goes to", "API $/mo", "self-host $/mo", "replicas"):
+        t.add_column(col, justify="left" if col in ("workload", "goes to") else "right")
     for wp in rec.workloads:
         t.add_row(
             wp.workload.name,
-            wp.workload.tier,
             f"{wp.requests_per_month:,.0f}",
-            wp.model,
-            "; ".join(f"{r.kind}: {r.text}" for r in wp.reasons),
+            f"{wp.model} ({wp.destination})",
+            _money(wp.api_monthly_usd),
+            _money(wp.self_host_monthly_usd),
+            "-" if wp.replicas is None else str(wp.replicas),
         )
     console.print(t)
-    for tier in TIERS:
-        pk = rec.picks[tier]
-        typer.echo(f"{tier}: {pk.model.name}")
+    for wp in rec.workloads:
+        typer.echo(f"{wp.workload.name} -> {wp.model}")
+        for r in wp.reasons:
+            typer.echo(f"  - {r.kind}: {r.text}")
+    for key, pk in rec.picks.items():
+        typer.echo(f"{key}: {pk.model.name}")
         for r in pk.reasons:
             typer.echo(f"  - {r.kind}: {r.text}")
     for a in rec.assumptions:
         typer.echo(f"assumption: {a}")
-    if out is not None:
-        typer.echo(f"wrote {out} (check it with `hybridgate config check -c {out}`)")

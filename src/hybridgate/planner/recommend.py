@@ -1,183 +1,81 @@
-"""Recommended bundles: which work goes to a frontier API, an open model or a small tuned one.
+"""Recommendations: where each workload should run, decided by its own numbers.
 
-A profile is data: who the user is (licence needs, how many users, how
-sensitive the data), what hardware they would run, and their typical
-workloads with a tier each. :func:`recommend` picks, per tier, the first model
-in the profile's preference list that the catalog says is allowed (licence,
-user threshold, openness) and that fits the hardware, and explains each pick
-with the facts that decided it. :func:`bundle_config` turns the result into a
-starting ``hybridgate.yaml``.
+For a profile (:mod:`hybridgate.planner.profiles`) at the user's volume,
+:func:`recommend` picks per tier the first model in the profile's preference
+list that the catalog allows (an *active* API id; licence, user threshold,
+openness; fine-tuning and redistribution rights for the tuned tier) and that
+fits the hardware at its native precision. Then each workload is costed
+exactly as ``hybridgate plan tco`` would cost it — the same
+:func:`hybridgate.planner.tco.tco` on the same options, replicas sized from
+throughput (measured, catalog, or the roofline ceiling) — and goes where the
+numbers say:
 
-Quality is the one judgment not derived from the catalog: the preference
-lists put stronger models first, from their public reputation at release.
-Prices for GPUs are stated assumptions, printed with the result.
+* data that must stay, or ``no_external``: self-hosted, whatever the cost;
+* frontier-quality work: the frontier API (quality is the verdict);
+* everything else: the cheaper of the API and self-hosting at this volume.
+
+:mod:`hybridgate.planner.bundle` turns the result into a ``hybridgate.yaml``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from hybridgate.planner.catalog import Catalog, CatalogEntry, CatalogFilter
-from hybridgate.planner.gpus import find_gpu
-from hybridgate.planner.hardware import MissingFact, ModelShape, estimate_memory, gpus_needed
-from hybridgate.planner.tco import HOURS_PER_MONTH, SECONDS_PER_MONTH, ApiOption, Workload
+from hybridgate.planner.gpus import Gpu, find_gpu
+from hybridgate.planner.hardware import MissingFact, resolve_precision
+from hybridgate.planner.profiles import PROFILES, TIERS, Profile, Tier, WorkloadSpec
+from hybridgate.planner.providers import api_provider
+from hybridgate.planner.tco import ApiOption, SelfHostOption, Workload, tco
+from hybridgate.planner.terms import output_use
+from hybridgate.planner.throughput import (
+    Throughput,
+    best_throughput,
+    measured,
+    replica_gpus,
+)
 
-Tier = Literal["frontier", "self_hosted", "small_tuned"]
-ReasonKind = Literal["data_control", "quality", "cost_at_volume", "licence", "hardware"]
-TIERS: tuple[Tier, ...] = ("frontier", "self_hosted", "small_tuned")
+__all__ = [
+    "PROFILES",
+    "TIERS",
+    "Constraints",
+    "Pick",
+    "Recommendation",
+    "RetiredModel",
+    "WorkloadPlan",
+    "recommend",
+]
+
+ReasonKind = Literal["data_control", "quality", "cost_at_volume", "licence", "hardware", "status"]
+Destination = Literal["api", "self_hosted"]
+#: fine-tuning cost model: epochs over the examples, and the fraction of peak FLOPs reached
+FT_EPOCHS = 3
+FT_MFU = 0.3
+
+
+class RetiredModel(LookupError):
+    """A model id the provider no longer serves (or is about to stop serving)."""
 
 
 @dataclass(frozen=True)
-class WorkloadSpec:
-    name: str
-    tier: Tier
-    share: float  # of the profile's monthly requests
-    input_tokens: int
-    output_tokens: int
-    why: str
+class Constraints:
+    """What the user requires; ``None`` keeps the profile's default."""
 
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    summary: str
-    volume: int  # requests per month, all workloads
-    users: int  # monthly active users the licence must allow
-    min_openness: int  # for models it runs itself
-    gpu: str
-    gpu_hourly_usd: float  # assumption, stated
-    max_gpus: int
-    quant: str
-    workloads: tuple[WorkloadSpec, ...]
-    frontier: tuple[str, ...] = ("claude-3-5-sonnet", "gpt-4o")
-    #: the API a narrow task would otherwise go to: the small model's cost yardstick
-    cheap_api: tuple[str, ...] = ("gpt-4o-mini", "gemini-1.5-pro")
-    self_hosted: tuple[str, ...] = ("gpt-oss-120b", "qwen2.5-72b", "llama-3-70b", "mixtral-8x7b")
-    small: tuple[str, ...] = ("qwen2.5-7b", "llama-3-8b", "mistral-7b", "olmo-2-7b")
-    strict_classes: tuple[str, ...] = ()
-    teams: tuple[str, ...] = ("default",)
-    team_budget_usd: float | None = None
-    strong_share: float = 0.3
-    #: the small tuned model gets its own, smaller card (assumption, stated)
-    small_gpu: str = "L4"
-    small_gpu_hourly_usd: float = 0.8
-
-    def gpu_for(self, tier: Tier) -> tuple[str, float]:
-        if tier == "small_tuned":
-            return self.small_gpu, self.small_gpu_hourly_usd
-        return self.gpu, self.gpu_hourly_usd
-
-
-_W = WorkloadSpec
-PROFILES: dict[str, Profile] = {
-    p.name: p
-    for p in (
-        Profile(
-            name="solo",
-            summary="one developer or a very small team, low volume, one workstation GPU",
-            volume=20_000,
-            users=1,
-            min_openness=2,
-            gpu="RTX 4090",
-            gpu_hourly_usd=0.0,
-            max_gpus=1,
-            quant="int4",
-            workloads=(
-                _W("hard reasoning and code", "frontier", 0.4, 3000, 800, "quality matters most"),
-                _W("private notes and drafts", "self_hosted", 0.4, 1500, 400, "stays on the box"),
-                _W("autocomplete and tagging", "small_tuned", 0.2, 500, 50, "narrow and frequent"),
-            ),
-            self_hosted=("gpt-oss-20b", "qwen2.5-7b", "llama-3-8b", "mistral-7b"),
-            small=("qwen2.5-7b", "llama-3-8b", "mistral-7b"),
-            team_budget_usd=50.0,
-            strong_share=0.5,
-            small_gpu="RTX 4090",
-            small_gpu_hourly_usd=0.0,
-        ),
-        Profile(
-            name="midsize",
-            summary="a 50–500 person company: internal assistants, documents, some sensitive data",
-            volume=500_000,
-            users=500,
-            min_openness=2,
-            gpu="H100 80GB",
-            gpu_hourly_usd=2.5,
-            max_gpus=2,
-            quant="int4",
-            workloads=(
-                _W("hard analysis and code", "frontier", 0.2, 3000, 800, "quality matters most"),
-                _W("internal documents and chat", "self_hosted", 0.6, 2000, 400, "bulk, internal"),
-                _W("classification and extraction", "small_tuned", 0.2, 800, 60, "narrow, tuned"),
-            ),
-            teams=("engineering", "operations", "sales"),
-            team_budget_usd=2_000.0,
-        ),
-        Profile(
-            name="regulated",
-            summary="health, finance or public sector: personal data must not leave, audits",
-            volume=1_000_000,
-            users=5_000,
-            min_openness=3,
-            gpu="H100 80GB",
-            gpu_hourly_usd=2.5,
-            max_gpus=4,
-            quant="int8",
-            workloads=(
-                _W("public research, no personal data", "frontier", 0.1, 3000, 800, "quality"),
-                _W("case files and records", "self_hosted", 0.7, 3000, 500, "personal data"),
-                _W("form extraction and coding", "small_tuned", 0.2, 1000, 80, "narrow, tuned"),
-            ),
-            self_hosted=("gpt-oss-120b", "mixtral-8x7b", "olmo-2-13b"),
-            small=("qwen2.5-7b", "olmo-2-7b", "mistral-7b"),
-            strict_classes=("person", "contact", "financial", "health", "government_id"),
-            teams=("clinical", "back-office"),
-            team_budget_usd=3_000.0,
-            strong_share=0.1,
-        ),
-        Profile(
-            name="consulting",
-            summary="client work: each client's material is confidential, costs billed per client",
-            volume=300_000,
-            users=200,
-            min_openness=2,
-            gpu="H100 80GB",
-            gpu_hourly_usd=2.5,
-            max_gpus=2,
-            quant="int4",
-            workloads=(
-                _W("public research and writing", "frontier", 0.4, 3000, 1000, "quality"),
-                _W("client documents", "self_hosted", 0.5, 4000, 600, "client confidentiality"),
-                _W("timesheets and tagging", "small_tuned", 0.1, 600, 40, "narrow, tuned"),
-            ),
-            strict_classes=("org_confidential", "person"),
-            teams=("client-a", "client-b", "internal"),
-            team_budget_usd=1_500.0,
-            strong_share=0.4,
-        ),
-        Profile(
-            name="product",
-            summary="an LLM feature inside a product with many end users: cost at volume, licence",
-            volume=20_000_000,
-            users=50_000_000,
-            min_openness=3,
-            gpu="H100 80GB",
-            gpu_hourly_usd=2.5,
-            max_gpus=8,
-            quant="int8",
-            workloads=(
-                _W("hard user questions", "frontier", 0.05, 2000, 600, "quality on the long tail"),
-                _W("general assistant", "self_hosted", 0.55, 1500, 400, "cost at volume"),
-                _W("the product's narrow task", "small_tuned", 0.4, 800, 100, "volume, latency"),
-            ),
-            self_hosted=("gpt-oss-120b", "deepseek-r1", "mixtral-8x7b", "qwen2.5-72b"),
-            small=("qwen2.5-7b", "mistral-7b", "gpt-oss-20b", "llama-3-8b"),
-            teams=("product",),
-            team_budget_usd=None,
-            strong_share=0.05,
-        ),
-    )
-}
+    no_external: bool | None = None
+    fine_tune: bool | None = None
+    redistribute: bool | None = None
+    fine_tune_budget_usd: float | None = None
+    fine_tune_examples: int | None = None
+    max_latency_s: float | None = None
+    precision: str = "native"
+    frontier: str | None = None
+    today: dt.date | None = None
+    #: catalog model name -> measured tokens/s per GPU (from the user's config routes)
+    measured_tps: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -190,27 +88,78 @@ class Reason:
 class Pick:
     tier: Tier
     model: CatalogEntry
-    gpus: int | None
+    gpus: int | None  # per replica; None for an API
     reasons: tuple[Reason, ...]
+    precision: str | None = None
+    throughput: Throughput | None = None
+    fine_tune_usd: float | None = None
 
 
 @dataclass(frozen=True)
 class WorkloadPlan:
     workload: WorkloadSpec
     requests_per_month: float
-    model: str
+    model: str  # the catalog entry that serves it
+    destination: Destination
     reasons: tuple[Reason, ...]
+    api_model: str | None = None
+    api_monthly_usd: float | None = None
+    self_host_model: str | None = None
+    self_host_monthly_usd: float | None = None
+    replicas: int | None = None
+    break_even_requests: float | None = None
 
 
 @dataclass(frozen=True)
 class Recommendation:
     profile: Profile
     volume: int
-    picks: dict[Tier, Pick]
+    today: dt.date
+    no_external: bool
+    #: "frontier" and "cheap_api" are APIs (absent under no_external); the rest self-hosted
+    picks: dict[str, Pick]
     workloads: tuple[WorkloadPlan, ...]
     assumptions: tuple[str, ...] = field(default=())
     #: licence ids the catalog marks non-commercial: the generated policy forbids them
     non_commercial: tuple[str, ...] = field(default=())
+
+    def used(self, key: str) -> bool:
+        """Is the pick ``key`` the destination of some workload?"""
+        pk = self.picks.get(key)
+        return pk is not None and any(w.model == pk.model.name for w in self.workloads)
+
+
+def _retired_message(e: CatalogEntry, today: dt.date) -> str | None:
+    """Why ``e``'s API id must not be emitted, with its replacement; None if active."""
+    api = e.api
+    if api is None:
+        return f"{e.name}: the catalog records no API id for it"
+    status = api.status_on(today)
+    if status == "active":
+        return None
+    when = (
+        f"was retired on {api.retired_on or api.retires_on}"
+        if status == "retired"
+        else f"is deprecated and retires on {api.retires_on}"
+    )
+    repl = f"; use {api.replacement} instead" if api.replacement else ""
+    return f"{e.name} ({api.id}) {when} (as of {api.as_of}, {api.source}){repl}"
+
+
+def check_active(cat: Catalog, name: str, today: dt.date) -> CatalogEntry:
+    """The catalog entry for an API model the user named; refuses a retired or deprecated one."""
+    e = cat.find(name)
+    if e is None:
+        raise LookupError(f"no model {name!r} in the catalog")
+    if e.self_hostable:
+        raise LookupError(f"{e.name} is an open-weight model, not an API")
+    msg = _retired_message(e, today)
+    if msg is not None:
+        repl = cat.find(e.api.replacement) if e.api and e.api.replacement else None
+        if repl is not None and repl.api is not None:
+            msg += f" ({repl.api.id})"
+        raise RetiredModel(msg)
+    return e
 
 
 def _licence_reason(e: CatalogEntry, p: Profile) -> Reason:
@@ -224,35 +173,90 @@ def _licence_reason(e: CatalogEntry, p: Profile) -> Reason:
     )
 
 
-def _pick_api(cat: Catalog, p: Profile, prefs: tuple[str, ...] | None = None) -> Pick:
+def _provider_supported(e: CatalogEntry) -> bool:
+    return api_provider(e) is not None
+
+
+def _pick_api(cat: Catalog, p: Profile, prefs: tuple[str, ...], today: dt.date, tier: Tier) -> Pick:
     flt = CatalogFilter(commercial=True, users=p.users, self_hostable=False)
-    for name in p.frontier if prefs is None else prefs:
+    passed: list[str] = []
+    for name in prefs:
         e = cat.find(name)
-        if e is not None and flt.admits(e) and e.pricing is not None:
-            pr = e.pricing
-            return Pick(
-                "frontier",
-                e,
-                None,
-                (
-                    Reason("quality", f"{e.name} is first in the profile's preference list"),
-                    Reason(
-                        "cost_at_volume",
-                        f"${pr.input_per_mtok:g} in / ${pr.output_per_mtok:g} out per Mtok "
-                        f"(catalog, as of {pr.as_of}): pay per use, no fixed cost",
-                    ),
-                    _licence_reason(e, p),
-                ),
-            )
-    raise LookupError(f"profile {p.name}: no frontier model in the catalog meets its terms")
+        if e is None or e.pricing is None:
+            continue
+        msg = _retired_message(e, today)
+        if msg is not None:
+            passed.append(msg)
+            continue
+        if not flt.admits(e) or not _provider_supported(e):
+            passed.append(f"{e.name} (licence terms or no built-in provider)")
+            continue
+        assert e.api is not None
+        pr = e.pricing
+        reasons = [
+            Reason("quality", f"{e.name} is the first usable model in the profile's list"),
+            Reason(
+                "status",
+                f"{e.api.id}: active (as of {e.api.as_of}, {e.api.source})"
+                + ("; a moving alias — its model and price change" if e.api.moving else ""),
+            ),
+            Reason(
+                "cost_at_volume",
+                f"${pr.input_per_mtok:g} in / ${pr.output_per_mtok:g} out per Mtok "
+                f"(catalog, as of {pr.as_of}): pay per use, no fixed cost",
+            ),
+            _licence_reason(e, p),
+        ]
+        if passed:
+            reasons.append(Reason("status", "passed over: " + "; ".join(passed)))
+        return Pick(tier, e, None, tuple(reasons))
+    raise LookupError(
+        f"profile {p.name}: no active API model in its list meets its terms"
+        + (f" ({'; '.join(passed)})" if passed else "")
+    )
 
 
-def _pick_open(cat: Catalog, p: Profile, tier: Tier, prefs: tuple[str, ...], cap: int) -> Pick:
+def fine_tune_cost(
+    e: CatalogEntry, gpu: Gpu, hourly: float, examples: int, tokens_per_example: float
+) -> tuple[float | None, str]:
+    """One LoRA fine-tuning run: ``6 × params × tokens`` FLOPs at 30 % of the card's peak.
+
+    6·N·T is the full-training estimate (forward + backward); LoRA still runs
+    the backward pass through the frozen model, so it costs somewhat less.
+    """
+    p = e.params
+    if p is None or p.total_b is None or gpu.tflops_16bit is None:
+        return None, f"{e.name}: fine-tuning cost unknown (parameters or {gpu.name} rate missing)"
+    tokens = examples * tokens_per_example * FT_EPOCHS
+    flops = 6 * p.total_b * 1e9 * tokens
+    hours = flops / (gpu.tflops_16bit * 1e12 * FT_MFU) / 3600
+    usd = hours * hourly
+    return usd, (
+        f"fine-tuning ≈ 6 × {p.total_b:g}e9 params × {examples:,} examples × "
+        f"{tokens_per_example:g} tokens × {FT_EPOCHS} epochs / ({gpu.tflops_16bit:g} TFLOPS × "
+        f"{FT_MFU:g}) = {hours:,.1f} GPU-hours on {gpu.name} ≈ ${usd:,.0f}"
+    )
+
+
+def _pick_open(
+    cat: Catalog,
+    p: Profile,
+    c: Constraints,
+    tier: Tier,
+    prefs: tuple[str, ...],
+    cap: int,
+    works: list[WorkloadSpec],
+) -> Pick:
     flt = CatalogFilter(
         min_openness=p.min_openness, commercial=True, users=p.users, self_hostable=True
     )
-    gpu_name, _ = p.gpu_for(tier)
+    gpu_name, hourly = p.gpu_for(tier)
     gpu = find_gpu(gpu_name)
+    w_in = max((w.input_tokens for w in works), default=1000)
+    w_out = max((w.output_tokens for w in works), default=500)
+    tuned = tier == "small_tuned" and bool(_flag(c.fine_tune, p.fine_tune))
+    redistribute = tuned and bool(_flag(c.redistribute, p.redistribute))
+    examples = c.fine_tune_examples or p.fine_tune_examples
     skipped: list[str] = []
     for name in prefs:
         e = cat.find(name)
@@ -261,61 +265,274 @@ def _pick_open(cat: Catalog, p: Profile, tier: Tier, prefs: tuple[str, ...], cap
         if not flt.admits(e):
             skipped.append(f"{e.name} (licence/openness)")
             continue
+        lic = e.licence
+        if tuned and lic.fine_tuning is not True:
+            skipped.append(f"{e.name} (licence does not permit fine-tuning)")
+            continue
+        if redistribute and lic.redistribution is not True:
+            skipped.append(f"{e.name} (licence does not permit redistributing tuned weights)")
+            continue
         try:
-            est = estimate_memory(ModelShape.from_entry(e), p.quant, 8192, 8)
-        except MissingFact:
-            skipped.append(f"{e.name} (memory facts missing)")
+            precision, why = resolve_precision(e, c.precision)
+            if e.name in c.measured_tps:
+                n = replica_gpus(e, gpu, precision, w_in + w_out, 1)
+                tp = measured(c.measured_tps[e.name], n, precision, "measured (your config)")
+            else:
+                tp = best_throughput(e, gpu, precision, w_in, w_out)
+        except MissingFact as exc:
+            skipped.append(f"{e.name} ({exc})")
             continue
-        n = gpus_needed(est.variable_bytes, gpu, 1.0)
-        if n is None or n > cap:
-            skipped.append(f"{e.name} (needs more than {cap}× {gpu.name})")
+        if tp.gpus_per_replica > cap:
+            skipped.append(f"{e.name} (needs {tp.gpus_per_replica}× {gpu.name}, limit {cap})")
             continue
-        why_data = (
-            "prompts and outputs stay on hardware you run"
-            if tier == "self_hosted"
-            else "a small model tuned (LoRA) on your own examples serves a narrow task cheaply"
-        )
+        stream = tp.stream_tokens_per_second
+        if c.max_latency_s is not None and stream is not None:
+            t = w_out / stream
+            if t > c.max_latency_s:
+                skipped.append(f"{e.name} ({w_out} tokens at ≤{stream:,.0f} tokens/s = {t:.1f} s)")
+                continue
+        ft_usd: float | None = None
         reasons = [
-            Reason("data_control", why_data),
+            Reason(
+                "data_control",
+                "prompts and outputs stay on hardware you run"
+                if tier != "small_tuned"
+                else "a small model tuned (LoRA) on your own examples serves a narrow task cheaply",
+            ),
             _licence_reason(e, p),
             Reason(
                 "hardware",
-                f"{p.quant} weights + KV for 8 sequences × 8K context ≈ "
-                f"{est.total_bytes / 1024**3:.0f} GiB: {n}× {gpu.name}",
+                f"sized at {why}: {tp.gpus_per_replica}× {gpu.name} per replica; "
+                f"throughput {tp.describe()}",
             ),
         ]
+        if tuned:
+            ft_usd, text = fine_tune_cost(e, gpu, hourly, examples, w_in + w_out)
+            if c.fine_tune_budget_usd is not None and (
+                ft_usd is None or ft_usd > c.fine_tune_budget_usd
+            ):
+                skipped.append(f"{e.name} ({text}; budget ${c.fine_tune_budget_usd:,.0f})")
+                continue
+            rights = "fine-tuning permitted" + (
+                ", tuned weights may be redistributed" if redistribute else ""
+            )
+            reasons.append(Reason("licence", f"{lic.id}: {rights}"))
+            reasons.append(Reason("cost_at_volume", text))
         if skipped:
             reasons.append(Reason("licence", "passed over: " + ", ".join(skipped)))
-        return Pick(tier, e, n, tuple(reasons))
+        return Pick(tier, e, tp.gpus_per_replica, tuple(reasons), precision, tp, ft_usd)
     raise LookupError(
         f"profile {p.name}: no {tier} model fits its terms and hardware ({', '.join(skipped)})"
     )
 
 
-def recommend(cat: Catalog, profile: str, volume: int | None = None) -> Recommendation:
+def _flag(value: bool | None, default: bool) -> bool:
+    return default if value is None else value
+
+
+def _host_option(p: Profile, pick: Pick, tier: Tier) -> SelfHostOption:
+    assert pick.throughput is not None and pick.gpus is not None
+    gpu_name, hourly = p.gpu_for(tier)
+    tp = pick.throughput
+    return SelfHostOption(
+        name=f"self-host {pick.model.name}",
+        model=pick.model.name,
+        gpus_per_replica=pick.gpus,
+        tokens_per_second_per_gpu=tp.tokens_per_second_per_gpu,
+        throughput_source=tp.source,
+        gpu_hourly_usd=hourly,
+        setup_usd=pick.fine_tune_usd or 0.0,
+        stream_tokens_per_second=tp.stream_tokens_per_second,
+        gpu=gpu_name,
+        throughput_upper_bound=tp.upper_bound,
+    )
+
+
+def _api_option(pick: Pick) -> ApiOption:
+    e = pick.model
+    assert e.pricing is not None
+    pr = e.pricing
+    return ApiOption(e.name, pr.input_per_mtok, pr.output_per_mtok, f"catalog, as of {pr.as_of}")
+
+
+def _decide(
+    p: Profile,
+    c: Constraints,
+    w: WorkloadSpec,
+    reqs: float,
+    api: Pick | None,
+    host: Pick | None,
+    no_external: bool,
+    unavailable: str,
+) -> WorkloadPlan:
+    host_tier: Tier = "small_tuned" if w.tier == "small_tuned" else "self_hosted"
+    wl = Workload(reqs, w.input_tokens, w.output_tokens, p.peak_factor, c.max_latency_s)
+    if host is None:
+        if api is None or w.must_stay or no_external:  # pragma: no cover - recommend raised
+            raise LookupError(f"{w.name}: nowhere to run it ({unavailable})")
+        ac0 = tco(wl, [_api_option(api)], []).costs[0]
+        return WorkloadPlan(
+            workload=w,
+            requests_per_month=reqs,
+            model=api.model.name,
+            destination="api",
+            reasons=(
+                Reason("hardware", f"no self-hosted model meets the constraints: {unavailable}"),
+                Reason("cost_at_volume", f"{ac0.name}: ${ac0.monthly_usd:,.0f}/month"),
+            ),
+            api_model=api.model.name,
+            api_monthly_usd=ac0.monthly_usd,
+        )
+    h = _host_option(p, host, host_tier)
+    apis = [] if api is None else [_api_option(api)]
+    report = tco(wl, apis, [h])
+    costs = {oc.kind: oc for oc in report.costs}
+    hc = costs["self_host"]
+    ac = costs.get("api")
+    be = report.break_evens[0] if report.break_evens else None
+    reasons: list[Reason] = []
+    host_txt = (
+        f"{h.name}: {hc.replicas} replica(s) × {h.gpus_per_replica}× {h.gpu} ≈ "
+        f"${hc.monthly_usd:,.0f}/month"
+        + (f" plus a one-off ${h.setup_usd:,.0f} to fine-tune" if h.setup_usd else "")
+        + (" (replicas at least: throughput is an upper bound)" if h.throughput_upper_bound else "")
+    )
+    api_txt = "" if ac is None else f"{ac.name}: ${ac.monthly_usd:,.0f}/month"
+    if be is not None and be.first_volume is not None:
+        be_txt = f"self-hosting pays from {be.first_volume:,.0f} requests/month"
+    else:
+        be_txt = "self-hosting never pays at this token mix"
+    if w.must_stay or no_external or api is None:
+        dest: Destination = "self_hosted"
+        why = (
+            "residency: nothing may go to an external API"
+            if no_external
+            else "its data must stay on hardware you run"
+            if w.must_stay
+            else "no API in the list is usable"
+        )
+        reasons.append(Reason("data_control", f"{why} ({w.why})"))
+    elif w.tier == "frontier":
+        dest = "api"
+        reasons.append(Reason("quality", f"{w.why}: frontier quality decides, not cost"))
+    else:
+        assert ac is not None
+        latency_bad = hc.latency_ok is False
+        dest = "self_hosted" if hc.monthly_usd < ac.monthly_usd and not latency_bad else "api"
+        verdict = (
+            "self-hosting is cheaper at this volume"
+            if hc.monthly_usd < ac.monthly_usd
+            else "the API is cheaper at this volume"
+        )
+        if latency_bad:
+            verdict += "; self-hosting misses the latency limit"
+        reasons.append(Reason("data_control" if w.must_stay else "quality", w.why))
+    cost_txt = "; ".join(t for t in (api_txt, host_txt) if t)
+    if w.tier != "frontier" and ac is not None and not (w.must_stay or no_external):
+        reasons.append(Reason("cost_at_volume", f"{cost_txt}: {verdict} ({be_txt})"))
+    else:
+        reasons.append(Reason("cost_at_volume", f"{cost_txt} ({be_txt})"))
+    model = host.model.name if dest == "self_hosted" else (api.model.name if api else "")
+    return WorkloadPlan(
+        workload=w,
+        requests_per_month=reqs,
+        model=model,
+        destination=dest,
+        reasons=tuple(reasons),
+        api_model=None if api is None else api.model.name,
+        api_monthly_usd=None if ac is None else ac.monthly_usd,
+        self_host_model=host.model.name,
+        self_host_monthly_usd=hc.monthly_usd,
+        replicas=hc.replicas,
+        break_even_requests=None if be is None else be.first_volume,
+    )
+
+
+def _teacher_reason(cat: Catalog, picks: dict[str, Pick], no_external: bool) -> Reason:
+    """Whose outputs may train the small model: the output-use terms decide."""
+    order = ["self_hosted"] if no_external else ["frontier", "self_hosted"]
+    lines = []
+    for key in order:
+        pk = picks.get(key)
+        if pk is None:
+            continue
+        t = output_use(pk.model.name, cat)
+        if t is None:
+            lines.append(f"{pk.model.name}: output-use terms unknown — do not distil from it")
+            continue
+        ok = t.allows_training(commercial=True, competing=None)
+        verdict = (
+            "may be distilled"
+            if ok
+            else "may not be distilled into a commercial model"
+            if ok is False
+            else "distilling needs your judgment (the tuned model must not compete with it)"
+        )
+        obligations = "; ".join(t.obligations())
+        lines.append(
+            f"{pk.model.name}: {t.training_other_models} — {verdict}"
+            + (f" ({obligations})" if obligations else "")
+            + f" [{t.source}]"
+        )
+    return Reason("licence", "training data for the tuned model: " + " | ".join(lines))
+
+
+def recommend(
+    cat: Catalog,
+    profile: str,
+    volume: int | None = None,
+    constraints: Constraints | None = None,
+) -> Recommendation:
     if profile not in PROFILES:
         raise KeyError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
     p = PROFILES[profile]
+    c = constraints or Constraints()
+    today = c.today or dt.date.today()
     vol = p.volume if volume is None else volume
-    if vol < 0:
+    if vol < 0 or not math.isfinite(vol):
         raise ValueError("volume must not be negative")
-    picks: dict[Tier, Pick] = {
-        "frontier": _pick_api(cat, p),
-        "self_hosted": _pick_open(cat, p, "self_hosted", p.self_hosted, p.max_gpus),
-        "small_tuned": _pick_open(cat, p, "small_tuned", p.small, 1),
-    }
-    yardstick = {
-        "self_hosted": picks["frontier"].model,
-        "small_tuned": _pick_api(cat, p, p.cheap_api).model,
-    }
+    no_external = _flag(c.no_external, p.no_external)
+    frontier_prefs = p.frontier
+    if c.frontier is not None:
+        chosen = check_active(cat, c.frontier, today)
+        frontier_prefs = (chosen.name, *p.frontier)
+    by_tier = {t: [w for w in p.workloads if w.tier == t] for t in TIERS}
+    picks: dict[str, Pick] = {}
+    if not no_external:
+        picks["frontier"] = _pick_api(cat, p, frontier_prefs, today, "frontier")
+        picks["cheap_api"] = _pick_api(cat, p, p.cheap_api, today, "small_tuned")
+    big = by_tier["frontier"] + by_tier["self_hosted"]
+    unavailable: dict[str, str] = {}
+    for key, prefs, cap, works in (
+        ("self_hosted", p.self_hosted, p.max_gpus, big),
+        ("small_tuned", p.small, 1, by_tier["small_tuned"]),
+    ):
+        tier: Tier = "small_tuned" if key == "small_tuned" else "self_hosted"
+        try:
+            picks[key] = _pick_open(cat, p, c, tier, prefs, cap, works)
+        except LookupError as exc:
+            needed = no_external or any(w.must_stay for w in works)
+            if needed:
+                raise
+            unavailable[key] = str(exc)
+    if _flag(c.fine_tune, p.fine_tune) and "small_tuned" in picks:
+        small = picks["small_tuned"]
+        picks["small_tuned"] = Pick(
+            small.tier,
+            small.model,
+            small.gpus,
+            (*small.reasons, _teacher_reason(cat, picks, no_external)),
+            small.precision,
+            small.throughput,
+            small.fine_tune_usd,
+        )
     plans = []
     for w in p.workloads:
-        pick = picks[w.tier]
         reqs = vol * w.share
-        reasons = [Reason("quality" if w.tier == "frontier" else "data_control", w.why)]
-        if w.tier != "frontier" and pick.gpus is not None:
-            reasons.append(_cost_reason(p, w, reqs, yardstick[w.tier], pick))
-        plans.append(WorkloadPlan(w, reqs, pick.model.name, tuple(reasons)))
+        key = "small_tuned" if w.tier == "small_tuned" else "self_hosted"
+        api = picks.get("cheap_api" if key == "small_tuned" else "frontier")
+        host = picks.get(key)
+        plans.append(_decide(p, c, w, reqs, api, host, no_external, unavailable.get(key, "")))
     assumptions = (
         *(
             f"{tier} GPU: {g} at ${h:g} per GPU-hour, always on (730 h/month)"
@@ -323,143 +540,18 @@ def recommend(cat: Catalog, profile: str, volume: int | None = None) -> Recommen
             for tier in ("self_hosted", "small_tuned")
             for g, h in [p.gpu_for(tier)]
         ),
-        "self-hosting cost counts GPUs only and assumes one replica carries the load; "
-        "compare the sustained tokens/s each workload needs with a measured figure "
-        "(`hybridgate plan tco --self-host MODEL:tps=...`)",
-        "the self-hosted model is priced against the frontier API it replaces, the small "
-        "tuned model against the cheapest API in the profile's list",
+        "each workload is costed alone, as `hybridgate plan tco` costs it (utilization 0.5, "
+        f"peak factor {p.peak_factor:g}); workloads sharing a model share its replicas",
+        "throughput: your measured figure when given (config routes' price.tokens_per_second), "
+        "else the catalog's, else a roofline ceiling — then replica counts are a minimum",
+        "self-hosting counts GPUs only: add operations and engineering in `plan tco` (ops=, eng=)",
+        "a self-hosted or small model is priced against the API the work would otherwise use",
         "quality ranking inside each tier is the profile's preference order, not a measurement",
+        f"API statuses as recorded in the catalog; run `hybridgate catalog check` (today {today})",
     )
     non_commercial = sorted(
         {e.licence.id for e in cat.entries if e.licence.commercial_use is False}
     )
-    return Recommendation(p, vol, picks, tuple(plans), assumptions, tuple(non_commercial))
-
-
-def _cost_reason(
-    p: Profile, w: WorkloadSpec, reqs: float, front: CatalogEntry, pick: Pick
-) -> Reason:
-    assert front.pricing is not None and pick.gpus is not None
-    api = ApiOption(front.name, front.pricing.input_per_mtok, front.pricing.output_per_mtok, "")
-    wl = Workload(reqs, w.input_tokens, w.output_tokens)
-    api_monthly = reqs * api.cost_per_request(wl)
-    gpu_name, hourly = p.gpu_for(w.tier)
-    gpu_monthly = pick.gpus * hourly * HOURS_PER_MONTH
-    c = api.cost_per_request(wl)
-    if gpu_monthly <= api_monthly:
-        verdict = "self-hosting is cheaper at this volume"
-    elif c > 0:
-        verdict = f"the API is cheaper below {gpu_monthly / c:,.0f} requests/month"
-    else:
-        verdict = "the API is cheaper"  # pragma: no cover - catalog prices are positive
-    need = reqs * (w.input_tokens + w.output_tokens) / SECONDS_PER_MONTH
-    return Reason(
-        "cost_at_volume",
-        f"{reqs:,.0f} requests/month on {front.name} ≈ ${api_monthly:,.0f}/month; "
-        f"{pick.gpus}× {gpu_name} ≈ ${gpu_monthly:,.0f}/month: {verdict} "
-        f"(if one replica sustains {need:,.0f} tokens/s)",
+    return Recommendation(
+        p, vol, today, no_external, picks, tuple(plans), assumptions, tuple(non_commercial)
     )
-
-
-def _provider(e: CatalogEntry) -> tuple[str, str] | None:
-    org = e.organization.lower()
-    if org == "openai":
-        return "openai", "${OPENAI_API_KEY}"
-    if org == "anthropic":
-        return "anthropic", "${ANTHROPIC_API_KEY}"
-    return None
-
-
-def bundle_config(rec: Recommendation, *, home: str | None = None) -> dict[str, Any]:
-    """A starting ``hybridgate.yaml`` as data; ``load_config`` accepts it (tests check)."""
-    p = rec.profile
-    front = rec.picks["frontier"].model
-    prov = _provider(front)
-    if prov is None:
-        raise LookupError(f"{front.name}: no built-in provider for {front.organization}")
-    assert front.pricing is not None
-    selfm, small = rec.picks["self_hosted"].model, rec.picks["small_tuned"].model
-    routes: list[dict[str, Any]] = [
-        {
-            "name": front.name,
-            "provider": prov[0],
-            "model": front.pricing.api_id or front.name,
-            "api_key": prov[1],
-            "location": "external",
-            "licence": front.licence.id,
-            "openness": front.openness_enum.value,
-            "price": {
-                "input_per_mtok": front.pricing.input_per_mtok,
-                "output_per_mtok": front.pricing.output_per_mtok,
-            },
-        },
-        _onprem_route(selfm, "${HYBRIDGATE_SELF_HOSTED_URL:-http://127.0.0.1:8000/v1}"),
-        _onprem_route(small, "${HYBRIDGATE_SMALL_MODEL_URL:-http://127.0.0.1:8001/v1}", "-lora"),
-    ]
-    sname, tname = routes[1]["name"], routes[2]["name"]
-    models: dict[str, Any] = {
-        "auto": {
-            "routes": [sname, front.name],
-            "strategy": "quality",
-            "strong": front.name,
-            "weak": sname,
-            "strong_share": p.strong_share,
-        },
-        "frontier": {"routes": [front.name], "strategy": "fixed"},
-        "private": {"routes": [sname], "strategy": "fixed"},
-        "small": {"routes": [tname, sname], "strategy": "fallback"},
-    }
-    classes = {c: "on_prem_only" for c in p.strict_classes}
-    policy: dict[str, Any] = {"classes": {**_default_classes(), **classes}}
-    if rec.non_commercial:
-        policy["forbid"] = {"licences": list(rec.non_commercial)}
-    data: dict[str, Any] = {
-        "routes": routes,
-        "models": models,
-        "policy": policy,
-    }
-    if home is not None:
-        data["home"] = home
-    if p.team_budget_usd is not None:
-        data["budgets"] = [
-            {"scope": "team", "name": t, "usd_per_month": p.team_budget_usd} for t in p.teams
-        ]
-    return data
-
-
-def _onprem_route(e: CatalogEntry, url: str, suffix: str = "") -> dict[str, Any]:
-    return {
-        "name": f"local/{e.name}{suffix}",
-        "provider": "openai_compat",
-        "base_url": url,
-        "model": f"{e.name}{suffix}",
-        "location": "on_prem",
-        "licence": e.licence.id,
-        "openness": e.openness_enum.value,
-    }
-
-
-def _default_classes() -> dict[str, str]:
-    from hybridgate.policy.model import PolicyConfig
-
-    return {k.value: v.value for k, v in PolicyConfig().classes.items()}
-
-
-def render_yaml(rec: Recommendation, data: dict[str, Any]) -> str:
-    import yaml
-
-    head = [
-        f"# hybridgate.yaml — starting point for the '{rec.profile.name}' profile",
-        f"# {rec.profile.summary}",
-        f"# volume assumed: {rec.volume:,} requests/month",
-        "# Edit freely. Provider keys come from the environment (${...}); load_config fails",
-        "# if one is unset. On-prem routes have no price yet: once you measure throughput, set",
-        "# price.hourly_usd and price.tokens_per_second so routing and accounting see the cost.",
-        *(f"# assumption: {a}" for a in rec.assumptions),
-    ]
-    for tier in TIERS:
-        pk = rec.picks[tier]
-        head.append(f"# {tier}: {pk.model.name}")
-        head.extend(f"#   - {r.kind}: {r.text}" for r in pk.reasons)
-    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
-    return "\n".join(head) + "\n" + body

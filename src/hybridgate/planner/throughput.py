@@ -14,6 +14,8 @@ of preference it takes:
 The roofline, for ``B`` sequences decoded together on ``n`` GPUs of memory
 bandwidth ``BW`` and dense 16-bit tensor rate ``F``:
 
+* the replica is the fewest GPUs that hold the weights and 8 sequences;
+  ``B`` is then the most sequences (up to 64) whose KV cache fits it;
 * one decode step reads the weights it uses — all of them for a dense model,
   ``min(all, B × active)`` for a mixture of experts — and every sequence's
   KV cache (at its average length, ``input + output / 2``), and does
@@ -45,8 +47,10 @@ from hybridgate.planner.hardware import (
 )
 
 ThroughputKind = Literal["measured", "catalog", "roofline"]
-#: sequences decoded together in the roofline (a typical continuous-batching load)
+#: sequences decoded together in the roofline: as many as fit, up to this many
 ROOFLINE_BATCH = 64
+#: the replica is sized to hold this many sequences; the roofline then fills its memory
+MIN_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,31 @@ def replica_gpus(e: CatalogEntry, gpu: Gpu, precision: str, context: int, batch:
     return n
 
 
+def _largest_batch(
+    e: CatalogEntry, gpu: Gpu, precision: str, context: int, n: int, cap: int
+) -> int:
+    """The most sequences (up to ``cap``) whose KV cache still fits the replica's ``n`` GPUs."""
+    lo, hi = MIN_BATCH, max(MIN_BATCH, cap)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if replica_gpus_or_none(e, gpu, precision, context, mid) is not None and (
+            replica_gpus(e, gpu, precision, context, mid) <= n
+        ):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def replica_gpus_or_none(
+    e: CatalogEntry, gpu: Gpu, precision: str, context: int, batch: int
+) -> int | None:
+    try:
+        return replica_gpus(e, gpu, precision, context, batch)
+    except MissingFact:
+        return None
+
+
 def roofline(
     e: CatalogEntry,
     gpu: Gpu,
@@ -96,7 +125,8 @@ def roofline(
         raise ValueError("the roofline needs output tokens (decode is what it bounds)")
     shape = ModelShape.from_entry(e)
     context = max(1, int(input_tokens + output_tokens))
-    n = replica_gpus(e, gpu, precision, context, batch)
+    n = replica_gpus(e, gpu, precision, context, MIN_BATCH)
+    batch = _largest_batch(e, gpu, precision, context, n, batch)
     bpp = BYTES_PER_PARAM[precision]
     total = shape.total_params
     active = shape.active_params or total
