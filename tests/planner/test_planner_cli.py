@@ -151,7 +151,13 @@ def test_plan_hardware() -> None:
     assert closed.exit_code == 1 and "parameter" in closed.output
 
 
-def test_plan_recommend_writes_loadable_yaml(tmp_path: Path) -> None:
+def test_plan_recommend_writes_yaml_that_config_check_accepts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hybridgate.cli.core_cmd import config_app
+
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
     out = tmp_path / "hybridgate.yaml"
     r = runner.invoke(
         plan_cmd.app,
@@ -159,12 +165,87 @@ def test_plan_recommend_writes_loadable_yaml(tmp_path: Path) -> None:
     )
     assert r.exit_code == 0, r.output
     assert "data_control" in r.output
+    checked = runner.invoke(config_app, ["check", str(out)])
+    assert checked.exit_code == 0, checked.output
     cfg = load_config(out, env=ENV)
     assert {b.name for b in cfg.budgets} == {"client-a", "client-b", "internal"}
+    ids = runner.invoke(catalog_cmd.app, ["check", "-c", str(out)])
+    assert ids.exit_code == 0 and "active, pinned model id" in ids.output
     again = runner.invoke(plan_cmd.app, ["recommend", "--profile", "solo", "--out", str(out)])
     assert again.exit_code == 1  # no silent overwrite
-    j = runner.invoke(plan_cmd.app, ["recommend", "--profile", "product", "--format", "json"])
-    assert json.loads(j.output)["picks"]["frontier"]["model"]
+    j = runner.invoke(
+        plan_cmd.app,
+        ["recommend", "--profile", "product", "--format", "json", "--today", "2026-12-04"],
+    )
+    payload = json.loads(j.output)
+    assert payload["picks"]["frontier"]["api_id"] == "claude-sonnet-4-5-20250929"
+    assert {w["destination"] for w in payload["workloads"]} <= {"api", "self_hosted"}
+
+
+def test_plan_recommend_no_external_and_refusals(tmp_path: Path) -> None:
+    out = tmp_path / "h.yaml"
+    r = runner.invoke(
+        plan_cmd.app, ["recommend", "--profile", "startup", "--no-external", "--out", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    cfg = load_config(out, env={})  # no provider key is needed: nothing external
+    assert cfg.routes and {rt.location for rt in cfg.routes} == {"on_prem"}
+    refused = runner.invoke(
+        plan_cmd.app, ["recommend", "--profile", "midsize", "--frontier", "claude-3-5-sonnet"]
+    )
+    assert refused.exit_code == 1
+    assert "retired" in refused.output and "claude-sonnet-4-5-20250929" in refused.output
+    bad = runner.invoke(plan_cmd.app, ["recommend", "--profile", "midsize", "--today", "soon"])
+    assert bad.exit_code == 2
+
+
+def test_catalog_check_flags_retired_ids_in_a_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "old.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "routes": [
+                    {
+                        "name": "sonnet",
+                        "provider": "anthropic",
+                        "model": "claude-3-5-sonnet-20240620",
+                        "api_key": "${ANTHROPIC_API_KEY}",
+                        "location": "external",
+                    },
+                    {
+                        "name": "ds",
+                        "provider": "openai_compat",
+                        "base_url": "https://api.deepseek.com",
+                        "model": "deepseek-chat",
+                        "api_key": "${DEEPSEEK_API_KEY}",
+                        "location": "external",
+                    },
+                    {
+                        "name": "local",
+                        "provider": "openai_compat",
+                        "base_url": "http://127.0.0.1:1/v1",
+                        "model": "whatever",
+                        "location": "on_prem",
+                    },
+                ],
+                "models": {"auto": {"routes": ["sonnet"]}},
+            }
+        ),
+        encoding="utf-8",
+    )
+    r = runner.invoke(catalog_cmd.app, ["check", "-c", str(cfg), "--today", "2026-12-04"])
+    assert r.exit_code == 1, r.output
+    assert "route sonnet: retired" in r.output and "claude-sonnet-4-5-20250929" in r.output
+    assert "route ds: moving" in r.output
+    assert "whatever" not in r.output  # on-prem models are the operator's own
+    j = runner.invoke(
+        catalog_cmd.app, ["check", "-c", str(cfg), "--format", "json", "--max-age-days", "30"]
+    )
+    data = json.loads(j.output)
+    assert {f["severity"] for f in data["config"]} == {"retired", "moving"}
+    assert data["stale"] and all(s["source"] for s in data["stale"])
+    strict = runner.invoke(catalog_cmd.app, ["check", "--strict"])
+    assert strict.exit_code == 1  # shipped facts have never been re-checked online
 
 
 # --------------------------------------------------------------------- from usage

@@ -139,7 +139,7 @@ def _tco_verdict(rec: Recommendation, workload: str) -> tuple[str, float, float]
     host = rec.picks["small_tuned" if small else "self_hosted"]
     api = rec.picks["cheap_api" if small else "frontier"].model
     assert api.pricing is not None and host.throughput is not None and host.gpus is not None
-    gpu, hourly = rec.profile.gpu_for("small_tuned" if small else "self_hosted")
+    _, hourly = rec.profile.gpu_for("small_tuned" if small else "self_hosted")
     w = Workload(wp.requests_per_month, wp.workload.input_tokens, wp.workload.output_tokens)
     a = ApiOption("api", api.pricing.input_per_mtok, api.pricing.output_per_mtok, "catalog")
     h = SelfHostOption(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from hybridgate.config import load_config
 from hybridgate.errors import ConfigError
 from hybridgate.planner.catalog import Catalog, CatalogEntry, CatalogFilter, load_catalog
+from hybridgate.planner.check import config_findings, stale_facts
 
 app = typer.Typer(
     name="catalog",
@@ -31,11 +34,28 @@ FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
 def catalog_from(config: Path | None) -> Catalog:
     """The shipped catalog plus the config's entries; errors exit 2 with the message."""
     try:
-        extra = load_config(config).catalog if config else []
+        extra = _config_catalog(config) if config else []
         return load_catalog(extra)
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+
+
+def _config_catalog(config: Path) -> list[dict[str, Any]]:
+    """The config's ``catalog:`` entries; a config whose keys are unset still yields them."""
+    try:
+        return load_config(config).catalog
+    except ConfigError:
+        try:
+            raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{config}: cannot read: {exc}") from exc
+        extra = raw.get("catalog") if isinstance(raw, dict) else None
+        if extra is None:
+            return []
+        if not isinstance(extra, list):
+            raise ConfigError(f"{config}: `catalog` must be a list") from None
+        return extra
 
 
 def _fmt(value: str) -> Format:
@@ -190,3 +210,89 @@ def show(
     for tp in e.throughput:
         t.add_row(f"throughput {tp.gpu} {tp.quant}", f"{tp.tokens_per_second:g} tok/s", tp.source)
     Console(width=160).print(t)
+
+
+@app.command("check")
+def check(
+    max_age_days: Annotated[
+        int, typer.Option(min=0, help="facts checked longer ago than this are listed")
+    ] = 180,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="hybridgate.yaml: its `catalog:` entries and its routes' ids"
+        ),
+    ] = None,
+    today: Annotated[str | None, typer.Option(help="judge as of this day (YYYY-MM-DD)")] = None,
+    strict: Annotated[bool, typer.Option(help="exit 1 on stale facts too")] = False,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Facts due for re-checking, and retired or deprecated model ids in your config.
+
+    Exit 1 when the config routes to a retired or deprecated id (or, with
+    --strict, when any fact is stale); 0 otherwise.
+    """
+    out = _fmt(fmt)
+    try:
+        day = dt.date.fromisoformat(today) if today else dt.date.today()
+    except ValueError as exc:
+        typer.echo(f"--today: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    cat = catalog_from(config)
+    stale = stale_facts(cat, day, max_age_days)
+    findings = []
+    if config is not None:
+        try:
+            raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            typer.echo(f"{config}: cannot read: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        findings = config_findings(cat, raw, day)
+    broken = [f for f in findings if f.severity in ("retired", "deprecated")]
+    if out == "json":
+        typer.echo(
+            json.dumps(
+                {
+                    "today": str(day),
+                    "max_age_days": max_age_days,
+                    "stale": [
+                        {
+                            "model": s.model,
+                            "group": s.group,
+                            "checked": None if s.checked is None else str(s.checked),
+                            "reason": s.reason,
+                            "source": s.source,
+                        }
+                        for s in stale
+                    ],
+                    "config": [f.__dict__ for f in findings],
+                },
+                indent=2,
+            )
+        )
+    else:
+        by_model: dict[str, tuple[list[str], list[str]]] = {}
+        for s in stale:
+            never, old = by_model.setdefault(s.model, ([], []))
+            if s.checked is None and s.note is None:
+                never.append(s.group)
+            else:
+                old.append(f"{s.group} ({s.reason})")
+        if by_model:
+            t = Table(title=f"Facts to re-check (older than {max_age_days} days or never checked)")
+            t.add_column("model")
+            t.add_column("never checked", overflow="fold")
+            t.add_column("stale", overflow="fold")
+            for model, (never, old) in by_model.items():
+                t.add_row(model, ", ".join(never) or "-", "; ".join(old) or "-")
+            Console(width=160).print(t)
+        typer.echo(
+            f"{len(stale)} fact group(s) in {len(by_model)} model(s) due for re-checking "
+            f"against their sources (as of {day})"
+        )
+        for f in findings:
+            typer.echo(f"route {f.route}: {f.severity}: {f.message}")
+        if config is not None and not findings:
+            typer.echo(f"{config}: every external route sends an active, pinned model id")
+    if broken or (strict and stale):
+        raise typer.Exit(1)

@@ -418,7 +418,7 @@ def recommend_cmd(
         return
     _print_recommendation(rec)
     if out is not None:
-        typer.echo(f"wrote {out} (check it with `hybridgate config check -c {out}`)")
+        typer.echo(f"wrote {out} (check it with `hybridgate config check {out}`)")
 
 
 def _recommend_json(rec: Recommendation, data: dict[str, Any]) -> dict[str, Any]:

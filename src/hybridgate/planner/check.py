@@ -1,0 +1,132 @@
+"""Which catalog facts are due for re-checking, and which of a config's model ids no longer work.
+
+Facts go stale: prices change, models retire, licences are revised. Every
+fact group records ``checked`` — the day someone last compared it with its
+source (``null``: never) — and prices record ``as_of``. :func:`stale_facts`
+lists groups never checked or checked longer ago than the allowed age;
+:func:`config_findings` lists the routes of a ``hybridgate.yaml`` that send a
+retired or deprecated model id, with the replacement to use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from hybridgate.planner.catalog import Catalog, CatalogEntry, _Facts
+
+Severity = Literal["retired", "deprecated", "moving", "unknown"]
+
+
+@dataclass(frozen=True)
+class StaleFact:
+    model: str  # entry name, or "licence:<id>" for a shared licence block
+    group: str
+    checked: dt.date | None
+    age_days: int | None
+    source: str
+    note: str | None = None
+
+    @property
+    def reason(self) -> str:
+        text = (
+            "never compared with its source"
+            if self.checked is None
+            else f"checked {self.checked}, {self.age_days} days ago"
+        )
+        return text if self.note is None else f"{text}; {self.note}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    route: str
+    model_id: str
+    severity: Severity
+    message: str
+
+
+def _groups(e: CatalogEntry) -> Iterator[tuple[str, _Facts]]:
+    for name in ("release", "openness", "licence", "params", "context", "architecture"):
+        g = getattr(e, name)
+        if g is not None:
+            yield name, g
+    if e.licence.output_use is not None:
+        yield "licence.output_use", e.licence.output_use
+    if e.output_use is not None:
+        yield "output_use", e.output_use
+    if e.pricing is not None:
+        yield "pricing", e.pricing
+    if e.api is not None:
+        yield "api", e.api
+    for i, t in enumerate(e.throughput):
+        yield f"throughput[{i}]", t
+
+
+def stale_facts(cat: Catalog, today: dt.date, max_age_days: int) -> list[StaleFact]:
+    """Fact groups never checked, or checked more than ``max_age_days`` before ``today``.
+
+    A price is also stale when its ``as_of`` is older than the allowed age,
+    even if someone re-checked other facts of the same group.
+    """
+    out: list[StaleFact] = []
+    for e in cat:
+        for name, g in _groups(e):
+            checked = g.checked
+            age = None if checked is None else (today - checked).days
+            price_age = None
+            if name == "pricing" and e.pricing is not None and e.pricing.as_of is not None:
+                price_age = (today - e.pricing.as_of).days
+            old_price = price_age is not None and price_age > max_age_days
+            if checked is None or (age is not None and age > max_age_days) or old_price:
+                note = (
+                    f"price as of {e.pricing.as_of}"
+                    if old_price and e.pricing is not None
+                    else None
+                )
+                out.append(StaleFact(e.name, name, checked, age, g.source, note))
+    return out
+
+
+def config_findings(cat: Catalog, raw: Mapping[str, Any], today: dt.date) -> list[Finding]:
+    """Routes in a config (parsed YAML) whose model id is retired, deprecated or a moving alias.
+
+    Only external routes are judged: an on-prem route's model is whatever the
+    operator serves. An external id the catalog does not know is reported as
+    ``unknown`` (its status cannot be vouched for).
+    """
+    routes = raw.get("routes") if isinstance(raw, Mapping) else None
+    if not isinstance(routes, Sequence) or isinstance(routes, str):
+        return []
+    out: list[Finding] = []
+    for r in routes:
+        if not isinstance(r, Mapping) or r.get("location") != "external":
+            continue
+        name, model = str(r.get("name", "?")), str(r.get("model", ""))
+        e = cat.find(model)
+        if e is None or e.api is None:
+            out.append(Finding(name, model, "unknown", f"{model}: not in the catalog"))
+            continue
+        api = e.api
+        status = api.status_on(today)
+        repl = cat.find(api.replacement) if api.replacement else None
+        use = (
+            f"; use {repl.name} ({repl.api.id})"
+            if repl is not None and repl.api is not None
+            else f"; use {api.replacement}"
+            if api.replacement
+            else ""
+        )
+        if status == "retired":
+            when = api.retired_on or api.retires_on
+            msg = f"{model}: retired on {when} — requests fail{use}"
+            out.append(Finding(name, model, "retired", msg))
+        elif status == "deprecated":
+            msg = f"{model}: deprecated, retires on {api.retires_on or 'an unannounced date'}{use}"
+            out.append(Finding(name, model, "deprecated", msg))
+        elif api.moving or model.lower() != api.id.lower():
+            what = "a moving alias" if api.moving else f"an alias of {api.id}"
+            msg = f"{model}: {what} — the model behind it (and its price) can change"
+            out.append(Finding(name, model, "moving", msg))
+    return out
