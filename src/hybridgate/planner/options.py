@@ -12,6 +12,7 @@ because a typo in a cost input silently changes the answer.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,7 +108,16 @@ def api_option(spec: str, catalog: Catalog) -> tuple[ApiOption, list[str]]:
         raise SpecError(f"{entry.name}: the catalog has no API price; give in=X,out=Y")
     pr = entry.pricing
     src = f"catalog, as of {pr.as_of}: {pr.source}" if pr.as_of else f"catalog: {pr.source}"
-    return ApiOption(label, pr.input_per_mtok, pr.output_per_mtok, src), _licence_notes(entry)
+    notes = _licence_notes(entry)
+    api = entry.api
+    if api is not None and api.status_on(dt.date.today()) != "active":
+        repl = f"; its replacement is {api.replacement}" if api.replacement else ""
+        notes.insert(
+            0,
+            f"{entry.name}: {api.id} is {api.status_on(dt.date.today())} "
+            f"(as of {api.as_of}){repl} — this prices a model you cannot call",
+        )
+    return ApiOption(label, pr.input_per_mtok, pr.output_per_mtok, src), notes
 
 
 def self_host_option(
