@@ -26,6 +26,7 @@ from hybridgate.api.common import make_authenticator
 from hybridgate.api.governance import governance_routes
 from hybridgate.api.openai import openai_routes
 from hybridgate.config import GatewayConfig
+from hybridgate.console import console_routes
 from hybridgate.governance.service import GovernanceService
 from hybridgate.governance.store import GovernanceStore
 from hybridgate.pipeline import Pipeline
@@ -123,6 +124,7 @@ def create_app(
         *admin_routes(gw, reload_policy),
         *action_routes(gw.actions, make_authenticator(gw)),
         *governance_routes(governance, make_authenticator(gw)),
+        *console_routes(gw, governance),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(GatewayHeaders)
