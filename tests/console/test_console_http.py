@@ -55,7 +55,11 @@ def test_pages_need_a_session_and_carry_strict_headers(env: ConsoleEnv) -> None:
         for tag in re.findall(r"<script[^>]*>", html):
             assert 'src="/console/static/' in tag or 'type="application/json"' in tag, tag
         assert " on" + "click=" not in html and "style=" not in html
-    assert admin.get("/console/static/console.js").headers["content-type"].startswith("text/javascript")
+    assert (
+        admin.get("/console/static/console.js")
+        .headers["content-type"]
+        .startswith("text/javascript")
+    )
     assert admin.get("/console/static/../app.py").status_code == 404
 
 
@@ -68,7 +72,11 @@ def test_session_cookie_flags_and_login_refusals(env: ConsoleEnv) -> None:
     assert r.status_code == 401 and "hg_console=" not in r.headers.get("set-cookie", "")
     # a login form from another origin (login CSRF) is refused even with the right key
     token = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/login").text).group(1)  # type: ignore[union-attr]
-    r = c.post("/console/login", data={"csrf": token, "key": ADMIN_KEY}, headers={"origin": "http://evil.example"})
+    r = c.post(
+        "/console/login",
+        data={"csrf": token, "key": ADMIN_KEY},
+        headers={"origin": "http://evil.example"},
+    )
     assert r.status_code == 403
     r = c.post("/console/login", data={"csrf": "forged", "key": ADMIN_KEY})
     assert r.status_code == 403
@@ -108,7 +116,9 @@ def test_state_changes_need_csrf_same_origin_and_admin(env: ConsoleEnv) -> None:
 
 def test_team_session_sees_only_its_own_traffic_and_receipts(env: ConsoleEnv) -> None:
     other = env.h.new_key("research")
-    env.h.openai(other).chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+    env.h.openai(other).chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "hi"}]
+    )
     out = env.h.openai(env.team_key).chat.completions.with_raw_response.create(
         model="auto", messages=[{"role": "user", "content": "hi"}]
     )
@@ -129,7 +139,9 @@ def test_team_session_sees_only_its_own_traffic_and_receipts(env: ConsoleEnv) ->
 def test_agent_controlled_values_are_escaped(env: ConsoleEnv) -> None:
     evil = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
     params = {"amount": 5000, "to": evil, evil: "x"}
-    agent = httpx.Client(base_url=env.h.url, headers={"authorization": f"Bearer {env.team_key}"}, timeout=90)
+    agent = httpx.Client(
+        base_url=env.h.url, headers={"authorization": f"Bearer {env.team_key}"}, timeout=90
+    )
     with ThreadPoolExecutor(1) as pool:
         fut = pool.submit(
             agent.post,

@@ -288,6 +288,12 @@
       : "No key loaded in this browser.";
     $("#key-public").textContent = approver ? approver.verifier : "";
   }
+  const busy = () => {
+    const el = $("#action-result");
+    el.textContent = "Working\u2026";
+    el.className = "";
+    el.dataset.state = "busy";
+  };
   const result = (text, ok) => {
     const el = $("#action-result");
     el.textContent = text;
@@ -309,6 +315,7 @@
       showKey();
     };
     $("#key-load").addEventListener("click", async () => {
+      busy();
       try {
         const file = $("#key-file").files[0];
         const text = file ? await file.text() : $("#key-text").value;
@@ -320,6 +327,7 @@
       }
     });
     $("#key-generate").addEventListener("click", async () => {
+      busy();
       try {
         await keep(await generate($("#gen-name").value.trim()));
         result("Key generated. Register the public key above as an approver.", true);
@@ -358,6 +366,7 @@
     await keyPanel();
     const held = dataBlock("held-data");
     const decide = async (id, decision) => {
+      busy();
       try {
         const h = held.find((x) => x.approval_id === id);
         if (!h) throw new Error("unknown approval");
@@ -385,6 +394,7 @@
     const proposals = $("#proposal-data") ? dataBlock("proposal-data") : [];
     for (const b of $$("button.sign")) {
       b.addEventListener("click", async () => {
+        busy();
         try {
           const p = proposals.find((x) => x.proposal_id === b.dataset.id);
           const h = hex(await sha256(enc.encode(canon(p.policy))));
@@ -409,6 +419,7 @@
     }
     for (const b of $$("button.apply")) {
       b.addEventListener("click", async () => {
+        busy();
         try {
           const out = await post(`/console/api/proposals/${b.dataset.id}/apply`, {});
           result(`Applied (${out.approval}): policy ${out.policy_hash}, receipt ${out.receipt_id}`, true);
