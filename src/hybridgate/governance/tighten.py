@@ -205,8 +205,16 @@ def _action_problems(old: PolicyConfig, new: PolicyConfig) -> list[str]:
 def loosenings(old: PolicyConfig, new: PolicyConfig) -> list[str]:
     """Every way ``new`` may allow what ``old`` did not; empty when it only tightens."""
     problems: list[str] = []
+    seen: set[str] = set()
     for p in _principals(old, new):
-        problems.extend(_class_problems(old, new, p))
+        # The class check depends only on the effective class actions and `unknown`:
+        # skip principals where they did not change, and those already checked.
+        eo, en = effective_policy(old, p), effective_policy(new, p)
+        before = repr((sorted(eo.classes.items()), eo.unknown))
+        after = repr((sorted(en.classes.items()), en.unknown))
+        if before != after and before + after not in seen:
+            seen.add(before + after)
+            problems.extend(_class_problems(old, new, p))
         problems.extend(_residency_problems(old, new, p))
     problems.extend(_action_problems(old, new))
     return list(dict.fromkeys(problems))
