@@ -113,7 +113,15 @@ def test_sign_in_see_traffic_and_verify_a_receipt_in_the_page(
     assert "closed" in page.locator("#routes").inner_text()
     _shot(page, "overview")
 
-    masked.locator("a").click()
+    # live: a new request shows up without reloading the page
+    out = env.h.openai(env.team_key).chat.completions.with_raw_response.create(
+        model="frontier", messages=[{"role": "user", "content": "and one more"}]
+    )
+    fresh = out.headers["x-hybridgate-receipt"]
+    page.wait_for_selector(f'tr.traffic[data-receipt="{fresh}"]', timeout=20_000)
+    assert page.locator("tr.traffic").count() == 3
+
+    page.locator(f'tr.traffic[data-receipt="{rids["masked"]}"] a').click()
     page.wait_for_selector("#verdict[data-verdict=valid], #verdict[data-verdict=invalid]")
     assert page.get_attribute("#verdict", "data-verdict") == "valid", page.inner_text("main")
     checks = page.inner_text("#checks")

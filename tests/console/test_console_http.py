@@ -134,6 +134,12 @@ def test_team_session_sees_only_its_own_traffic_and_receipts(env: ConsoleEnv) ->
     theirs = next(r for r in other_rid if r != mine)
     assert team.get(f"/console/api/receipts/{theirs}").status_code == 404
     assert "Approve" not in team.get("/console/approvals").text
+    live = team.get("/console/api/traffic").json()["data"]
+    assert [r["receipt_id"] for r in live] == [mine]
+    # revoking the key ends its console sessions
+    env.h.gw.keys.revoke(env.team_key.split("-")[1])
+    assert team.get("/console").status_code == 303
+    assert team.get("/console/api/traffic").status_code == 401
 
 
 def test_agent_controlled_values_are_escaped(env: ConsoleEnv) -> None:

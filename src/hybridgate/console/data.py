@@ -36,6 +36,36 @@ def recent_receipts(gw: Gateway, s: Session, *, limit: int = 50) -> list[dict[st
     return out
 
 
+def key_active(gw: Gateway, key_id: str | None) -> bool:
+    """False once a team's key is revoked: its console sessions end with it."""
+    rows = gw.store.query("SELECT revoked_ns FROM virtual_keys WHERE key_id = ?", (key_id,))
+    return bool(rows) and rows[0][0] is None
+
+
+TRAFFIC_FIELDS = (
+    "receipt_id",
+    "time_ns",
+    "team",
+    "virtual_model",
+    "route",
+    "location",
+    "data_classes",
+    "action",
+    "masked",
+    "status",
+    "outcome",
+)
+
+
+def traffic(gw: Gateway, s: Session, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Recent request receipts, reduced to what the traffic table shows."""
+    return [
+        {k: b.get(k) for k in TRAFFIC_FIELDS}
+        for b in recent_receipts(gw, s, limit=limit)
+        if b.get("kind") == "request"
+    ]
+
+
 def usage(gw: Gateway, s: Session) -> dict[str, Any]:
     scope = None if s.is_admin else s.key.key_id
     return {

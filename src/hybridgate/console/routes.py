@@ -103,7 +103,11 @@ def console_routes(gw: Gateway, governance: GovernanceService | None) -> list[Ba
         return endpoint
 
     def current(request: Request) -> Session | None:
-        return sessions.get(request.cookies.get(COOKIE))
+        s = sessions.get(request.cookies.get(COOKIE))
+        if s is not None and not s.is_admin and not data.key_active(gw, s.key.key_id):
+            sessions.drop(s.sid)
+            return None
+        return s
 
     def page(handler: SessionHandler) -> Handler:
         async def endpoint(request: Request) -> Response:
@@ -239,6 +243,9 @@ def console_routes(gw: Gateway, governance: GovernanceService | None) -> list[Ba
             raise NotFound("no such receipt for this session")
         return JSONResponse(bundle)
 
+    async def traffic(_: Request, s: Session) -> Response:
+        return JSONResponse({"data": data.traffic(gw, s)})
+
     async def log_key(_: Request, __: Session) -> Response:
         return JSONResponse({"keys": [v.to_string() for v in gw.ledger_verifiers()]})
 
@@ -289,6 +296,7 @@ def console_routes(gw: Gateway, governance: GovernanceService | None) -> list[Ba
         Route("/console/static/{name}", static, methods=["GET"]),
         Route("/console/api/receipts/{receipt_id}", api(receipt_bundle), methods=["GET"]),
         Route("/console/api/log-key", api(log_key), methods=["GET"]),
+        Route("/console/api/traffic", api(traffic), methods=["GET"]),
         Route("/console/api/approvals/{approval_id}", api(decide, write=True), methods=["POST"]),
         Route(
             "/console/api/proposals/{proposal_id}/signatures",

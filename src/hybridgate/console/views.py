@@ -106,9 +106,8 @@ def traffic_table(receipts: Sequence[dict[str, Any]]) -> str:
             f'<td class="{cls}">{e(status)} {e(b.get("outcome"))}</td>'
             f'<td><a href="/console/receipts/{rid}">verify</a></td></tr>'
         )
-    if not rows:
-        return '<p class="empty">No requests yet.</p>'
     return (
+        '<p class="muted" id="live">Refreshes every few seconds.</p>'
         '<table id="traffic"><thead><tr><th>time (UTC)</th><th>team</th><th>model</th>'
         "<th>route</th><th>location</th><th>data classes</th><th>action</th><th>masked</th>"
         "<th>status</th><th>receipt</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"

@@ -430,7 +430,74 @@
     }
   }
 
-  const pages = { receipt: receiptPage, approvals: approvalsPage, proposals: proposalsPage };
+  // -- page: overview, live traffic ---------------------------------------------------------
+  function utc(ns) {
+    if (typeof ns !== "string" || !/^[0-9]{1,20}$/.test(ns)) return "";
+    const d = new Date(Number(BigInt(ns) / 1000000n));
+    return d.toISOString().replace("T", " ").slice(0, 19);
+  }
+  function cell(tr, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text === null || text === undefined ? "" : String(text);
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+    return td;
+  }
+  function trafficRow(r) {
+    const tr = document.createElement("tr");
+    tr.className = "traffic";
+    tr.dataset.receipt = r.receipt_id;
+    cell(tr, utc(r.time_ns));
+    cell(tr, r.team);
+    cell(tr, r.virtual_model);
+    cell(tr, r.route || "\u2014");
+    cell(tr, r.location || "\u2014");
+    const classes = cell(tr, "");
+    const list = Array.isArray(r.data_classes) ? r.data_classes : [];
+    if (!list.length) {
+      const none = document.createElement("span");
+      none.className = "muted";
+      none.textContent = "none";
+      classes.appendChild(none);
+    }
+    for (const c of list) {
+      const tag = document.createElement("span");
+      tag.className = "tag";
+      tag.textContent = c;
+      classes.appendChild(tag);
+      classes.appendChild(document.createTextNode(" "));
+    }
+    cell(tr, r.action);
+    cell(tr, r.masked);
+    cell(tr, `${r.status} ${r.outcome}`, r.outcome === "ok" ? "ok" : "bad");
+    const link = document.createElement("a");
+    link.href = `/console/receipts/${encodeURIComponent(r.receipt_id)}`;
+    link.textContent = "verify";
+    cell(tr, "").appendChild(link);
+    return tr;
+  }
+  function overviewPage() {
+    const body = $("#traffic tbody");
+    if (!body) return;
+    const refresh = async () => {
+      try {
+        const resp = await fetch("/console/api/traffic", { credentials: "same-origin" });
+        if (!resp.ok) return;
+        const rows = (await resp.json()).data || [];
+        const first = body.querySelector("tr.traffic");
+        if (rows.length && first && first.dataset.receipt === rows[0].receipt_id) return;
+        body.replaceChildren(...rows.map(trafficRow));
+        $("#live").dataset.updated = String(Date.now());
+      } catch (_) {
+        // the next tick tries again
+      }
+    };
+    setInterval(refresh, 3000);
+  }
+
+  const pages = {
+    overview: overviewPage, receipt: receiptPage, approvals: approvalsPage, proposals: proposalsPage,
+  };
   const run = pages[document.body.dataset.page];
   if (run) run();
 })();
