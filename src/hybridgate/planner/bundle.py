@@ -143,6 +143,11 @@ def render_yaml(rec: Recommendation, data: dict[str, Any]) -> str:
     ]
     if rec.no_external:
         head.append("# residency: no external route; every data class is on-prem only")
+    elif not any(wp.destination == "self_hosted" for wp in rec.workloads):
+        head.append(
+            "# no on-prem route: requests whose data classes are on_prem_only are refused "
+            "(fail closed) until you add one"
+        )
     for wp in rec.workloads:
         head.append(
             f"# workload '{wp.workload.name}' ({wp.requests_per_month:,.0f} req/month) -> "

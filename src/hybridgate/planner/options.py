@@ -187,7 +187,7 @@ def self_host_option(
             )
         tps, tps_src, upper = found.tokens_per_second_per_gpu, found.source, found.upper_bound
         notes.append(f"{entry.name}: throughput {found.describe()}")
-        notes.extend(f"{entry.name}: {f}" for f in found.formulas)
+        notes.extend(found.formulas)
     util = _num(p, "util", positive=True)
     months = _num(p, "months", positive=True)
     stream = _num(p, "stream_tps", positive=True)

@@ -326,6 +326,10 @@ def _pick_open(
     )
 
 
+def _usd(v: float) -> str:
+    return f"${v:,.0f}" if v >= 100 else f"${v:,.2f}"
+
+
 def _flag(value: bool | None, default: bool) -> bool:
     return default if value is None else value
 
@@ -378,7 +382,7 @@ def _decide(
             destination="api",
             reasons=(
                 Reason("hardware", f"no self-hosted model meets the constraints: {unavailable}"),
-                Reason("cost_at_volume", f"{ac0.name}: ${ac0.monthly_usd:,.0f}/month"),
+                Reason("cost_at_volume", f"{ac0.name}: {_usd(ac0.monthly_usd)}/month"),
             ),
             api_model=api.model.name,
             api_monthly_usd=ac0.monthly_usd,
@@ -393,15 +397,17 @@ def _decide(
     reasons: list[Reason] = []
     host_txt = (
         f"{h.name}: {hc.replicas} replica(s) × {h.gpus_per_replica}× {h.gpu} ≈ "
-        f"${hc.monthly_usd:,.0f}/month"
+        f"{_usd(hc.monthly_usd)}/month"
         + (f" plus a one-off ${h.setup_usd:,.0f} to fine-tune" if h.setup_usd else "")
         + (" (replicas at least: throughput is an upper bound)" if h.throughput_upper_bound else "")
     )
-    api_txt = "" if ac is None else f"{ac.name}: ${ac.monthly_usd:,.0f}/month"
+    api_txt = "" if ac is None else f"{ac.name}: {_usd(ac.monthly_usd)}/month"
     if be is not None and be.first_volume is not None:
         be_txt = f"self-hosting pays from {be.first_volume:,.0f} requests/month"
-    else:
+    elif be is not None:
         be_txt = "self-hosting never pays at this token mix"
+    else:
+        be_txt = "no API to compare with"
     if w.must_stay or no_external or api is None:
         dest: Destination = "self_hosted"
         why = (
