@@ -157,6 +157,30 @@ class ActionsConfig(_Strict):
     )
 
 
+class StoreConfig(_Strict):
+    """Where state lives. ``sqlite`` (default): one file under ``home``, one process.
+    ``postgres``: every worker and replica shares one database (``dsn``); rate limits are
+    shared through Redis (``redis_url``) and the receipt log through one elected sequencer."""
+
+    kind: Literal["sqlite", "postgres"] = "sqlite"
+    dsn: str | None = Field(default=None, repr=False, description="PostgreSQL connection string")
+    pool_size: int = Field(default=8, ge=1, le=256)
+    redis_url: str | None = Field(
+        default=None, repr=False, description="Redis for rate limits shared by all replicas"
+    )
+    redis_prefix: str = Field(default="hybridgate:", max_length=64)
+    max_merge_delay_s: float = Field(
+        default=10.0, gt=0, description="shared log: promised time within which a leaf is merged"
+    )
+    sequencer_interval_ms: float = Field(default=50.0, gt=0)
+
+    @model_validator(mode="after")
+    def _dsn_for_postgres(self) -> StoreConfig:
+        if self.kind == "postgres" and not self.dsn:
+            raise ValueError("store.kind postgres needs store.dsn")
+        return self
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=0, le=65535)
@@ -171,6 +195,7 @@ class GatewayConfig(_Strict):
     home: str = Field(default_factory=lambda: os.environ.get("HYBRIDGATE_HOME", "~/.hybridgate"))
     database: str | None = Field(default=None, description="SQLite path; default HOME/gateway.db")
     server: ServerConfig = Field(default_factory=ServerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
     routes: list[RouteConfig] = Field(default_factory=list)
     models: dict[str, VirtualModel] = Field(default_factory=dict)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)

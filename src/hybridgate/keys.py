@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from hybridgate.errors import AuthenticationError, InvalidRequest, NotFound
-from hybridgate.store.sqlite import Migration, SQLiteStore
+from hybridgate.store.base import Migration, Store
 
 KEY_PREFIX = "hg-"
 #: A revocation made by another process (the CLI) takes effect within this many seconds.
@@ -79,7 +79,7 @@ class KeyStore:
     :data:`CACHE_TTL_S`.
     """
 
-    def __init__(self, store: SQLiteStore, pepper: bytes, admin_key: str | None = None) -> None:
+    def __init__(self, store: Store, pepper: bytes, admin_key: str | None = None) -> None:
         self._store = store
         self._pepper = pepper
         self._admin_key = admin_key

@@ -7,6 +7,7 @@ factory builds one :class:`Gateway`; tests build as many as they like.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hybridgate.accounting import BudgetManager, UsageLog
+
+if TYPE_CHECKING:
+    from hybridgate.accounting.shared_budgets import SharedBudgetManager
 from hybridgate.actions import ActionService
 from hybridgate.adapters import Adapter, AdapterRegistry, split_model_name
 from hybridgate.config import GatewayConfig, RouteConfig, VirtualModel
@@ -31,7 +35,7 @@ from hybridgate.routing import RouteHealth, candidate_routes
 from hybridgate.routing.quality import QualityRouter
 from hybridgate.scan import Scanner, build_scanner
 from hybridgate.serving.metrics import ServingMetrics
-from hybridgate.store.sqlite import SQLiteStore
+from hybridgate.store import Migration, Store, build_store
 
 if TYPE_CHECKING:
     from hybridgate.ledger import AppendResult
@@ -71,17 +75,55 @@ def load_or_create_secret(home: Path, name: str = "deployment.secret") -> bytes:
     return data
 
 
+def shared_ledger_migrations() -> list[Migration]:
+    from hybridgate.ledger.shared import MIGRATIONS
+
+    return list(MIGRATIONS)
+
+
+def _shared_parts(
+    config: GatewayConfig, store: Store, keyring: KeyRing, secret: bytes
+) -> tuple[Ledger, BudgetManager | SharedBudgetManager]:
+    """SQLite: the in-process ledger and budgets. PostgreSQL: the shared log (queue and
+    elected sequencer) and budgets exact across replicas (PostgreSQL holds, Redis rates)."""
+    if config.store.kind != "postgres":
+        budgets = BudgetManager(store, config.budgets)
+        budgets.load()
+        return Ledger(store, keyring, config.ledger, commitment_secret=secret), budgets
+    from hybridgate.accounting.ratelimit import RedisRateLimiter
+    from hybridgate.accounting.shared_budgets import SharedBudgetManager
+    from hybridgate.ledger.shared import SharedLedger
+    from hybridgate.store.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    sc = config.store
+    rates = None
+    if sc.redis_url:
+        rates = RedisRateLimiter(sc.redis_url, prefix=sc.redis_prefix)
+    shared = SharedBudgetManager(store, config.budgets, rates=rates)
+    shared.load()
+    ledger = SharedLedger(
+        store,
+        keyring,
+        config.ledger,
+        secret,
+        max_merge_delay_s=sc.max_merge_delay_s,
+        interval_s=sc.sequencer_interval_ms / 1000.0,
+    )
+    return ledger, shared
+
+
 @dataclass
 class Gateway:
     config: GatewayConfig
-    store: SQLiteStore
+    store: Store
     keys: KeyStore
     ledger: Ledger
     policy: PolicyHolder
     scanner: Scanner
     providers: dict[str, Provider]
     health: RouteHealth
-    budgets: BudgetManager
+    budgets: BudgetManager | SharedBudgetManager
     usage: UsageLog
     actions: ActionService
     metrics: Metrics
@@ -157,16 +199,12 @@ class Gateway:
         home = config.home_path
         home.mkdir(parents=True, exist_ok=True)
         secret = load_or_create_secret(home)
-        store = SQLiteStore(
-            config.database_path,
-            durability=config.ledger.durability,
-            commit_window_s=config.ledger.commit_interval_ms / 1000.0,
-            max_batch=config.ledger.max_batch,
-        )
+        store = build_store(config)
         store.open(
             [
                 *KeyStore.migrations(),
                 *Ledger.migrations(),
+                *(shared_ledger_migrations() if config.store.kind == "postgres" else []),
                 *BudgetManager.migrations(),
                 *UsageLog.migrations(),
                 *ActionService.migrations(),
@@ -176,10 +214,8 @@ class Gateway:
             ]
         )
         keyring = KeyRing.load_or_create(home / "keys", config.ledger.origin)
-        ledger = Ledger(store, keyring, config.ledger, commitment_secret=secret)
+        ledger, budgets = _shared_parts(config, store, keyring, secret)
         holder = PolicyHolder(config.policy)
-        budgets = BudgetManager(store, config.budgets)
-        budgets.load()
         gw = cls(
             config=config,
             store=store,
@@ -226,4 +262,7 @@ class Gateway:
             await p.aclose()
         await self.actions.aclose()  # expire held approvals before the log closes
         await self.ledger.aclose()
+        close = getattr(self.budgets, "close", None)
+        if close is not None:  # the shared manager settles what is queued first
+            await asyncio.to_thread(close)
         self.store.close()

@@ -40,7 +40,7 @@ from typing import Any
 from hybridgate.accounting.pricing import dec, format_usd, from_nano, to_nano
 from hybridgate.config import BudgetConfig
 from hybridgate.errors import BudgetExceeded, InvalidRequest, RateLimited
-from hybridgate.store.sqlite import Migration, SQLiteStore
+from hybridgate.store.base import Migration, Store
 
 log = logging.getLogger("hybridgate.budgets")
 
@@ -48,6 +48,56 @@ WINDOW_S = 60.0
 LIFETIME = "life"
 CounterKey = tuple[str, str, str]  # (scope, name, period)
 Subject = tuple[str, str]  # (scope, name)
+
+_PG_SHARED = """
+ALTER TABLE budget_spend ADD COLUMN usd_held BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE budget_spend ADD COLUMN tokens_held BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE budget_holds (
+    id TEXT PRIMARY KEY,
+    scopes TEXT[] NOT NULL,
+    names TEXT[] NOT NULL,
+    periods TEXT[] NOT NULL,
+    usd_nano BIGINT NOT NULL,
+    tokens BIGINT NOT NULL,
+    expires_ns BIGINT NOT NULL
+);
+CREATE INDEX budget_holds_expiry ON budget_holds (expires_ns);
+CREATE FUNCTION hg_budget_reserve(
+    p_id TEXT, p_scopes TEXT[], p_names TEXT[], p_periods TEXT[],
+    p_usd_lim BIGINT[], p_tok_lim BIGINT[], p_usd BIGINT, p_tokens BIGINT, p_expires BIGINT
+) RETURNS VOID AS $$
+DECLARE i INT; n INT; cu BIGINT; ct BIGINT;
+BEGIN
+  FOR i IN 1 .. coalesce(array_length(p_scopes, 1), 0) LOOP
+    INSERT INTO budget_spend (scope, name, period, usd_nano, tokens)
+      VALUES (p_scopes[i], p_names[i], p_periods[i], 0, 0) ON CONFLICT DO NOTHING;
+    UPDATE budget_spend SET usd_held = usd_held + p_usd, tokens_held = tokens_held + p_tokens
+     WHERE scope = p_scopes[i] AND name = p_names[i] AND period = p_periods[i]
+       AND (p_usd_lim[i] IS NULL OR usd_nano + usd_held + p_usd <= p_usd_lim[i])
+       AND (p_tok_lim[i] IS NULL OR tokens + tokens_held + p_tokens <= p_tok_lim[i]);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n = 0 THEN
+      SELECT usd_nano + usd_held, tokens + tokens_held INTO cu, ct FROM budget_spend
+       WHERE scope = p_scopes[i] AND name = p_names[i] AND period = p_periods[i];
+      RAISE EXCEPTION 'budget exceeded' USING ERRCODE = 'HGB01',
+        DETAIL = format('%s %s %s', i, cu, ct);
+    END IF;
+  END LOOP;
+  INSERT INTO budget_holds VALUES (p_id, p_scopes, p_names, p_periods, p_usd, p_tokens, p_expires);
+END $$ LANGUAGE plpgsql;
+CREATE FUNCTION hg_budget_settle(p_id TEXT, p_usd BIGINT, p_tokens BIGINT) RETURNS BOOLEAN AS $$
+DECLARE h budget_holds%ROWTYPE; i INT;
+BEGIN
+  DELETE FROM budget_holds WHERE id = p_id RETURNING * INTO h;
+  IF NOT FOUND THEN RETURN FALSE; END IF;
+  FOR i IN 1 .. coalesce(array_length(h.scopes, 1), 0) LOOP
+    UPDATE budget_spend SET usd_held = usd_held - h.usd_nano, tokens_held = tokens_held - h.tokens,
+           usd_nano = usd_nano + p_usd, tokens = tokens + p_tokens
+     WHERE scope = h.scopes[i] AND name = h.names[i] AND period = h.periods[i];
+  END LOOP;
+  RETURN TRUE;
+END $$ LANGUAGE plpgsql
+"""
 
 _MIGRATIONS = [
     Migration(
@@ -63,13 +113,18 @@ _MIGRATIONS = [
             PRIMARY KEY (scope, name, period)
         ) WITHOUT ROWID;
         """,
-    )
+    ),
+    # PostgreSQL only (the SQLite manager keeps holds in memory, one process owning them):
+    # shared holds and the two functions that take and settle them atomically, see
+    # hybridgate.accounting.shared_budgets.
+    Migration("budgets", 2, "", postgres=_PG_SHARED),
 ]
 
-_UPSERT = (
+UPSERT = (
     "INSERT INTO budget_spend (scope, name, period, usd_nano, tokens) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (scope, name, period) DO UPDATE SET"
-    " usd_nano = usd_nano + excluded.usd_nano, tokens = tokens + excluded.tokens"
+    " usd_nano = budget_spend.usd_nano + excluded.usd_nano,"
+    " tokens = budget_spend.tokens + excluded.tokens"
 )
 
 
@@ -173,7 +228,7 @@ def _who(subject: Subject) -> str:
 class BudgetManager:
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         budgets: Sequence[BudgetConfig],
         *,
         clock: Callable[[], float] = time.time,
@@ -281,7 +336,7 @@ class BudgetManager:
         rows = [(s, n, p, usd_n, tokens) for s, n, p in held.counters]
 
         def write(conn: sqlite3.Connection) -> None:
-            conn.executemany(_UPSERT, rows)
+            conn.executemany(UPSERT, rows)
 
         self._store.defer(write).add_done_callback(_log_failure)
 

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from hybridgate.accounting.pricing import cost_usd, format_usd, from_nano, to_nano
 from hybridgate.config import RouteConfig, VirtualModel
-from hybridgate.store.sqlite import Migration, SQLiteStore
+from hybridgate.store.base import Migration, Store
 
 log = logging.getLogger("hybridgate.usage")
 
@@ -150,7 +150,7 @@ def _day_label(day_index: int) -> str:
 
 
 class UsageLog:
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     @staticmethod
@@ -185,11 +185,12 @@ class UsageLog:
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT OR IGNORE INTO usage_log (request_id, receipt_id, time_ns, day, key_id,"
+                "INSERT INTO usage_log (request_id, receipt_id, time_ns, day, key_id,"
                 " team, virtual_model, route, provider, location, prompt_tokens,"
                 " completion_tokens, usage_reported, cost_nano, baseline_nano, baseline_route,"
                 " latency_ms, outcome, status, adapter, adapter_sha256) VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
                 row,
             )
 
@@ -244,9 +245,10 @@ class UsageLog:
             f" WHERE {' AND '.join(base_where)} GROUP BY route) "
             f"SELECT {group_sel}"
             " COUNT(*),"
-            " COALESCE(SUM(u.outcome = 'ok'), 0),"
-            " COALESCE(SUM(u.outcome IN ('refused', 'blocked')), 0),"
-            " COALESCE(SUM(u.outcome NOT IN ('ok', 'refused', 'blocked')), 0),"
+            " COALESCE(SUM(CASE WHEN u.outcome = 'ok' THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN u.outcome IN ('refused', 'blocked') THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN u.outcome NOT IN ('ok', 'refused', 'blocked')"
+            " THEN 1 ELSE 0 END), 0),"
             " COALESCE(SUM(u.prompt_tokens), 0),"
             " COALESCE(SUM(u.completion_tokens), 0),"
             " COALESCE(SUM(u.cost_nano), 0),"
@@ -254,8 +256,9 @@ class UsageLog:
             " AVG(CASE WHEN u.outcome = 'ok' THEN u.latency_ms END),"
             " SUM(CASE WHEN u.outcome = 'ok' THEN b.avg_ms END),"
             " SUM(CASE WHEN u.outcome = 'ok' AND b.avg_ms IS NOT NULL THEN u.latency_ms END),"
-            " COALESCE(SUM(u.outcome = 'ok' AND b.avg_ms IS NULL), 0),"
-            " COALESCE(SUM(u.usage_reported = 0 AND u.route IS NOT NULL), 0)"
+            " COALESCE(SUM(CASE WHEN u.outcome = 'ok' AND b.avg_ms IS NULL THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN u.usage_reported = 0 AND u.route IS NOT NULL"
+            " THEN 1 ELSE 0 END), 0)"
             " FROM usage_log u LEFT JOIN base b ON b.route = u.baseline_route"
             f" WHERE {' AND '.join(where)}{group_by}"
         )
@@ -282,6 +285,9 @@ def _row_dict(group: Any, agg: tuple[Any, ...]) -> dict[str, Any]:
     saved = baseline - cost
     pct = None if baseline == 0 else round(float(saved / baseline) * 100.0, 2)
     timed = int(ok) - int(time_unknown)
+    if base_ms_sum is not None:  # PostgreSQL returns NUMERIC sums as Decimal
+        base_ms_sum = float(base_ms_sum)
+    actual_ms_sum = None if actual_ms_sum is None else float(actual_ms_sum)
     time_saved = None if base_ms_sum is None else round(base_ms_sum - (actual_ms_sum or 0.0), 3)
     base_avg = None if base_ms_sum is None or timed <= 0 else round(base_ms_sum / timed, 3)
     return {

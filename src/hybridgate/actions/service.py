@@ -55,7 +55,7 @@ from hybridgate.errors import (
 from hybridgate.keys import KeyInfo
 from hybridgate.ledger import Ledger, VerifierKey, canonical_json
 from hybridgate.policy import PolicyHolder, evaluate_action
-from hybridgate.store.sqlite import Migration, SQLiteStore
+from hybridgate.store.base import Migration, Store
 
 log = logging.getLogger("hybridgate.actions")
 
@@ -80,7 +80,7 @@ class ActionService:
         self,
         ledger: Ledger,
         policy_holder: PolicyHolder,
-        store: SQLiteStore,
+        store: Store,
         config: ActionsConfig,
         clock: Callable[[], float] = time.time,
         *,

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from hybridgate.store.sqlite import Migration, SQLiteStore, WriteFn
+from hybridgate.store.base import Migration, Store, WriteFn
 
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]
 
@@ -84,7 +84,7 @@ class ApprovalRecord:
 class ActionStore:
     """Typed reads and writes over the ``actions`` tables of the shared store."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     async def _write(self, fn: WriteFn) -> Any:

@@ -17,7 +17,7 @@ from hybridgate.config import config_schema, load_config
 from hybridgate.errors import ConfigError, GatewayError
 from hybridgate.keys import KeyStore
 from hybridgate.runtime import load_or_create_secret
-from hybridgate.store.sqlite import SQLiteStore
+from hybridgate.store import Store, build_store
 
 keys_app = typer.Typer(
     help="Virtual API keys: shown once, stored only as a hash.", no_args_is_help=True
@@ -56,9 +56,9 @@ def register(root: typer.Typer) -> None:
     root.add_typer(config_app, name="config")
 
 
-def _key_store(config: Path | None, home: Path | None) -> tuple[KeyStore, SQLiteStore]:
+def _key_store(config: Path | None, home: Path | None) -> tuple[KeyStore, Store]:
     cfg = resolve_config(config, home)
-    store = SQLiteStore(cfg.database_path)
+    store = build_store(cfg)
     store.open(KeyStore.migrations())
     return KeyStore(store, pepper=load_or_create_secret(cfg.home_path)), store
 

@@ -34,6 +34,7 @@ from hybridgate.ledger import (
 )
 from hybridgate.ledger.canonical import b64decode
 from hybridgate.ledger.merkle import verify_consistency
+from hybridgate.store import build_store
 from hybridgate.store.sqlite import SQLiteStore
 
 receipt_app = typer.Typer(name="receipt", help="Verify receipts offline.", no_args_is_help=True)
@@ -136,7 +137,19 @@ def check_receipt_document(doc: Any, keys: list[VerifierKey]) -> tuple[str | Non
         return "not a receipt or receipt bundle", ""
     body: dict[str, Any] = doc["receipt"]
     desc = _describe(body)
+    if "promise" in doc:
+        problem = verify_bundle(doc, keys)
+        if problem is None:
+            p = doc["promise"]
+            desc += (
+                f" (promise of inclusion in {p.get('log_origin')}: durable at"
+                f" {p.get('timestamp_ns')} ns, merged within {p.get('max_merge_delay_s')} s;"
+                " fetch the receipt again then for its inclusion proof)"
+            )
+        return problem, desc
     if "checkpoint" in doc or "inclusion_proof" in doc:
+        if "log_index" not in body and isinstance(doc.get("log_index"), int):
+            desc = desc.replace("at index None", f"at index {doc['log_index']}")
         return verify_bundle(doc, keys), desc
     problem = verify_receipt_signature(doc, keys)
     if problem is None:
@@ -250,9 +263,11 @@ def log_verify(
         report = verify_log(directory, keys, workers=n, signatures=mode)
     else:
         cfg = resolve_config(config, home)
-        db = _db(cfg)
         keys = _keys_or_exit(key) if key is not None else _home_keys(cfg)
-        report = verify_log(db, keys, workers=n, signatures=mode)
+        if cfg.store.kind == "postgres":
+            report = verify_log(build_store(cfg), keys, workers=n, signatures=mode)
+        else:
+            report = verify_log(_db(cfg), keys, workers=n, signatures=mode)
     if not report.ok:
         raise _fail(f"INVALID: {report.error}")
     out = _out()

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from hybridgate.store.sqlite import SQLiteStore
+from hybridgate.store.base import Store
 
 log = logging.getLogger("hybridgate.ledger")
 
@@ -39,7 +39,7 @@ BatchFn = Callable[[sqlite3.Connection, list[Pending[R]]], list[Outcome]]
 
 
 class AppendQueue(Generic[R]):
-    def __init__(self, store: SQLiteStore, process: BatchFn[R]) -> None:
+    def __init__(self, store: Store, process: BatchFn[R]) -> None:
         self._store = store
         self._process = process
         self._lock = threading.Lock()

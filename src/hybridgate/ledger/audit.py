@@ -27,6 +27,7 @@ from hybridgate.ledger.keys import VerifierKey
 from hybridgate.ledger.merkle import Frontier, leaf_hash, node_hash, root_at
 from hybridgate.ledger.note import Checkpoint, NoteError, verify_checkpoint
 from hybridgate.ledger.receipt import split_leaf
+from hybridgate.store.base import Store
 from hybridgate.store.sqlite import SQLiteStore
 
 RECEIPTS_FILE = "receipts.jsonl"
@@ -118,8 +119,11 @@ def _check_one(
         return "receipt body is not JSON"
     if not isinstance(body, dict):
         return "receipt body is not an object"
-    if body.get("log_index") != index:
+    sequenced = "log_index" not in body and "log_origin" in body
+    if not sequenced and body.get("log_index") != index:
         return f"receipt says log_index {body.get('log_index')!r}: entries reordered"
+    # A receipt sequenced by a shared log names its log instead of an index: its position
+    # is fixed by the signed checkpoint's root, which every leaf is folded into.
     if body.get("gateway_key_id") != key_id:
         return "gateway_key_id differs from the signing key"
     if stored_id is not None and body.get("receipt_id") != stored_id:
@@ -135,6 +139,25 @@ def _connect_ro(db: Path) -> sqlite3.Connection:
         raise FileNotFoundError(f"{db}: no such database")
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
     conn.execute("BEGIN")
+    return conn
+
+
+def _sqlite_path(source: Store | Path | str) -> Path:
+    if isinstance(source, SQLiteStore):
+        return source.path
+    if isinstance(source, (str, Path)):
+        return Path(source)
+    raise ValueError(f"cannot verify a log in a {source.dialect} store from a file path")
+
+
+def _connect_pg(store: Store) -> Any:
+    """One repeatable-read, read-only transaction: one snapshot for every query, as on SQLite."""
+    from hybridgate.store.postgres import PostgresStore  # imported only for PostgreSQL logs
+
+    if not isinstance(store, PostgresStore):
+        raise ValueError(f"not a PostgreSQL store: {store!r}")
+    conn = store.connect()
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     return conn
 
 
@@ -230,7 +253,7 @@ def _chunks(entries: Iterator[Entry]) -> Iterator[tuple[int, list[Entry], str | 
 
 # -- verification -----------------------------------------------------------------------
 def verify_log(
-    source: SQLiteStore | Path | str,
+    source: Store | Path | str,
     keys: Sequence[VerifierKey],
     *,
     workers: int = 1,
@@ -249,10 +272,16 @@ def verify_log(
     t0 = time.perf_counter()
     stored: tuple[int, bytes] | None = None
     stored_leaves: Iterator[bytes] | None = None
-    path = source.path if isinstance(source, SQLiteStore) else Path(source)
-    conn: sqlite3.Connection | None = None
+    conn: Any = None
     try:
-        if path.is_dir():
+        if not isinstance(source, (str, Path)) and source.dialect == "postgres":
+            conn = _connect_pg(source)
+            stored = _stored_root(conn)
+            entries = _db_entries(conn)
+            if checkpoint is None:
+                checkpoint = _db_checkpoint(conn)
+            stored_leaves = _stored_leaves(conn)
+        elif (path := _sqlite_path(source)).is_dir():
             if not (path / RECEIPTS_FILE).is_file():
                 return LogReport(False, 0, error=f"{path} has no {RECEIPTS_FILE}")
             entries = _dir_entries(path)

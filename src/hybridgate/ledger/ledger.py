@@ -45,7 +45,7 @@ from hybridgate.ledger.merkle import (
 )
 from hybridgate.ledger.note import parse_checkpoint, sign_checkpoint
 from hybridgate.ledger.receipt import leaf_bytes, make_bundle
-from hybridgate.store.sqlite import Migration, SQLiteStore
+from hybridgate.store.base import Migration, Store
 
 log = logging.getLogger("hybridgate.ledger")
 
@@ -93,7 +93,7 @@ def valid_receipt_id(value: object) -> bool:
     return isinstance(value, str) and _RECEIPT_ID.fullmatch(value) is not None
 
 
-def _read_node(conn: sqlite3.Connection, level: int, index: int) -> bytes:
+def _read_node(conn: Any, level: int, index: int) -> bytes:
     row = conn.execute(
         "SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?", (level, index)
     ).fetchone()
@@ -104,7 +104,7 @@ def _read_node(conn: sqlite3.Connection, level: int, index: int) -> bytes:
     return bytes(row[0])
 
 
-def _committed_size(conn: sqlite3.Connection) -> int:
+def _committed_size(conn: Any) -> int:
     row = conn.execute("SELECT MAX(idx) FROM ledger_entries").fetchone()
     return 0 if row is None or row[0] is None else int(row[0]) + 1
 
@@ -116,7 +116,7 @@ class Ledger:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         keys: KeyRing,
         config: LedgerConfig,
         commitment_secret: bytes,

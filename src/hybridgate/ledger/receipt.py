@@ -22,6 +22,8 @@ from hybridgate.ledger.note import NoteError, verify_checkpoint
 
 ALG = "ed25519"
 BUNDLE_FORMAT = "hybridgate-receipt-bundle/v1"
+PROMISE_FORMAT = "hybridgate-inclusion-promise/v1"
+_PROMISE_FIELDS = {"log_origin", "receipt_id", "leaf_hash", "timestamp_ns", "max_merge_delay_s"}
 MAX_PROOF_LEN = 64
 _LEAF_HEAD = b'{"receipt":'
 _LEAF_TAIL = re.compile(
@@ -119,20 +121,103 @@ def _int(v: object) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
 
 
+def make_promise(
+    signed: dict[str, Any],
+    leaf: bytes,
+    queued_ns: int,
+    max_merge_delay_s: float,
+    key: SigningKey,
+) -> dict[str, Any]:
+    """A signed promise of inclusion, in the manner of Certificate Transparency's signed
+    certificate timestamps: the log (origin), the leaf hash, the time the leaf became
+    durable and the longest it may take to be merged. Served until the leaf is integrated;
+    after that the bundle (with its inclusion proof) replaces it."""
+    body = signed["receipt"]
+    promise = {
+        "log_origin": body.get("log_origin"),
+        "receipt_id": body.get("receipt_id"),
+        "leaf_hash": b64encode(leaf_hash(leaf)),
+        "timestamp_ns": str(queued_ns),
+        "max_merge_delay_s": max_merge_delay_s,
+    }
+    sig = key.sign(canonical_json(promise))
+    return {
+        "format": PROMISE_FORMAT,
+        "receipt": body,
+        "signature": signed["signature"],
+        "promise": promise,
+        "promise_signature": signature_object(key.key_id, sig),
+    }
+
+
+def verify_promise(doc: Mapping[str, Any], keys: Sequence[VerifierKey]) -> str | None:
+    """None when the receipt's signature and the log's signed promise to include it verify,
+    and the promise is for exactly this receipt (its leaf hash) in the log it names."""
+    signed = {"receipt": doc.get("receipt"), "signature": doc.get("signature")}
+    problem = verify_receipt_signature(signed, keys)
+    if problem is not None:
+        return problem
+    promise, psig = doc.get("promise"), doc.get("promise_signature")
+    if not isinstance(promise, dict) or not isinstance(psig, dict):
+        return "promise or its signature is missing"
+    if set(promise) != {
+        "log_origin",
+        "receipt_id",
+        "leaf_hash",
+        "timestamp_ns",
+        "max_merge_delay_s",
+    }:
+        return "promise has unexpected fields"
+    key = _find(keys, str(psig.get("key_id")))
+    if key is None or psig.get("alg") != ALG:
+        return "promise is signed by an unknown key"
+    try:
+        raw = b64decode(str(psig.get("sig")), max_len=256)
+        data = canonical_json(promise)
+    except (ValueError, TypeError) as exc:
+        return f"promise signature: {exc}"
+    if not key.verify(data, raw):
+        return "promise signature does not verify"
+    body: dict[str, Any] = signed["receipt"]  # type: ignore[assignment]
+    if promise["receipt_id"] != body.get("receipt_id"):
+        return "promise is for another receipt"
+    if promise["log_origin"] != body.get("log_origin"):
+        return "promise names another log than the receipt"
+    try:
+        expected = b64encode(leaf_hash(signed_leaf(signed)))
+    except ValueError as exc:
+        return str(exc)
+    if promise["leaf_hash"] != expected:
+        return "promise's leaf hash does not match the receipt"
+    return None
+
+
 def verify_bundle(bundle: dict[str, Any], keys: Sequence[VerifierKey]) -> str | None:
-    """None when the receipt's signature, its inclusion proof and the checkpoint all verify."""
+    """None when the receipt's signature, its inclusion proof and the checkpoint all verify
+    (or, for a promise of inclusion, the receipt and the log's signed promise)."""
     if not isinstance(bundle, Mapping):
         return "bundle is not an object"
+    if bundle.get("format") == PROMISE_FORMAT:
+        return verify_promise(bundle, keys)
     signed = {"receipt": bundle.get("receipt"), "signature": bundle.get("signature")}
     problem = verify_receipt_signature(signed, keys)
     if problem is not None:
         return problem
     body: dict[str, Any] = bundle["receipt"]
-    index = _int(body.get("log_index"))
-    if index is None:
-        return "receipt has no log_index"
-    if "log_index" in bundle and bundle["log_index"] != index:
-        return "bundle log_index differs from the signed receipt's"
+    if "log_index" in body:  # a receipt signed by the writer that also appended it
+        index = _int(body.get("log_index"))
+        if index is None:
+            return "receipt has no log_index"
+        if "log_index" in bundle and bundle["log_index"] != index:
+            return "bundle log_index differs from the signed receipt's"
+    else:
+        # Sequenced by a shared log after signing: the index is the bundle's, and the
+        # inclusion proof for that index against the signed root is what binds it.
+        index = _int(bundle.get("log_index"))
+        if index is None:
+            return "bundle has no log_index"
+        if body.get("log_origin") is None:
+            return "receipt has neither a log_index nor a log_origin"
     note, proof_b64 = bundle.get("checkpoint"), bundle.get("inclusion_proof")
     if not isinstance(note, str):
         return "bundle has no checkpoint"
@@ -158,10 +243,12 @@ __all__ = [
     "ProofError",
     "leaf_bytes",
     "make_bundle",
+    "make_promise",
     "sign_receipt",
     "signature_object",
     "signed_leaf",
     "split_leaf",
     "verify_bundle",
+    "verify_promise",
     "verify_receipt_signature",
 ]

@@ -1,0 +1,215 @@
+"""One writer thread that group-commits every component's writes together.
+
+Why one writer: a database commit costs a round trip and a flush. Giving the
+ledger, usage log, budgets and keys each their own connection makes them pay
+one each (and, on SQLite, queue on the file lock). Instead every write is a
+small job handed to a single thread that runs all jobs waiting at that moment
+in one transaction, each in its own savepoint, then resolves each job's
+future. A job is reported done only after its transaction committed, so
+"done" means durable. Both stores share this loop; they differ in how they
+connect, begin a transaction and what their errors look like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+from hybridgate.errors import ServiceUnavailable
+from hybridgate.store.base import StoreClosed, WriteFn
+
+log = logging.getLogger("hybridgate.store")
+
+#: How soon a deferred write commits when no other write comes along to carry it.
+DEFER_FLUSH_S = 0.05
+
+
+class GroupCommitWriter:
+    """The writer-thread half of a store. Subclasses provide the connection."""
+
+    #: Statement that opens a write transaction.
+    begin_sql = "BEGIN"
+    #: Errors of the driver that mean "this batch did not commit".
+    db_errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, *, commit_window_s: float = 0.0, max_batch: int = 512) -> None:
+        self.commit_window_s = commit_window_s
+        self.max_batch = max_batch
+        self._jobs: queue.SimpleQueue[tuple[WriteFn, Future[Any]] | None] = queue.SimpleQueue()
+        self._deferred: collections.deque[tuple[WriteFn, Future[Any]]] = collections.deque()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._failed: BaseException | None = None
+
+    # -- provided by the store ------------------------------------------------
+    def _writer_connect(self) -> Any:
+        raise NotImplementedError
+
+    def _writer_close(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def _writer_broken(self, conn: Any) -> bool:
+        """True when the connection is gone and the next batch needs a new one."""
+        return False
+
+    # -- lifecycle ------------------------------------------------------------
+    def _start_writer(self) -> None:
+        self._thread = threading.Thread(
+            target=self._writer_loop, name="hybridgate-writer", daemon=True
+        )
+        self._thread.start()
+
+    def _stop_writer(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join(timeout=10)
+
+    # -- the write path ---------------------------------------------------------
+    def submit(self, fn: WriteFn) -> Future[Any]:
+        """Queue a write job; the future resolves after its transaction is durable."""
+        fut: Future[Any] = Future()
+        if self._closed or self._thread is None:
+            fut.set_exception(StoreClosed("store is closed"))
+            return fut
+        if self._failed is not None:
+            fut.set_exception(StoreClosed(f"store writer failed: {self._failed}"))
+            return fut
+        self._jobs.put((fn, fut))
+        return fut
+
+    def defer(self, fn: WriteFn) -> Future[Any]:
+        """Queue a write that need not commit on its own (usage rows, budget totals).
+
+        It rides in the next batch the writer runs anyway (a request's receipt follows
+        it within microseconds), so a request costs one commit instead of three; if
+        nothing else comes, the writer flushes it within :data:`DEFER_FLUSH_S`.
+        """
+        fut: Future[Any] = Future()
+        if self._closed or self._thread is None or self._failed is not None:
+            fut.set_exception(StoreClosed("store is closed"))
+            return fut
+        self._deferred.append((fn, fut))
+        return fut
+
+    async def write(self, fn: WriteFn) -> Any:
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def write_sync(self, fn: WriteFn, timeout: float = 30.0) -> Any:
+        return self.submit(fn).result(timeout=timeout)
+
+    def ping_write(self) -> None:
+        """One empty write transaction through the writer (readiness: the store is writable)."""
+        self.write_sync(lambda conn: conn.execute("SELECT 1").fetchone(), timeout=5.0)
+
+    def _writer_loop(self) -> None:
+        conn: Any = None
+        while True:
+            try:
+                first = self._jobs.get(timeout=DEFER_FLUSH_S)
+            except queue.Empty:
+                if self._deferred:
+                    conn = self._run_batch(conn, self._take_deferred())
+                continue
+            if first is None:
+                break
+            batch = [first]
+            if self.commit_window_s > 0:
+                deadline = time.monotonic() + self.commit_window_s
+                while len(batch) < self.max_batch:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        nxt = self._jobs.get(timeout=remaining)
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        self._jobs.put(None)
+                        break
+                    batch.append(nxt)
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._jobs.put(None)
+                    break
+                batch.append(nxt)
+            conn = self._run_batch(
+                conn, [*self._take_deferred(), *(j for j in batch if j is not None)]
+            )
+        if self._deferred:
+            conn = self._run_batch(conn, self._take_deferred())
+        if conn is not None:
+            self._writer_close(conn)
+
+    def _take_deferred(self) -> list[tuple[WriteFn, Future[Any]]]:
+        out: list[tuple[WriteFn, Future[Any]]] = []
+        while self._deferred:
+            out.append(self._deferred.popleft())
+        return out
+
+    def _run_batch(self, conn: Any, batch: list[tuple[WriteFn, Future[Any]]]) -> Any:
+        """Run one batch; returns the connection to use next (None: reconnect first)."""
+        if conn is None:
+            try:
+                conn = self._writer_connect()
+            except Exception as exc:  # the database is down: fail this batch, retry later
+                log.error("store connection failed: %s", exc)
+                err = ServiceUnavailable(f"store unavailable: {exc}", code="store_unavailable")
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
+                return None
+        results: list[tuple[Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute(self.begin_sql)
+            for fn, fut in batch:
+                # A job whose waiter was cancelled before it ran is skipped; a running
+                # one can no longer be cancelled, so resolving it below cannot raise.
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                conn.execute("SAVEPOINT job")
+                try:
+                    res = fn(conn)
+                except self.db_errors as exc:
+                    if self._writer_broken(conn):
+                        raise
+                    conn.execute("ROLLBACK TO SAVEPOINT job")
+                    conn.execute("RELEASE SAVEPOINT job")
+                    results.append((fut, None, exc))
+                except Exception as exc:  # one bad job must not sink the batch
+                    conn.execute("ROLLBACK TO SAVEPOINT job")
+                    conn.execute("RELEASE SAVEPOINT job")
+                    results.append((fut, None, exc))
+                else:
+                    conn.execute("RELEASE SAVEPOINT job")
+                    results.append((fut, res, None))
+            conn.execute("COMMIT")
+        except self.db_errors as exc:
+            log.error("store commit failed: %s", exc)
+            with contextlib.suppress(*self.db_errors):
+                conn.execute("ROLLBACK")
+            err = ServiceUnavailable(f"store commit failed: {exc}", code="store_unavailable")
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(err)
+            if self._writer_broken(conn):
+                self._writer_close(conn)
+                return None
+            return conn
+        for fut, res, job_exc in results:
+            if job_exc is not None:
+                fut.set_exception(job_exc)
+            else:
+                fut.set_result(res)
+        return conn
