@@ -19,6 +19,7 @@ from hybridgate.accounting import BudgetManager, UsageLog
 from hybridgate.accounting.usage import UsageRecord
 from hybridgate.actions import ActionService
 from hybridgate.actions.store import ActionStore, ApprovalRecord
+from hybridgate.adapters import AdapterRegistry
 from hybridgate.config import BudgetConfig, LedgerConfig
 from hybridgate.errors import AuthenticationError, BudgetExceeded
 from hybridgate.keys import KeyStore
@@ -36,6 +37,7 @@ ALL = [
     *BudgetManager.migrations(),
     *UsageLog.migrations(),
     *ActionService.migrations(),
+    *AdapterRegistry.migrations(),
 ]
 T = [Migration("t", 1, "CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT NOT NULL, b BLOB)")]
 

@@ -25,7 +25,7 @@ from hybridgate.adapters.model import (
 )
 from hybridgate.adapters.store import CACHE_TTL_S, AdapterRegistry
 from hybridgate.config import GatewayConfig
-from hybridgate.store.sqlite import SQLiteStore
+from hybridgate.store import Store, build_store
 
 __all__ = [
     "CACHE_TTL_S",
@@ -45,9 +45,9 @@ __all__ = [
 ]
 
 
-def open_registry(config: GatewayConfig) -> tuple[AdapterRegistry, SQLiteStore]:
+def open_registry(config: GatewayConfig) -> tuple[AdapterRegistry, Store]:
     """The registry of the gateway ``config`` describes; close the store when done."""
-    store = SQLiteStore(config.database_path)
+    store = build_store(config)
     store.open(AdapterRegistry.migrations())
     return AdapterRegistry(store, config.home_path), store
 

@@ -27,7 +27,7 @@ from hybridgate.adapters.model import (
     validate_task,
 )
 from hybridgate.errors import Conflict, InvalidRequest, NotFound
-from hybridgate.store.sqlite import Migration, SQLiteStore
+from hybridgate.store.base import Migration, Store
 
 #: An adapter added or removed by another process is seen within this many seconds.
 CACHE_TTL_S = 1.0
@@ -75,7 +75,7 @@ def _row(r: tuple[Any, ...]) -> Adapter:
 class AdapterRegistry:
     """Registers, lists and removes adapters; thread-safe; reads are cached briefly."""
 
-    def __init__(self, store: SQLiteStore, home: str | Path) -> None:
+    def __init__(self, store: Store, home: str | Path) -> None:
         self._store = store
         self._dir = Path(home).expanduser() / "adapters"
         self._lock = threading.Lock()
