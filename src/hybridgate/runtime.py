@@ -16,9 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hybridgate.accounting import BudgetManager, UsageLog
-
-if TYPE_CHECKING:
-    from hybridgate.accounting.shared_budgets import SharedBudgetManager
 from hybridgate.actions import ActionService
 from hybridgate.adapters import Adapter, AdapterRegistry, split_model_name
 from hybridgate.config import GatewayConfig, RouteConfig, VirtualModel
@@ -38,6 +35,7 @@ from hybridgate.serving.metrics import ServingMetrics
 from hybridgate.store import Migration, Store, build_store
 
 if TYPE_CHECKING:
+    from hybridgate.accounting.shared_budgets import SharedBudgetManager
     from hybridgate.ledger import AppendResult
     from hybridgate.policy import Decision
     from hybridgate.routing import Plan

@@ -21,7 +21,9 @@ from hybridgate.actions import ActionService
 from hybridgate.actions.store import ActionStore, ApprovalRecord
 from hybridgate.adapters import AdapterRegistry
 from hybridgate.config import BudgetConfig, LedgerConfig
+from hybridgate.distill.store import DistillStore
 from hybridgate.errors import AuthenticationError, BudgetExceeded
+from hybridgate.governance.store import GovernanceStore
 from hybridgate.keys import KeyStore
 from hybridgate.ledger import KeyRing, Ledger
 from hybridgate.ledger.audit import verify_log
@@ -38,6 +40,8 @@ ALL = [
     *UsageLog.migrations(),
     *ActionService.migrations(),
     *AdapterRegistry.migrations(),
+    *GovernanceStore.migrations(),
+    *DistillStore.migrations(),
 ]
 T = [Migration("t", 1, "CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT NOT NULL, b BLOB)")]
 

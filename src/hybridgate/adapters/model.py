@@ -36,7 +36,7 @@ DEFAULT_INPUT_SCHEMA: dict[str, Any] = {
 
 def validate_name(name: str) -> str:
     """The name, or a clear error saying what an adapter name may be."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidRequest(
             "adapter name must be 1-64 characters of a-z, 0-9, '_' or '-', "
             "starting with a letter or digit",

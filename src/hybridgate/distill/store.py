@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from hybridgate.store.sqlite import Migration, SQLiteStore
+from hybridgate.store.base import Migration, Store
 
 MIGRATIONS = (
     Migration(
@@ -117,7 +117,7 @@ class Call:
 
 
 class DistillStore:
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     @staticmethod

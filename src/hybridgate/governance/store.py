@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from hybridgate.store.sqlite import Migration, SQLiteStore
+from hybridgate.store.base import Migration, Store
 
 MIGRATIONS = [
     Migration(
@@ -134,7 +134,7 @@ _VERSION_COLS = (
 class GovernanceStore:
     """Typed access to the ``governance`` tables of the shared store."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     @staticmethod
