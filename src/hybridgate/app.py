@@ -24,6 +24,7 @@ from hybridgate.api.admin import admin_routes, config_policy_loader
 from hybridgate.api.anthropic import anthropic_routes
 from hybridgate.api.common import make_authenticator
 from hybridgate.api.governance import governance_routes
+from hybridgate.api.mcp import tool_routes
 from hybridgate.api.openai import openai_routes
 from hybridgate.config import GatewayConfig
 from hybridgate.console import console_routes
@@ -100,6 +101,8 @@ def create_app(
         gw.metrics.log_size.set(gw.ledger.size())
         return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    tools, tools_lifespan = tool_routes(pipeline)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await gw.start()
@@ -111,7 +114,8 @@ def create_app(
 
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
         try:
-            yield
+            async with tools_lifespan():
+                yield
         finally:
             await gw.aclose()
 
@@ -125,6 +129,7 @@ def create_app(
         *action_routes(gw.actions, make_authenticator(gw)),
         *governance_routes(governance, make_authenticator(gw)),
         *console_routes(gw, governance),
+        *tools,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(GatewayHeaders)

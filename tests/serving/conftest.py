@@ -1,5 +1,5 @@
 """Fixtures for the serving tests."""
 
-from serving.serving_kit import tiny_kit
+from serving.serving_kit import env, tiny_kit
 
-__all__ = ["tiny_kit"]
+__all__ = ["env", "tiny_kit"]

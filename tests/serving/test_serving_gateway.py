@@ -7,91 +7,16 @@ receipts carry the adapter's content id; the registry is read live.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+import json
 
 import httpx
 import openai
 import pytest
 
-from hybridgate.adapters import Adapter, register, remove
-from hybridgate.adapters import store as registry_store
-from hybridgate.app import create_app
-from hybridgate.config import GatewayConfig, parse_config
-from hybridgate.runtime import Gateway
-from hybridgate.server import ServerThread
-from hybridgate.testing import OpenAIUpstream
-from serving.serving_kit import TinyKit
+from hybridgate.adapters import register, remove
+from serving.serving_kit import Env, TinyKit, add
 
 pytest.importorskip("torch")
-
-
-def config(tmp: Path, kit: TinyKit, frontier_url: str) -> GatewayConfig:
-    return parse_config(
-        {
-            "home": str(tmp / "home"),
-            "ledger": {"checkpoint_interval_s": 3600},
-            "routes": [
-                {
-                    "name": "tiny",
-                    "provider": "local",
-                    "model": "tiny-llama",
-                    "location": "on_prem",
-                    "adapters": ["*"],
-                    "local": {
-                        "model_path": str(kit.model),
-                        "max_new_tokens": 12,
-                        "dtype": "float32",
-                        "max_batch": 8,
-                    },
-                },
-                {
-                    "name": "plain",
-                    "provider": "local",
-                    "model": "tiny-llama",
-                    "location": "on_prem",
-                    "local": {"model_path": str(kit.model), "dtype": "float32"},
-                },
-                {
-                    "name": "gpt-4o",
-                    "provider": "openai",
-                    "model": "gpt-4o",
-                    "base_url": frontier_url,
-                    "api_key": "sk-frontier",
-                    "location": "external",
-                    "price": {"input_per_mtok": 2.5, "output_per_mtok": 10},
-                },
-            ],
-        }
-    )
-
-
-class Env:
-    def __init__(self, server: ServerThread, gw: Gateway, cfg: GatewayConfig, key: str) -> None:
-        self.server, self.gw, self.cfg, self.key = server, gw, cfg, key
-        self.client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=key, max_retries=0)
-
-    def ask(self, model: str, text: str, **kw: Any) -> Any:
-        return self.client.chat.completions.with_raw_response.create(
-            model=model, messages=[{"role": "user", "content": text}], **kw
-        )
-
-
-@pytest.fixture
-def env(tmp_path: Path, tiny_kit: TinyKit, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    # Another process's registry changes are seen on the next read (no TTL wait in tests).
-    monkeypatch.setattr(registry_store, "CACHE_TTL_S", 0.0)
-    with OpenAIUpstream(api_key="sk-frontier") as frontier:
-        cfg = config(tmp_path, tiny_kit, frontier.base_url)
-        app = create_app(cfg)
-        gw: Gateway = app.state.gateway
-        with ServerThread(app) as server:
-            yield Env(server, gw, cfg, gw.keys.create("support"))
-
-
-def add(env: Env, kit: TinyKit, name: str, **kw: Any) -> Adapter:
-    return register(env.cfg, name, kit.adapters[name], base="tiny-llama", **kw)
 
 
 def test_adapter_model_answers_with_a_receipt_naming_its_weights(
@@ -199,3 +124,31 @@ def test_usage_and_metrics_by_adapter(env: Env, tiny_kit: TinyKit) -> None:
     text = httpx.get(env.server.base_url + "/metrics").text
     assert 'hybridgate_adapter_requests_total{adapter="summarize",finish=' in text
     assert 'hybridgate_adapter_loads_total{adapter="summarize",route="tiny"} 1.0' in text
+
+
+def test_usage_report_by_adapter_against_the_replaced_route(env: Env, tiny_kit: TinyKit) -> None:
+    from typer.testing import CliRunner
+
+    from hybridgate.cli.main import app
+
+    add(env, tiny_kit, "summarize", replaces="gpt-4o")
+    add(env, tiny_kit, "classify")
+    for _ in range(2):
+        env.ask("tiny:summarize", "ticket refund urgent billing")
+        env.ask("gpt-4o", "ticket refund urgent billing")  # the frontier route, observed
+    env.ask("tiny:classify", "hello")
+    env.gw.store.write_sync(lambda c: None)  # flush deferred usage rows
+    r = CliRunner().invoke(
+        app,
+        ["usage", "report", "--by", "adapter", "--format", "json", "--home", env.cfg.home],
+    )
+    assert r.exit_code == 0, r.output
+    rows = {row["group"]: row for row in json.loads(r.output)["rows"]}
+    s = rows["summarize"]
+    assert s["requests"] == 2 and s["completion_tokens"] >= 2
+    assert s["cost_usd"] == "0" and float(s["baseline_cost_usd"]) > 0
+    assert s["baseline_latency_ms_avg"] is not None and s["time_saved_ms"] is not None
+    assert rows["classify"]["baseline_cost_usd"] == "0"  # replaces nothing: no claimed savings
+    assert rows[None]["requests"] == 2  # the frontier calls themselves
+    table = CliRunner().invoke(app, ["usage", "report", "--by", "adapter", "--home", env.cfg.home])
+    assert table.exit_code == 0 and "summarize" in table.output

@@ -148,8 +148,10 @@ def admin_routes(gw: Gateway, reload_policy: PolicyLoader) -> list[Route]:
         since = _int_param(request, "since_ns") if "since_ns" in request.query_params else None
         out: dict[str, Any] = {"summary": gw.usage.summary(key_id=scope, since_ns=since)}
         if by:
-            if by not in ("team", "route", "location", "day", "key", "model"):
-                raise InvalidRequest("`by` must be one of team, route, location, day, key, model")
+            if by not in ("team", "route", "location", "day", "key", "model", "adapter"):
+                raise InvalidRequest(
+                    "`by` must be one of team, route, location, day, key, model, adapter"
+                )
             out["rows"] = gw.usage.report(by=by, key_id=scope, since_ns=since)  # type: ignore[arg-type]
         return JSONResponse(out)
 

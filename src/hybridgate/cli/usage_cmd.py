@@ -121,7 +121,10 @@ def report(
 
     The baseline is the same tokens priced on the most expensive route of each
     request's virtual model; time saved compares that route's average observed
-    latency with each answered request's actual latency.
+    latency with each answered request's actual latency. A task adapter registered
+    with ``--replaces ROUTE`` is measured against that route instead, so
+    ``--by adapter`` shows what each adapter's calls would have cost and taken
+    on the frontier route it took over from.
     """
     path = database_path(home, config)
     if not path.exists():
