@@ -135,3 +135,32 @@ def test_operator_entry_overrides_terms() -> None:
     t = output_use("acme-7b", cat)
     assert t is not None and t.training_other_models == "research_only"
     assert str(t.checked) == "2026-11-30"
+
+
+def test_the_flywheel_hook_maps_terms_and_fails_closed() -> None:
+    from hybridgate.config import GatewayConfig
+    from hybridgate.distill.terms import judge_terms
+    from hybridgate.planner.terms import catalog_terms_source
+
+    src = catalog_terms_source(GatewayConfig())
+    assert src is not None
+    purpose = "internal-task-model"
+
+    def verdict(model: str, p: str = purpose) -> bool:
+        return judge_terms(src.output_terms(model), model, p).allowed
+
+    assert verdict("gpt-oss-120b") and verdict("deepseek-r1") and verdict("qwen2.5-72b")
+    assert verdict("gemma-2-9b")  # allowed; the derivative's obligations travel in the source
+    gemma = src.output_terms("gemma-2-9b")
+    assert gemma is not None and "inherits" in gemma.source
+    for closed in ("gpt-4o-mini", "claude-sonnet-4-5-20250929", "gemini-2.5-pro"):
+        entry = src.output_terms(closed)
+        assert entry is not None and entry.training_use == "restricted"
+        assert not verdict(closed)  # whether it competes is the deployer's decision
+    assert not verdict("llama-3-8b")  # Llama 3 forbids improving other models
+    assert not verdict("mistral-large-2") and verdict("mistral-large-2", "research")
+    assert not verdict("deepseek-chat")  # unknown terms
+    assert src.output_terms("no-such-model") is None
+    assert not verdict("no-such-model")
+    bad = GatewayConfig.model_construct(catalog=[{"name": "broken"}])
+    assert catalog_terms_source(bad) is None

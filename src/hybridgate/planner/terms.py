@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from hybridgate.errors import ConfigError
 from hybridgate.planner.catalog import (
     Catalog,
     CatalogEntry,
@@ -35,8 +37,11 @@ from hybridgate.planner.catalog import (
     load_catalog,
 )
 
+if TYPE_CHECKING:
+    from hybridgate.distill.config import TermsEntry
+
 #: suffixes of upstream ids that name the same weights as the catalog entry
-_SUFFIXES = ("-instruct", "-it", "-chat-hf", "-hf")
+_SUFFIXES = ("-instruct", "-it", "-chat-hf", "-hf", "-lora")
 
 
 @dataclass(frozen=True)
@@ -158,3 +163,69 @@ def output_use(model_id: str, catalog: Catalog | None = None) -> OutputUseTerms 
             if lic.output_use is not None and any(key.startswith(p) for p in lic.model_prefixes):
                 return _from(model_id, None, lic, lic.output_use)
     return None
+
+
+class CatalogTermsSource:
+    """The catalog's output-use terms in the shape the distillation flywheel reads.
+
+    Built once (the catalog is parsed here, not per request); answers
+    :class:`hybridgate.distill.config.TermsEntry` statements:
+
+    * ``allowed`` / ``attribution_required`` / ``derivative_inherits`` →
+      ``allowed`` (the obligations are appended to the source text);
+    * ``no_competing`` → ``restricted`` with no allowed purpose: whether a
+      model competes with the provider is the deployer's call, so capture
+      stays off until they record a ``distill.terms`` entry (or an override);
+    * ``research_only`` → ``restricted`` to ``research``;
+    * ``forbidden`` and ``unknown`` as they are.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def output_terms(self, model: str) -> TermsEntry | None:
+        from hybridgate.distill.config import TermsEntry
+
+        t = output_use(model, self._catalog)
+        if t is None:
+            return None
+        obligations = t.obligations()
+        source = t.source + (f"; obligations: {'; '.join(obligations)}" if obligations else "")
+        kind = t.training_other_models
+        if kind in ("allowed", "attribution_required", "derivative_inherits"):
+            if t.commercial_outputs is False:
+                return TermsEntry(
+                    model=model,
+                    training_use="restricted",
+                    allowed_purposes=["research"],
+                    source=source,
+                )
+            return TermsEntry(model=model, training_use="allowed", source=source)
+        if kind == "no_competing":
+            return TermsEntry(
+                model=model,
+                training_use="restricted",
+                forbidden_purposes=["competing-model"],
+                source=source + " — allowed only for models that do not compete with the "
+                "provider: record your purpose in distill.terms once you have decided",
+            )
+        if kind == "research_only":
+            return TermsEntry(
+                model=model, training_use="restricted", allowed_purposes=["research"], source=source
+            )
+        return TermsEntry(
+            model=model,
+            training_use="forbidden" if kind == "forbidden" else "unknown",
+            source=source,
+        )
+
+
+def catalog_terms_source(config: Any) -> CatalogTermsSource | None:
+    """A terms source for the distillation flywheel: the shipped catalog plus the
+    config's ``catalog:`` entries; None if they do not load (the flywheel then has
+    only its own ``distill.terms`` list: fail closed)."""
+    extra = getattr(config, "catalog", None) or []
+    try:
+        return CatalogTermsSource(load_catalog(extra))
+    except ConfigError:
+        return None
