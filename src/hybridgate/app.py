@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hybridgate.api.access_log import AccessLog
 from hybridgate.api.actions import action_routes
 from hybridgate.api.admin import admin_routes, config_policy_loader
 from hybridgate.api.anthropic import anthropic_routes
@@ -26,6 +27,7 @@ from hybridgate.api.common import make_authenticator
 from hybridgate.api.governance import governance_routes
 from hybridgate.api.mcp import tool_routes
 from hybridgate.api.openai import openai_routes
+from hybridgate.api.responses import responses_routes
 from hybridgate.config import GatewayConfig
 from hybridgate.console import console_routes
 from hybridgate.governance.service import GovernanceService
@@ -124,6 +126,7 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *openai_routes(pipeline),
+        *responses_routes(pipeline, gw.conversations),
         *anthropic_routes(pipeline),
         *admin_routes(gw, reload_policy),
         *action_routes(gw.actions, make_authenticator(gw)),
@@ -133,6 +136,7 @@ def create_app(
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(GatewayHeaders)
+    app.add_middleware(AccessLog)  # outermost: sees the ids GatewayHeaders fills in
     app.state.gateway = gw
     app.state.governance = governance
     return app

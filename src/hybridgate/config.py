@@ -189,6 +189,14 @@ class ServerConfig(_Strict):
     log_level: str = "info"
 
 
+class ConversationsConfig(_Strict):
+    """Responses API state the gateway keeps (``store: true``), sealed at rest."""
+
+    retention_days: float = Field(
+        default=30.0, gt=0, description="stored turns are unreadable and purged after this"
+    )
+
+
 class GatewayConfig(_Strict):
     """Everything the app factory needs. ``home`` holds the database and keys."""
 
@@ -209,6 +217,12 @@ class GatewayConfig(_Strict):
     budgets: list[BudgetConfig] = Field(default_factory=list)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
+    conversations: ConversationsConfig = Field(default_factory=ConversationsConfig)
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="model name or glob (claude-*, gpt-*, o*) -> virtual model or route; "
+        "first match in order wins, exact names always win",
+    )
     catalog: list[dict[str, Any]] = Field(
         default_factory=list,
         description="extra model catalog entries (hybridgate.planner.catalog schema)",
@@ -229,6 +243,9 @@ class GatewayConfig(_Strict):
         for tname, task in self.distill.tasks.items():
             if task.model not in known and task.model not in self.models:
                 raise ValueError(f"distill.tasks.{tname} names unknown model {task.model!r}")
+        for pattern, target in self.aliases.items():
+            if target not in self.models and target not in known:
+                raise ValueError(f"aliases.{pattern} names unknown model or route {target!r}")
         return self
 
     @property

@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -96,6 +96,8 @@ class Exchange:
     answer_text: str | None = None
     #: The task adapter a ``<base>:<adapter>`` model name asked for.
     adapter: Adapter | None = None
+    #: the Responses conversation this exchange continues or starts (named in its receipt)
+    conversation_id: str | None = None
 
     @property
     def latency_ms(self) -> float:
@@ -159,6 +161,14 @@ def _validate_chat(body: Any) -> dict[str, Any]:
     return body
 
 
+def _token_ids(x: Any) -> bool:
+    return (
+        isinstance(x, list)
+        and bool(x)
+        and all(isinstance(t, int) and not isinstance(t, bool) for t in x)
+    )
+
+
 class Pipeline:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
@@ -188,11 +198,54 @@ class Pipeline:
         if not (
             isinstance(inp, str)
             or (isinstance(inp, list) and inp and all(isinstance(x, str | int) for x in inp))
+            or (isinstance(inp, list) and inp and all(_token_ids(x) for x in inp))
         ):
             raise InvalidRequest("`input` must be a string or a non-empty array", param="input")
-        return self._prepare(ex, body, model, prompt="")
+        # Token ids are text the scanner cannot read without the client's tokenizer.
+        unreadable = isinstance(inp, list) and any(not isinstance(x, str) for x in inp)
+        return self._prepare(
+            ex,
+            body,
+            model,
+            prompt="",
+            confine="embedding input given as token ids cannot be scanned" if unreadable else None,
+        )
 
-    def _prepare(self, ex: Exchange, body: dict[str, Any], model: str, *, prompt: str) -> Prepared:
+    def prepare_native(
+        self,
+        ex: Exchange,
+        body: dict[str, Any],
+        model: str,
+        *,
+        prompt: str,
+        estimate: dict[str, Any],
+        confine: str | None = None,
+    ) -> Prepared:
+        """Scan, decide, route, mask and reserve a body kept in its own wire format.
+
+        ``estimate`` is a chat-shaped view used only to estimate tokens;
+        ``confine``, a reason, keeps the exchange on on-prem routes whatever
+        the scan found (a conversation an earlier turn confined stays confined;
+        a document the scanner cannot read is unknown data).
+        """
+        return self._prepare(ex, body, model, prompt=prompt, estimate=estimate, confine=confine)
+
+    async def send(
+        self, ex: Exchange, prepared: Prepared, call: Callable[[Provider], Awaitable[T]]
+    ) -> T:
+        """Send through the plan's routes (fallbacks inside the plan only)."""
+        return await self._attempts(ex, prepared, call)
+
+    def _prepare(
+        self,
+        ex: Exchange,
+        body: dict[str, Any],
+        model: str,
+        *,
+        prompt: str,
+        estimate: dict[str, Any] | None = None,
+        confine: str | None = None,
+    ) -> Prepared:
         gw = self.gw
         ex.virtual_model = model
         resolved = gw.resolve_model(model)
@@ -205,6 +258,8 @@ class Pipeline:
         segments, scan = self._scan(body)
         ex.scan = scan
         decision = self._decide(ex, scan, candidates)
+        if confine:
+            decision = self._confine(decision, candidates, confine)
         ex.decision = decision
         for dc in decision.data_classes:
             gw.metrics.findings.labels(dc).inc()
@@ -223,7 +278,7 @@ class Pipeline:
         sent, restorer = self._redact(body, segments, decision)
         ex.sent_body = sent
         ex.masked = len(decision.masks)
-        ex.reservation = self._reserve(ex, body, plan)
+        ex.reservation = self._reserve(ex, estimate if estimate is not None else body, plan)
         return Prepared(body=sent, vm=vm, plan=plan, restorer=restorer, adapter=ex.adapter)
 
     def _scan(self, body: dict[str, Any]) -> tuple[list[Segment], RequestScan]:
@@ -247,6 +302,20 @@ class Pipeline:
             raise ServiceUnavailable(
                 "policy evaluation failed; nothing was sent", code="policy_unavailable"
             ) from exc
+
+    def _confine(
+        self, decision: Decision, candidates: tuple[RouteFacts, ...], reason: str
+    ) -> Decision:
+        if decision.action is Action.BLOCK:
+            return decision
+        facts = {f.name: f for f in candidates}
+        permitted = tuple(n for n in decision.permitted if facts[n].location == "on_prem")
+        return replace(
+            decision,
+            action=Action.ON_PREM_ONLY,
+            permitted=permitted,
+            reasons=(*decision.reasons, reason),
+        )
 
     def _plan(self, vm: VirtualModel, decision: Decision, prompt: str) -> Plan:
         choice = None
@@ -506,6 +575,8 @@ class Pipeline:
             fields["adapter_sha256"] = ex.adapter.sha256
         if gw.hook is not None and ex.task is not None:
             fields.update(gw.hook.receipt_fields(ex))
+        if ex.conversation_id is not None:
+            fields["conversation_id"] = ex.conversation_id
         appended = await gw.ledger.append(ex.receipt_id, fields)
         gw.metrics.receipts.labels("request").inc()
         if gw.hook is not None and ex.task is not None:

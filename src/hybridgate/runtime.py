@@ -8,6 +8,7 @@ factory builds one :class:`Gateway`; tests build as many as they like.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import os
 import secrets
@@ -19,6 +20,7 @@ from hybridgate.accounting import BudgetManager, UsageLog
 from hybridgate.actions import ActionService
 from hybridgate.adapters import Adapter, AdapterRegistry, split_model_name
 from hybridgate.config import GatewayConfig, RouteConfig, VirtualModel
+from hybridgate.conversations import ConversationStore, Sealer
 from hybridgate.distill.store import DistillStore
 from hybridgate.governance.store import GovernanceStore
 from hybridgate.keys import KeyStore
@@ -127,6 +129,7 @@ class Gateway:
     metrics: Metrics
     keyring: KeyRing
     adapters: AdapterRegistry
+    conversations: ConversationStore
     #: Derived once from the config: every request looks these up.
     routes: dict[str, RouteConfig] = field(default_factory=dict)
     virtual_models: dict[str, VirtualModel] = field(default_factory=dict)
@@ -145,6 +148,16 @@ class Gateway:
                     RouteFacts.from_route(self.routes[n]) for n in candidate_routes(vm)
                 )
 
+    def alias_target(self, name: str) -> str:
+        """The virtual model a client's model name means: itself, else the first alias
+        pattern (``claude-*``) that matches it, else itself (unknown, refused later)."""
+        if name in self.virtual_models:
+            return name
+        for pattern, target in self.config.aliases.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                return target
+        return name
+
     def resolve_model(
         self, name: str
     ) -> tuple[VirtualModel, tuple[RouteFacts, ...], Adapter | None] | None:
@@ -154,6 +167,7 @@ class Gateway:
         adapter; its candidates are the base's routes that may and can serve it.
         The registry is read live, so adapters come and go without a restart.
         """
+        name = self.alias_target(name)
         vm = self.virtual_models.get(name)
         if vm is not None:
             return vm, self.candidates[name], None
@@ -209,6 +223,7 @@ class Gateway:
                 *AdapterRegistry.migrations(),
                 *GovernanceStore.migrations(),
                 *DistillStore.migrations(),
+                *ConversationStore.migrations(),
             ]
         )
         keyring = KeyRing.load_or_create(home / "keys", config.ledger.origin)
@@ -229,6 +244,9 @@ class Gateway:
             metrics=Metrics(),
             keyring=keyring,
             adapters=AdapterRegistry(store, home),
+            conversations=ConversationStore(
+                store, Sealer(secret), config.conversations.retention_days * 86400.0
+            ),
         )
         serving_metrics = ServingMetrics(gw.metrics.registry)
         for p in gw.providers.values():
@@ -251,6 +269,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self.ledger.start()
+        await self.conversations.purge_expired()
         self.metrics.log_size.set(self.ledger.size())
 
     async def aclose(self) -> None:

@@ -279,24 +279,30 @@ def test_anthropic_ids_and_input_keys_are_scanned(h: Harness) -> None:
     assert e.value.status_code == 503  # government_id: on-prem only; claude is external
     assert_not_external(h, SSN)
     assert "government_id" in receipt(h, e.value.response.headers)["data_classes"]
-    # Tool input travels as JSON text: keys inside it are masked like any string.
+    messages: Any = [
+        {"role": "user", "content": "use the tool"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "t1", "name": "x", "input": {EMAIL: "zoë@bücher.de"}}
+            ],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1"}]},
+    ]
+    # Across families tool input travels as JSON text: keys inside it are masked like any
+    # string.
     raw = h.anthropic().messages.with_raw_response.create(
-        model="claude",
-        max_tokens=16,
-        messages=[
-            {"role": "user", "content": "use the tool"},
-            {
-                "role": "assistant",
-                "content": [
-                    {"type": "tool_use", "id": "t1", "name": "x", "input": {EMAIL: "zoë@bücher.de"}}
-                ],
-            },
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1"}]},
-        ],
+        model="gpt-4o", max_tokens=16, messages=messages
     )
     assert raw.http_response.status_code == 200
     r = receipt(h, raw.headers)
     assert "contact" in r["data_classes"] and r["masked"] >= 2
+    # Passed through to an Anthropic route, tool input stays an object whose key cannot
+    # be masked: the request is confined (here: refused, claude is external), never leaked.
+    with pytest.raises(anthropic.APIStatusError) as e2:
+        h.anthropic().messages.create(model="claude", max_tokens=16, messages=messages)
+    assert e2.value.status_code == 503
+    assert "contact" in receipt(h, e2.value.response.headers)["data_classes"]
     assert_not_external(h, EMAIL)
     assert_not_external(h, "zoë@bücher.de")
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
 from hybridgate.api.common import error_body, json_bytes
-from hybridgate.api.exchange import WireFormat, run_exchange
+from hybridgate.api.exchange import WireFormat
+from hybridgate.api.messages import MessagesAPI
 from hybridgate.errors import GatewayError
 from hybridgate.pipeline import Pipeline
 from hybridgate.translate.anthropic import (
@@ -53,7 +52,9 @@ MESSAGES = WireFormat(
 
 
 def anthropic_routes(pipeline: Pipeline) -> list[Route]:
-    async def messages(request: Request) -> Response:
-        return await run_exchange(request, pipeline, MESSAGES)
-
-    return [Route("/v1/messages", messages, methods=["POST"])]
+    """Messages with same-family pass-through (see :mod:`hybridgate.api.messages`)."""
+    api = MessagesAPI(pipeline)
+    return [
+        Route("/v1/messages", api.create, methods=["POST"]),
+        Route("/v1/messages/count_tokens", api.count_tokens, methods=["POST"]),
+    ]

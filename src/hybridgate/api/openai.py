@@ -14,12 +14,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from hybridgate.api.common import error_body, error_response, gateway_headers, json_bytes
+from hybridgate.api.common import (
+    error_body,
+    error_response,
+    gateway_headers,
+    json_bytes,
+    make_authenticator,
+)
 from hybridgate.api.exchange import WireFormat, run_exchange
-from hybridgate.errors import GatewayError
+from hybridgate.errors import GatewayError, NotFound
+from hybridgate.keys import KeyInfo
 from hybridgate.pipeline import Pipeline
 from hybridgate.policy import Principal, evaluate
 from hybridgate.scan.findings import RequestScan
+from hybridgate.translate.completions import (
+    chat_to_completion,
+    chunk_to_completion,
+    completions_to_chat,
+)
 
 
 class OpenAIFramer:
@@ -41,6 +53,13 @@ class OpenAIFramer:
         return b"data: " + json_bytes(error_body(err, "openai")) + b"\n\n"
 
 
+class CompletionsFramer(OpenAIFramer):
+    """Legacy completions: the same SSE framing with ``text_completion`` chunks."""
+
+    def frames(self, chunk: dict[str, Any]) -> list[bytes]:
+        return super().frames(chunk_to_completion(chunk))
+
+
 def _identity(x: Any) -> Any:
     return x
 
@@ -51,6 +70,13 @@ CHAT = WireFormat(
     to_internal=_identity,
     from_internal=_identity,
     framer=OpenAIFramer,
+)
+COMPLETIONS = WireFormat(
+    api="openai.completions",
+    errors="openai",
+    to_internal=completions_to_chat,
+    from_internal=chat_to_completion,
+    framer=CompletionsFramer,
 )
 EMBEDDINGS = WireFormat(
     api="openai.embeddings",
@@ -68,16 +94,13 @@ def openai_routes(pipeline: Pipeline) -> list[Route]:
     async def chat(request: Request) -> Response:
         return await run_exchange(request, pipeline, CHAT)
 
+    async def completions(request: Request) -> Response:
+        return await run_exchange(request, pipeline, COMPLETIONS)
+
     async def embeddings(request: Request) -> Response:
         return await run_exchange(request, pipeline, EMBEDDINGS)
 
-    async def models(request: Request) -> Response:
-        from hybridgate.api.common import make_authenticator
-
-        try:
-            key = await make_authenticator(gw)(request)
-        except GatewayError as err:
-            return error_response(err, "openai", gateway_headers("req_models", None))
+    def visible(key: KeyInfo) -> list[dict[str, Any]]:
         policy, phash = gw.policy.current
         principal = Principal(key_id=key.key_id, team=key.team)
         data = []
@@ -89,12 +112,38 @@ def openai_routes(pipeline: Pipeline) -> list[Route]:
                 data.append(
                     {"id": name, "object": "model", "created": created, "owned_by": "hybridgate"}
                 )
+        return data
+
+    async def models(request: Request) -> Response:
+        try:
+            key = await make_authenticator(gw)(request)
+        except GatewayError as err:
+            return error_response(err, "openai", gateway_headers("req_models", None))
         return JSONResponse(
-            {"object": "list", "data": data}, headers=gateway_headers("req_models", None)
+            {"object": "list", "data": visible(key)}, headers=gateway_headers("req_models", None)
         )
+
+    async def model(request: Request) -> Response:
+        try:
+            key = await make_authenticator(gw)(request)
+            wanted = str(request.path_params["model_id"])
+            target = gw.alias_target(wanted)
+            for m in visible(key):
+                if m["id"] == target:
+                    m = {**m, "id": wanted}
+                    return JSONResponse(m, headers=gateway_headers("req_models", None))
+            raise NotFound(
+                f"The model {wanted!r} does not exist or you do not have access to it.",
+                code="model_not_found",
+                param="model",
+            )
+        except GatewayError as err:
+            return error_response(err, "openai", gateway_headers("req_models", None))
 
     return [
         Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", model, methods=["GET"]),
     ]

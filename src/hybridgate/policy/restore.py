@@ -237,6 +237,10 @@ class Restorer:
         """Restore inside JSON text (tool-call arguments): values come back JSON-escaped."""
         return restore_segment(text, self._map, json_mode=True, final=True)[0]
 
+    def restore_piece(self, text: str, *, json_mode: bool, final: bool) -> tuple[str, str]:
+        """One piece of a stream: ``(restored, held)``, as :func:`restore_segment`."""
+        return restore_segment(text, self._map, json_mode=json_mode, final=final)
+
     def restore_completion(self, body: dict[str, Any]) -> dict[str, Any]:
         """A copy of an OpenAI ``chat.completion`` with placeholders restored."""
         out = dict(body)

@@ -132,12 +132,16 @@ class HTTPClient:
         )
 
     async def post_json(
-        self, url: str, body: dict[str, Any], on_error: Callable[[int, bytes], UpstreamError]
+        self,
+        url: str,
+        body: dict[str, Any],
+        on_error: Callable[[int, bytes], UpstreamError],
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """POST and return the decoded JSON object; errors arrive as UpstreamError."""
         try:
             async with self.session().post(
-                url, json=body, timeout=self.timeout(stream=False)
+                url, json=body, timeout=self.timeout(stream=False), headers=headers
             ) as resp:
                 raw = await _read_bounded(resp)
                 if resp.status >= 400:
@@ -161,12 +165,16 @@ class HTTPClient:
         return data
 
     async def post_stream(
-        self, url: str, body: dict[str, Any], on_error: Callable[[int, bytes], UpstreamError]
+        self,
+        url: str,
+        body: dict[str, Any],
+        on_error: Callable[[int, bytes], UpstreamError],
+        headers: dict[str, str] | None = None,
     ) -> AsyncGenerator[bytes, None]:
         """POST and yield raw body chunks; a broken transfer raises mid-iteration."""
         try:
             async with self.session().post(
-                url, json=body, timeout=self.timeout(stream=True)
+                url, json=body, timeout=self.timeout(stream=True), headers=headers
             ) as resp:
                 if resp.status >= 400:
                     raise on_error(resp.status, await _read_bounded(resp))

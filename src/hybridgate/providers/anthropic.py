@@ -17,6 +17,7 @@ from hybridgate.config import RouteConfig
 from hybridgate.errors import UpstreamError
 from hybridgate.providers._http import HTTPClient, error_message_from_body, status_error
 from hybridgate.providers.base import Completion, Usage
+from hybridgate.providers.native import MESSAGES_TERMINAL, sse_events
 from hybridgate.providers.sse import SSEDecoder
 from hybridgate.translate.anthropic import (
     AnthropicToOpenAIStream,
@@ -100,6 +101,45 @@ class AnthropicProvider:
         raise UpstreamError(
             f"route {self.route.name}: upstream stream ended before message_stop",
             code="upstream_stream_cut",
+        )
+
+    # -- Messages, passed through (see providers/native.py) ------------------------
+    def _native_body(self, request: dict[str, Any], *, stream: bool) -> dict[str, Any]:
+        body = dict(request)
+        body["model"] = self.route.model
+        if stream:
+            body["stream"] = True
+        else:
+            body.pop("stream", None)
+        return body
+
+    async def messages(
+        self, request: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """POST /v1/messages with the client's body (model swapped) and forwarded headers."""
+        message = await self._http.post_json(
+            self._url, self._native_body(request, stream=False), self._on_error, headers
+        )
+        if message.get("type") == "error" or not isinstance(message.get("content"), list):
+            raise status_error(self.route, 500, "upstream answer is not a message")
+        return message
+
+    def messages_stream(
+        self, request: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        raw = self._http.post_stream(
+            self._url, self._native_body(request, stream=True), self._on_error, headers
+        )
+        return sse_events(self.route.name, raw, MESSAGES_TERMINAL)
+
+    async def count_tokens(
+        self, request: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """POST /v1/messages/count_tokens (nothing is generated, nothing is billed)."""
+        body = dict(request)
+        body["model"] = self.route.model
+        return await self._http.post_json(
+            self._url + "/count_tokens", body, self._on_error, headers
         )
 
     async def embeddings(self, request: dict[str, Any]) -> dict[str, Any]:

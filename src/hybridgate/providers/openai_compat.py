@@ -23,6 +23,7 @@ from hybridgate.providers._http import (
     status_error,
 )
 from hybridgate.providers.base import Completion, Usage
+from hybridgate.providers.native import RESPONSES_TERMINAL, sse_events
 from hybridgate.providers.sse import SSEDecoder
 from hybridgate.providers.tokens import (
     estimate_completion_tokens,
@@ -178,6 +179,35 @@ class OpenAICompatProvider:
                 code="upstream_error",
             )
         return chunk
+
+    # -- the Responses API, passed through (see providers/native.py) --------------
+    def _responses_body(self, request: dict[str, Any], *, stream: bool) -> dict[str, Any]:
+        body = dict(request)
+        body["model"] = self.route.model
+        if stream:
+            body["stream"] = True
+        else:
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+        return body
+
+    async def responses(self, request: dict[str, Any]) -> dict[str, Any]:
+        """POST /responses with the body as the client wrote it (model swapped)."""
+        out = await self._http.post_json(
+            self._base + "/responses", self._responses_body(request, stream=False), self._on_error
+        )
+        if not isinstance(out.get("output"), list):
+            raise UpstreamError(
+                f"route {self.route.name}: upstream response has no output",
+                code="upstream_protocol_error",
+            )
+        return out
+
+    def responses_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        raw = self._http.post_stream(
+            self._base + "/responses", self._responses_body(request, stream=True), self._on_error
+        )
+        return sse_events(self.route.name, raw, RESPONSES_TERMINAL)
 
     async def embeddings(self, request: dict[str, Any]) -> dict[str, Any]:
         body = dict(request)

@@ -64,7 +64,10 @@ class AnthropicUpstream(LoopbackUpstream):
     """Speaks the Anthropic Messages API on 127.0.0.1; ``base_url`` is the bare origin."""
 
     def _routes(self) -> list[tuple[str, str, Handler]]:
-        return [("POST", "/v1/messages", self._messages)]
+        return [
+            ("POST", "/v1/messages", self._messages),
+            ("POST", "/v1/messages/count_tokens", self._count_tokens),
+        ]
 
     def _error(self, status: int, message: str) -> web.Response:
         etype = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
@@ -77,6 +80,14 @@ class AnthropicUpstream(LoopbackUpstream):
             request.headers.get("x-api-key") == key
             or request.headers.get("authorization") == f"Bearer {key}"
         )
+
+    async def _count_tokens(self, request: web.Request, call: Call) -> web.StreamResponse:
+        body = call.body
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return self._error(400, "messages: Field required")
+        n = word_count(body["messages"]) + word_count(body.get("system"))
+        n += word_count(body.get("tools"))
+        return web.Response(body=_dumps({"input_tokens": n}), content_type="application/json")
 
     async def _messages(self, request: web.Request, call: Call) -> web.StreamResponse:
         body = call.body

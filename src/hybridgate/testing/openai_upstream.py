@@ -1,4 +1,4 @@
-"""A loopback OpenAI API: chat completions (plain and SSE), embeddings and models."""
+"""A loopback OpenAI API: chat completions and responses (plain and SSE), embeddings, models."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from aiohttp import web
 
 from hybridgate.testing._behaviour import apply_stops, split_words, word_count
 from hybridgate.testing._server import Call, Handler, LoopbackUpstream, write_events
+from hybridgate.testing.responses_wire import build_response, response_events, sse_frames
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "not_found"}
 _ERROR_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
@@ -64,6 +65,7 @@ class OpenAIUpstream(LoopbackUpstream):
             ("POST", "/chat/completions", self._chat),
             ("POST", "/embeddings", self._embeddings),
             ("GET", "/models", self._models),
+            ("POST", "/responses", self._responses),
         ]
 
     def _error(self, status: int, message: str) -> web.Response:
@@ -117,6 +119,16 @@ class OpenAIUpstream(LoopbackUpstream):
         if call.behaviour.report_usage:
             out["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
         return web.Response(body=_dumps(out), content_type="application/json")
+
+    async def _responses(self, request: web.Request, call: Call) -> web.StreamResponse:
+        body = call.body
+        if not isinstance(body, dict) or not isinstance(body.get("input"), (str, list)):
+            return self._error(400, "'input' is required")
+        final = build_response(body, call.behaviour, call.n)
+        if body.get("stream") is True:
+            frames = sse_frames(response_events(final))
+            return await write_events(request, frames, call.behaviour.cut_after)
+        return web.Response(body=_dumps(final), content_type="application/json")
 
     async def _chat(self, request: web.Request, call: Call) -> web.StreamResponse:
         body = call.body

@@ -18,6 +18,26 @@ from typing import Any
 from hybridgate.errors import InvalidRequest
 
 DEFAULT_MAX_TOKENS = 4096
+#: Chat fields that would change the answer and that Messages cannot express: refused.
+#: (Caching and attribution hints such as ``prompt_cache_key`` or ``safety_identifier``
+#: change no answer and are not carried.)
+CHAT_FIELDS_REFUSED_ON_ANTHROPIC = (
+    "response_format",
+    "logprobs",
+    "top_logprobs",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "logit_bias",
+    "prediction",
+    "audio",
+    "modalities",
+    "reasoning_effort",
+    "verbosity",
+    "web_search_options",
+    "functions",
+    "function_call",
+)
 _DATA_URL = re.compile(r"data:(image/[a-zA-Z0-9.+-]{1,40});base64,", re.ASCII)
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
@@ -240,6 +260,9 @@ def openai_request_to_anthropic(request: dict[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(request, dict):
         raise _bad("request body must be a JSON object")
+    for name in CHAT_FIELDS_REFUSED_ON_ANTHROPIC:
+        if request.get(name) not in (None, False):
+            raise _bad(f"`{name}` has no translation for the Anthropic API; leave it out", name)
     n = request.get("n")
     if n not in (None, 1):
         raise _bad("n > 1 is not supported by this route", "n")

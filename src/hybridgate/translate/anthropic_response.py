@@ -39,10 +39,10 @@ def stop_reason(finish: Any) -> str:
 def message_id(openai_id: Any) -> str:
     """An Anthropic-style ``msg_...`` id derived from an OpenAI completion id."""
     raw = _ID_SAFE.sub("", str(openai_id or ""))[:64]
-    if raw.startswith("msg_"):
-        return raw
     if raw.startswith("chatcmpl-"):
         raw = raw[len("chatcmpl-") :]
+    if raw.startswith("msg_"):
+        return raw
     return "msg_" + (raw or format(time.time_ns(), "x"))
 
 

@@ -1,0 +1,555 @@
+"""The OpenAI Responses API: ``POST /v1/responses`` (plain and streamed), retrieve,
+delete, input items and cancel.
+
+Native on OpenAI routes: the scanned and masked body goes upstream as the
+client wrote it (``include``, ``reasoning``, hosted tools and all) and the
+answer comes back as the upstream sent it, restored. Every other route gets
+the request translated to Chat Completions (and from there to Messages for
+Anthropic routes), and the answer translated back, streaming included.
+
+Conversation state is the gateway's own: with ``store`` (the API's default)
+each turn is sealed in the conversation store, scoped to the key's team, and
+``previous_response_id`` replays the whole history to whichever route this
+turn's policy permits. The policy therefore sees the whole history on every
+turn, and a conversation confined on-prem once stays there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from hybridgate.api.common import (
+    RawJSONResponse,
+    error_body,
+    error_response,
+    gateway_headers,
+    json_bytes,
+    make_authenticator,
+    parse_json,
+    read_body,
+)
+from hybridgate.api.messages import native_possible
+from hybridgate.conversations import ConversationStore, StoredTurn
+from hybridgate.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
+from hybridgate.keys import KeyInfo
+from hybridgate.pipeline import Exchange, Pipeline, Prepared
+from hybridgate.policy.model import Action
+from hybridgate.providers.base import Completion, Provider, Usage
+from hybridgate.routing.quality import prompt_text
+from hybridgate.translate.native_restore import NativeRestorer
+from hybridgate.translate.responses_request import responses_to_chat
+from hybridgate.translate.responses_response import (
+    ChatToResponsesStream,
+    ResponseShell,
+    chat_to_response,
+    new_id,
+    response_shell,
+)
+
+log = logging.getLogger("hybridgate.api")
+API = "openai.responses"
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def scope(key: KeyInfo) -> str:
+    """Whose conversations a key reads: its team's, or its own when it has no team."""
+    return key.team if key.team else "key:" + (key.key_id or "admin")
+
+
+def is_native(provider: Provider) -> bool:
+    """Routes that speak the Responses API themselves (OpenAI's own API)."""
+    return provider.route.provider == "openai" and hasattr(provider, "responses")
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return b"event: " + str(event["type"]).encode() + b"\ndata: " + json_bytes(event) + b"\n\n"
+
+
+def _validate(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model or len(model) > 256:
+        raise InvalidRequest("`model` must be a non-empty string", param="model")
+    inp = body.get("input")
+    if not isinstance(inp, str | list):
+        raise InvalidRequest("`input` must be a string or a list of items", param="input")
+    for name in ("stream", "store"):
+        if body.get(name) is not None and not isinstance(body[name], bool):
+            raise InvalidRequest(f"`{name}` must be a boolean", param=name)
+    prev = body.get("previous_response_id")
+    if prev is not None and (not isinstance(prev, str) or not prev):
+        raise InvalidRequest(
+            "`previous_response_id` must be a string", param="previous_response_id"
+        )
+    return body
+
+
+def input_items(inp: str | list[Any]) -> list[Any]:
+    """The turn's input as a list of items (a string is one user message)."""
+    if isinstance(inp, str):
+        return [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": inp}]}
+        ]
+    return list(inp)
+
+
+def _with_ids(items: list[Any]) -> list[Any]:
+    """Stored input items carry ids, as the API lists them."""
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, dict) and "id" not in item:
+            kind = item.get("type", "message")
+            prefix = {"message": "msg", "function_call_output": "fco", "function_call": "fc"}
+            item = {"id": new_id(prefix.get(str(kind), "item")), **item}
+            if kind == "message":
+                item.setdefault("type", "message")
+        out.append(item)
+    return out
+
+
+def _replay(item: Any) -> Any:
+    """A stored item as it is replayed upstream: message and call ids are the gateway's
+    own (never persisted at the provider), so they are left out; reasoning items keep
+    theirs, which their encrypted content is bound to."""
+    if isinstance(item, dict) and item.get("type", "message") in (
+        "message",
+        "function_call",
+        "function_call_output",
+    ):
+        return {k: v for k, v in item.items() if k not in ("id", "status")}
+    return item
+
+
+def history_items(turns: list[StoredTurn]) -> list[Any]:
+    items: list[Any] = []
+    for t in turns:
+        items.extend(_replay(i) for i in t.input)
+        items.extend(_replay(i) for i in t.output)
+    return items
+
+
+def _estimate_view(native: dict[str, Any]) -> dict[str, Any]:
+    """A chat-shaped view for token estimates and the quality router."""
+    try:
+        return responses_to_chat(native)
+    except InvalidRequest:  # hosted tools etc.: estimate from the text alone
+        return {"messages": [{"role": "user", "content": json_bytes(native.get("input")).decode()}]}
+
+
+def _usage_from_response(obj: dict[str, Any]) -> Usage | None:
+    u = obj.get("usage")
+    if isinstance(u, dict) and isinstance(u.get("input_tokens"), int):
+        out = u.get("output_tokens")
+        return Usage(int(u["input_tokens"]), out if isinstance(out, int) else 0, reported=True)
+    return None
+
+
+class ResponsesAPI:
+    """The endpoints; one instance per app."""
+
+    def __init__(self, pipeline: Pipeline, conversations: ConversationStore) -> None:
+        self.pipeline = pipeline
+        self.convs = conversations
+        self._auth = make_authenticator(pipeline.gw)
+
+    # -- helpers ----------------------------------------------------------
+    def _headers(self, ex: Exchange) -> dict[str, str]:
+        d = ex.decision
+        h = gateway_headers(
+            ex.request_id,
+            ex.route.name if ex.route else None,
+            ex.receipt_id,
+            action=d.action.value if d else None,
+            location=ex.route.location if ex.route else None,
+            data_classes=",".join(d.data_classes) if d and d.data_classes else None,
+            masked=str(ex.masked) if ex.masked else None,
+        )
+        if ex.conversation_id:
+            h["x-hybridgate-conversation"] = ex.conversation_id
+        return h
+
+    async def _refuse(self, ex: Exchange, err: GatewayError) -> Response:
+        if not ex.finished:
+            ex.fail(err)
+            ex.sent(json_bytes(error_body(err, "openai")))
+            try:
+                await self.pipeline.finish(ex)
+            except GatewayError as receipt_err:
+                log.error("receipt for %s not written: %s", ex.request_id, receipt_err)
+        return error_response(err, "openai", self._headers(ex))
+
+    async def _finish_quietly(self, ex: Exchange) -> None:
+        try:
+            await self.pipeline.finish(ex)
+        except GatewayError as err:
+            log.error("receipt for %s not written: %s", ex.request_id, err)
+
+    async def _store(
+        self,
+        ex: Exchange,
+        key: KeyInfo,
+        req: dict[str, Any],
+        shell: ResponseShell,
+        final: dict[str, Any],
+        confined: bool,
+    ) -> None:
+        if req.get("store") is False:
+            return
+        now = time.time_ns()
+        d = ex.decision
+        await self.convs.put(
+            StoredTurn(
+                response_id=shell.id,
+                team=scope(key),
+                key_id=key.key_id or "admin",
+                previous_id=shell.previous_response_id,
+                conversation_id=ex.conversation_id or shell.id,
+                created_ns=now,
+                expires_ns=self.convs.expiry(now),
+                confined=confined or (d is not None and d.action is Action.ON_PREM_ONLY),
+                input=_with_ids(input_items(req["input"])),
+                output=list(final.get("output") or []),
+                response=final,
+            )
+        )
+
+    @staticmethod
+    def _own(obj: dict[str, Any], shell: ResponseShell) -> dict[str, Any]:
+        """An upstream ``response`` object under the gateway's id, model and state fields."""
+        return {
+            **obj,
+            "id": shell.id,
+            "model": shell.model,
+            "previous_response_id": shell.previous_response_id,
+            "store": shell.request.get("store", True) is not False,
+        }
+
+    # -- POST /v1/responses ------------------------------------------------------
+    async def create(self, request: Request) -> Response:
+        try:
+            key = await self._auth(request)
+        except GatewayError as err:
+            return error_response(err, "openai", gateway_headers("req_unauthenticated", None))
+        ex = self.pipeline.begin(API, key, b"")
+        try:
+            ex.raw_body = await read_body(request, self.pipeline.gw.config.server.max_body_bytes)
+            req = _validate(parse_json(ex.raw_body))
+            prev = req.get("previous_response_id")
+            turns = self.convs.history(prev, scope(key)) if prev else []
+            confined = any(t.confined for t in turns)
+            native = {k: v for k, v in req.items() if k not in ("store", "previous_response_id")}
+            native["input"] = history_items(turns) + input_items(req["input"])
+            native_ok = native_possible(self.pipeline, req["model"], "openai")
+            # No OpenAI route can take it: translate once, up front, and scan that.
+            sent = native if native_ok else responses_to_chat(native)
+            view = _estimate_view(native) if native_ok else sent
+            prepared = self.pipeline.prepare_native(
+                ex,
+                sent,
+                req["model"],
+                prompt=prompt_text(view),
+                estimate=view,
+                confine="an earlier turn of this conversation was confined" if confined else None,
+            )
+            shell = response_shell(req, req["model"], prev)
+            if req.get("store") is not False:
+                ex.conversation_id = turns[0].conversation_id if turns else shell.id
+            if req.get("stream") is True:
+                return await self._start_stream(ex, key, req, prepared, shell, confined, native_ok)
+            final = await self._complete(ex, prepared, shell, native_ok)
+            await self._store(ex, key, req, shell, final, confined)
+            data = json_bytes(final)
+            ex.sent(data)
+            await self.pipeline.finish(ex)
+            return RawJSONResponse(data, headers=self._headers(ex))
+        except GatewayError as err:
+            return await self._refuse(ex, err)
+        except Exception:  # never a traceback to the client; the receipt still records it
+            log.exception("unhandled error in %s", API)
+            return await self._refuse(ex, GatewayError("internal error"))
+
+    async def _complete(
+        self, ex: Exchange, prepared: Prepared, shell: ResponseShell, native_ok: bool
+    ) -> dict[str, Any]:
+        upstream = {**prepared.body, "store": False}
+
+        async def call(p: Provider) -> tuple[str, Any]:
+            if is_native(p):
+                return "native", await p.responses(upstream)  # type: ignore[attr-defined]
+            chat = responses_to_chat(prepared.body) if native_ok else prepared.body
+            return "chat", await p.chat(chat)
+
+        kind, result = await self.pipeline.send(ex, prepared, call)
+        if kind == "native":
+            obj = NativeRestorer(prepared.restorer).response(result)
+            ex.usage = _usage_from_response(obj) or Usage(0, 0, reported=False)
+            return self._own(obj, shell)
+        assert isinstance(result, Completion)
+        ex.usage = result.usage
+        body = result.body
+        if prepared.restorer is not None:
+            body = prepared.restorer.restore_completion(body)
+        return chat_to_response(body, shell)
+
+    # -- streaming ------------------------------------------------------------------
+    async def _start_stream(
+        self,
+        ex: Exchange,
+        key: KeyInfo,
+        req: dict[str, Any],
+        prepared: Prepared,
+        shell: ResponseShell,
+        confined: bool,
+        native_ok: bool,
+    ) -> Response:
+        upstream = {**prepared.body, "store": False}
+
+        async def open_stream(p: Provider) -> tuple[str, Any, AsyncIterator[dict[str, Any]]]:
+            if is_native(p):
+                it = p.responses_stream(upstream).__aiter__()  # type: ignore[attr-defined]
+                kind = "native"
+            else:
+                chat = responses_to_chat(prepared.body) if native_ok else prepared.body
+                it = p.chat_stream(chat).__aiter__()
+                kind = "chat"
+            try:
+                first = await it.__anext__()
+            except StopAsyncIteration:
+                first = None
+            return kind, first, it
+
+        kind, first, it = await self.pipeline.send(ex, prepared, open_stream)
+        events = (
+            self._native_events(ex, prepared, shell, first, it)
+            if kind == "native"
+            else self._chat_events(ex, prepared, shell, first, it)
+        )
+        return StreamingResponse(
+            self._frames(ex, key, req, shell, confined, events),
+            media_type="text/event-stream",
+            headers={**self._headers(ex), "cache-control": "no-cache"},
+        )
+
+    async def _native_events(
+        self,
+        ex: Exchange,
+        prepared: Prepared,
+        shell: ResponseShell,
+        first: dict[str, Any] | None,
+        it: AsyncIterator[dict[str, Any]],
+    ) -> AsyncIterator[dict[str, Any]]:
+        restorer = NativeRestorer(prepared.restorer)
+
+        async def upstream() -> AsyncIterator[dict[str, Any]]:
+            if first is not None:
+                yield first
+            async for ev in it:
+                yield ev
+
+        async for ev in upstream():
+            if isinstance(ev.get("response"), dict):
+                ev = {**ev, "response": self._own(ev["response"], shell)}
+            for out in restorer.response_event(ev):
+                if out.get("type") in _TERMINAL:
+                    ex.usage = _usage_from_response(out["response"]) or Usage(0, 0, reported=False)
+                yield out
+
+    async def _chat_events(
+        self,
+        ex: Exchange,
+        prepared: Prepared,
+        shell: ResponseShell,
+        first: dict[str, Any] | None,
+        it: AsyncIterator[dict[str, Any]],
+    ) -> AsyncIterator[dict[str, Any]]:
+        conv = ChatToResponsesStream(shell)
+        sr = prepared.restorer.stream() if prepared.restorer is not None else None
+        for ev in conv.start():
+            yield ev
+
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            if first is not None:
+                yield first
+            async for c in it:
+                yield c
+
+        async for chunk in chunks():
+            u = chunk.get("usage")
+            if isinstance(u, dict) and isinstance(u.get("prompt_tokens"), int):
+                ex.usage = Usage(
+                    int(u["prompt_tokens"]),
+                    int(u.get("completion_tokens") or 0),
+                    reported=not u.get("estimated"),
+                )
+            for ev in conv.feed(sr.feed_chunk(chunk) if sr is not None else chunk):
+                yield ev
+        if sr is not None:
+            rest = sr.flush()
+            if rest is not None:
+                for ev in conv.feed(rest):
+                    yield ev
+        for ev in conv.finish():
+            yield ev
+
+    async def _frames(
+        self,
+        ex: Exchange,
+        key: KeyInfo,
+        req: dict[str, Any],
+        shell: ResponseShell,
+        confined: bool,
+        events: AsyncIterator[dict[str, Any]],
+    ) -> AsyncIterator[bytes]:
+        seq = 0
+        terminal: dict[str, Any] | None = None
+        try:
+            async for ev in events:
+                seq = int(ev.get("sequence_number", seq)) + 1
+                if ev.get("type") in _TERMINAL:
+                    terminal = ev  # held back until stored and receipted
+                    break
+                frame = _sse(ev)
+                ex.sent(frame)
+                yield frame
+            if terminal is None:
+                raise GatewayError("upstream stream ended without a final event")
+        except GatewayError as err:
+            ex.fail(err)
+            ex.outcome = "stream_failed"
+            frame = _sse(
+                {"type": "error", "sequence_number": seq, "code": err.code, "message": err.message}
+                | {"param": None}
+            )
+            ex.sent(frame)
+            yield frame
+            await self._finish_quietly(ex)
+            return
+        except asyncio.CancelledError:
+            ex.outcome = "client_disconnected"
+            ex.status = 499
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._finish_quietly(ex))
+            raise
+        except Exception:
+            log.exception("stream failed in %s", API)
+            internal = GatewayError("internal error while streaming")
+            ex.fail(internal)
+            ex.outcome = "stream_failed"
+            frame = _sse(
+                {"type": "error", "sequence_number": seq, "code": internal.code}
+                | {"message": internal.message, "param": None}
+            )
+            yield frame
+            await self._finish_quietly(ex)
+            return
+        try:
+            await self._store(ex, key, req, shell, terminal["response"], confined)
+            frame = _sse(terminal)
+            ex.sent(frame)
+            await self.pipeline.finish(ex)
+        except GatewayError as err:
+            log.error("%s: turn or receipt not written; ending the stream with an error", API)
+            unavailable = ServiceUnavailable(err.message, code="receipt_unavailable")
+            yield _sse(
+                {"type": "error", "sequence_number": seq, "code": unavailable.code}
+                | {"message": unavailable.message, "param": None}
+            )
+            await self._finish_quietly(ex)
+            return
+        yield frame
+
+    # -- stored responses ----------------------------------------------------------
+    async def _key(self, request: Request) -> KeyInfo:
+        return await self._auth(request)
+
+    def _turn(self, key: KeyInfo, response_id: str) -> StoredTurn:
+        turn = self.convs.get(response_id, scope(key))
+        if turn is None:
+            raise NotFound(f"Response with id {response_id!r} not found.", param="response_id")
+        return turn
+
+    async def _read(self, request: Request, fn: Any) -> Response:
+        rid = "req_" + new_id("r")[2:26]
+        try:
+            key = await self._key(request)
+            out = await fn(key, str(request.path_params["response_id"]))
+        except GatewayError as err:
+            return error_response(err, "openai", gateway_headers(rid, None))
+        return RawJSONResponse(json_bytes(out), headers=gateway_headers(rid, None))
+
+    async def retrieve(self, request: Request) -> Response:
+        async def fn(key: KeyInfo, rid: str) -> Any:
+            return self._turn(key, rid).response
+
+        return await self._read(request, fn)
+
+    async def delete(self, request: Request) -> Response:
+        async def fn(key: KeyInfo, rid: str) -> Any:
+            if not await self.convs.delete(rid, scope(key)):
+                raise NotFound(f"Response with id {rid!r} not found.", param="response_id")
+            return {"id": rid, "object": "response.deleted", "deleted": True}
+
+        return await self._read(request, fn)
+
+    async def input_items(self, request: Request) -> Response:
+        q = request.query_params
+
+        async def fn(key: KeyInfo, rid: str) -> Any:
+            items = list(self._turn(key, rid).input)
+            order = q.get("order", "desc")
+            if order not in ("asc", "desc"):
+                raise InvalidRequest("`order` must be 'asc' or 'desc'", param="order")
+            if order == "desc":
+                items.reverse()
+            after = q.get("after")
+            if after:
+                ids = [i.get("id") if isinstance(i, dict) else None for i in items]
+                items = items[ids.index(after) + 1 :] if after in ids else []
+            try:
+                limit = int(q.get("limit", "20"))
+            except ValueError:
+                raise InvalidRequest("`limit` must be an integer", param="limit") from None
+            if not 1 <= limit <= 100:
+                raise InvalidRequest("`limit` must be between 1 and 100", param="limit")
+            page = items[:limit]
+            return {
+                "object": "list",
+                "data": page,
+                "first_id": page[0].get("id") if page else None,
+                "last_id": page[-1].get("id") if page else None,
+                "has_more": len(items) > limit,
+            }
+
+        return await self._read(request, fn)
+
+    async def cancel(self, request: Request) -> Response:
+        async def fn(key: KeyInfo, rid: str) -> Any:
+            self._turn(key, rid)
+            raise InvalidRequest(
+                "Only responses created with background=true can be cancelled; "
+                "this response already finished.",
+                param="response_id",
+            )
+
+        return await self._read(request, fn)
+
+
+def responses_routes(pipeline: Pipeline, conversations: ConversationStore) -> list[Route]:
+    api = ResponsesAPI(pipeline, conversations)
+    return [
+        Route("/v1/responses", api.create, methods=["POST"]),
+        Route("/v1/responses/{response_id}", api.retrieve, methods=["GET"]),
+        Route("/v1/responses/{response_id}", api.delete, methods=["DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", api.input_items, methods=["GET"]),
+        Route("/v1/responses/{response_id}/cancel", api.cancel, methods=["POST"]),
+    ]
