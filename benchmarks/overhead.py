@@ -9,11 +9,17 @@ the gateway, and the gateway's resident memory. Each request is scanned,
 evaluated against the default policy, routed, accounted, and receipted with a
 durable (group-committed) Merkle-log append before its answer completes.
 
+``--wire`` adds a second table: the Responses API through the gateway on a
+route that speaks it (``provider: openai``, passed through to the upstream's
+``/v1/responses``) and on one that does not (``openai_compat``, translated to
+Chat Completions and back), each against the upstream called directly in the
+same API.
+
 If ``litellm`` is importable (install it in a separate venv and pass
 ``--litellm-python``), the same cells are measured against LiteLLM's proxy in
 front of the same upstream and the throughput ratio is printed.
 
-    .venv/bin/python benchmarks/overhead.py [--requests 2000] [--durability power_loss]
+    .venv/bin/python benchmarks/overhead.py [--requests 2000] [--durability power_loss] [--wire]
 """
 
 from __future__ import annotations
@@ -85,14 +91,32 @@ class Cell:
 
 
 async def load(url: str, key: str | None, n: int, concurrency: int, stream: bool) -> Cell:
-    headers = {"content-type": "application/json"}
-    if key:
-        headers["authorization"] = f"Bearer {key}"
     body: dict[str, Any] = {
         "model": "bench",
         "messages": [{"role": "user", "content": PROMPT}],
         "max_tokens": 64,
     }
+    done = b"[DONE]" if stream else b"choices"
+    return await load_body(url, key, n, concurrency, body, stream, done)
+
+
+def responses_body(model: str) -> dict[str, Any]:
+    return {"model": model, "input": PROMPT, "max_output_tokens": 64, "store": False}
+
+
+async def load_body(
+    url: str,
+    key: str | None,
+    n: int,
+    concurrency: int,
+    body: dict[str, Any],
+    stream: bool,
+    done: bytes,
+) -> Cell:
+    headers = {"content-type": "application/json"}
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    body = dict(body)
     if stream:
         body["stream"] = True
     payload = json.dumps(body).encode()
@@ -108,9 +132,7 @@ async def load(url: str, key: str | None, n: int, concurrency: int, stream: bool
                 t0 = time.perf_counter()
                 async with session.post(url, data=payload, headers=headers) as resp:
                     data = await resp.read()
-                    ok = resp.status == 200 and (
-                        b"[DONE]" in data if stream else b"choices" in data
-                    )
+                    ok = resp.status == 200 and done in data
                 if ok:
                     lat.append((time.perf_counter() - t0) * 1000)
                 else:
@@ -153,7 +175,16 @@ def start_gateway(
                 "model": "bench-model",
                 "location": "on_prem",
                 "price": {"input_per_mtok": 0.1, "output_per_mtok": 0.1},
-            }
+            },
+            {  # the same upstream as an OpenAI route: the Responses API passes through
+                "name": "bench-native",
+                "provider": "openai",
+                "base_url": f"http://127.0.0.1:{upstream}/v1",
+                "api_key": "sk-bench",
+                "model": "bench-model",
+                "location": "on_prem",
+                "price": {"input_per_mtok": 0.1, "output_per_mtok": 0.1},
+            },
         ],
     }
     path = home / "hybridgate.yaml"
@@ -206,6 +237,9 @@ def main() -> None:
     ap.add_argument("--requests-c1", type=int, default=600, help="per cell at concurrency 1")
     ap.add_argument("--durability", choices=["power_loss", "process_crash"], default="power_loss")
     ap.add_argument("--litellm-python", default=None, help="a python with litellm[proxy] installed")
+    ap.add_argument(
+        "--wire", action="store_true", help="also: Responses API pass-through vs translated"
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="hg-bench-"))
@@ -221,11 +255,61 @@ def main() -> None:
             litellm = start_litellm(args.litellm_python, up_port, lt_port, tmp)
             procs.append(litellm)
         rows, ratios = run_cells(args, up_port, gw_port, lt_port, key, gateway, litellm)
+        wire = run_wire(args, up_port, gw_port, key) if args.wire else []
     finally:
         for p in procs:
             p.terminate()
             p.wait(15)
     report(args, rows, ratios)
+    if wire:
+        print("\nResponses API through the gateway: passed through vs translated")
+        print(
+            "| route | mode | conc | direct p50 ms | gateway p50 ms | added p50 ms "
+            "| added p99 ms | gateway req/s | errors |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in wire:
+            print("| " + " | ".join(r) + " |")
+
+
+def run_wire(args: argparse.Namespace, up_port: int, gw_port: int, key: str) -> list[list[str]]:
+    """The Responses API on a native route (pass-through) and a chat route (translated).
+
+    "direct" is the upstream in the API the gateway speaks to it: ``/v1/responses``
+    for the pass-through route, ``/v1/chat/completions`` for the translated one.
+    """
+    rows: list[list[str]] = []
+    up = f"http://127.0.0.1:{up_port}/v1"
+    gw = f"http://127.0.0.1:{gw_port}/v1/responses"
+    for route, label in (("bench-native", "pass-through"), ("bench", "translated")):
+        for stream in (False, True):
+            for conc in (1, 16):
+                n = args.requests_c1 if conc == 1 else args.requests
+                if route == "bench-native":
+                    done = b"response.completed" if stream else b'"output"'
+                    direct = asyncio.run(
+                        load_body(
+                            up + "/responses", None, n, conc, responses_body("m"), stream, done
+                        )
+                    )
+                else:
+                    direct = asyncio.run(load(up + "/chat/completions", None, n, conc, stream))
+                done = b"response.completed" if stream else b'"output"'
+                via = asyncio.run(load_body(gw, key, n, conc, responses_body(route), stream, done))
+                rows.append(
+                    [
+                        label,
+                        "stream" if stream else "json",
+                        str(conc),
+                        f"{direct.pct(0.5):.2f}",
+                        f"{via.pct(0.5):.2f}",
+                        f"{via.pct(0.5) - direct.pct(0.5):+.2f}",
+                        f"{via.pct(0.99) - direct.pct(0.99):+.2f}",
+                        f"{via.rps:,.0f}",
+                        str(via.errors),
+                    ]
+                )
+    return rows
 
 
 def run_cells(
