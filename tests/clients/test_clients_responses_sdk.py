@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -270,3 +271,23 @@ def test_confinement_sticks_even_when_history_looks_clean(h: Harness) -> None:
     assert raw.headers["x-hybridgate-route"] == "llama-onprem"
     assert raw.headers["x-hybridgate-action"] == "on_prem_only"
     assert h.external.requests == []
+
+
+def test_masked_values_keep_their_placeholders_across_turns(h: Harness) -> None:
+    client = h.openai()
+    t1 = client.responses.create(model="gpt-4o", input="Write to jane.doe@example.com today.")
+    assert "jane.doe@example.com" in t1.output_text  # restored for the client
+    first = json.dumps(h.external.requests[-1].body)
+    t2 = client.responses.create(
+        model="gpt-4o", previous_response_id=t1.id, input="Copy bob.roe@example.org too."
+    )
+    assert "bob.roe@example.org" in t2.output_text
+    second = json.dumps(h.external.requests[-1].body)
+    for text in (first, second):
+        assert "jane.doe@example.com" not in text and "bob.roe@example.org" not in text
+    jane_1 = re.findall(r"<[A-Z_]+_\d+>", first)
+    assert jane_1, first
+    # the value masked in turn 1 has the same placeholder when turn 2 replays it
+    assert second.count(jane_1[0]) >= 2  # turn 1's input and its (echoed) answer
+    others = set(re.findall(r"<[A-Z_]+_\d+>", second)) - {jane_1[0]}
+    assert others  # bob got a placeholder of his own
