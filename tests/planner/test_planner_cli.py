@@ -331,3 +331,27 @@ def test_plan_tco_from_usage(tmp_path: Path) -> None:
         plan_cmd.app, ["tco", "--from-usage", "--home", str(tmp_path / "none"), "--api", "gpt-4o"]
     )
     assert empty.exit_code == 1 and "no gateway database" in empty.output
+
+
+def test_catalog_show_and_list_carry_status_and_output_terms() -> None:
+    shown = runner.invoke(catalog_cmd.app, ["show", "claude-3-5-sonnet"])
+    assert shown.exit_code == 0, shown.output
+    assert "api.status today" in shown.output and "retired" in shown.output
+    assert "training_other_models" in shown.output and "no_competing" in shown.output
+    rows = json.loads(runner.invoke(catalog_cmd.app, ["list", "--format", "json"]).output)
+    by = {r["name"]: r for r in rows}
+    assert by["gemini-1.5-pro"]["api_status"] == "retired"
+    assert by["claude-sonnet-4-5"]["api_id"] == "claude-sonnet-4-5-20250929"
+    assert by["llama-3-8b"]["api_status"] is None
+    assert by["llama-3-8b"]["training_on_outputs"] == "forbidden"
+
+
+def test_plan_tco_notes_a_retired_api() -> None:
+    r = runner.invoke(
+        plan_cmd.app,
+        ["tco", "--requests", "1000", "--input-tokens", "100", "--output-tokens", "100",
+         "--api", "claude-3-5-sonnet", "--format", "json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    notes = " ".join(json.loads(r.output)["notes"])
+    assert "retired" in notes and "claude-sonnet-4-5" in notes

@@ -93,6 +93,11 @@ def summary_row(e: CatalogEntry) -> dict[str, Any]:
         "context": None if e.context is None else e.context.tokens,
         "input_per_mtok": None if pr is None else pr.input_per_mtok,
         "output_per_mtok": None if pr is None else pr.output_per_mtok,
+        "api_id": None if e.api is None else e.api.id,
+        "api_status": e.api_status(dt.date.today()),
+        "training_on_outputs": None
+        if e.output_terms is None
+        else e.output_terms.training_other_models,
     }
 
 
@@ -150,6 +155,7 @@ def list_models(
         "context",
         "$/Mtok in",
         "$/Mtok out",
+        "API status",
     ):
         t.add_column(col, justify="right" if col[0] in "$pac" and col != "model" else "left")
     for r in rows:
@@ -167,6 +173,7 @@ def list_models(
             "?" if r["context"] is None else f"{r['context']:,}",
             "-" if r["input_per_mtok"] is None else f"{r['input_per_mtok']:g}",
             "-" if r["output_per_mtok"] is None else f"{r['output_per_mtok']:g}",
+            r["api_status"] or "-",
         )
     Console(width=170).print(t)
     typer.echo("? = not known (null in the catalog); - = not sold as an API in the catalog")
@@ -194,19 +201,31 @@ def show(
     t.add_column("value")
     t.add_column("source", overflow="fold")
     t.add_row("aliases", ", ".join(e.aliases) or "-", e.source)
-    for group in ("release", "openness", "licence", "params", "context", "architecture", "pricing"):
+    groups = ("release", "openness", "licence", "params", "context", "architecture", "pricing")
+    for group in (*groups, "api"):
         facts = data.get(group)
+        if group == "api" and facts is None:
+            continue
         if facts is None:
             t.add_row(group, "- (not sold as an API)" if group == "pricing" else "?", "")
             continue
         for key, value in facts.items():
-            if key in ("source", "sources", "note"):
+            if key in ("source", "sources", "note", "output_use"):
                 continue
             shown = "?" if value is None else "; ".join(value) if isinstance(value, list) else value
             src = facts["sources"].get(key, facts["source"])
             t.add_row(f"{group}.{key}", str(shown) if shown != [] else "-", src)
         if facts.get("note"):
             t.add_row(f"{group} note", facts["note"], "")
+    ou = e.output_terms
+    if ou is not None:
+        where = "output_use" if e.output_use is not None else "licence.output_use"
+        for key, value in ou.model_dump(mode="json").items():
+            if key in ("source", "sources", "note") or value is None:
+                continue
+            t.add_row(f"{where}.{key}", str(value), ou.sources.get(key, ou.source))
+    if e.api is not None:
+        t.add_row("api.status today", e.api.status_on(dt.date.today()), e.api.source)
     for tp in e.throughput:
         t.add_row(f"throughput {tp.gpu} {tp.quant}", f"{tp.tokens_per_second:g} tok/s", tp.source)
     Console(width=160).print(t)
