@@ -212,3 +212,57 @@ def test_sealed_turns_are_bound_to_id_and_team() -> None:
     with pytest.raises(SealError):
         s.open("resp_1", "team-a", tampered)
     assert json.loads(json.dumps(s.open("resp_1", "team-a", blob)))
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4)
+    ),
+    max_leaves=20,
+)
+_item = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(
+            ["message", "function_call", "function_call_output", "reasoning", "x"]
+        ),
+        "role": st.sampled_from(["user", "assistant", "system", "developer", "tool"]),
+        "content": _json,
+        "call_id": _json,
+        "name": _json,
+        "arguments": _json,
+        "output": _json,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(st.text(max_size=10), st.lists(_item | _json, max_size=5), _json),
+    st.dictionaries(
+        st.sampled_from(
+            ["tools", "tool_choice", "text", "reasoning", "max_output_tokens", "include", "top_p"]
+        ),
+        _json,
+        max_size=3,
+    ),
+)
+def test_any_responses_body_translates_or_is_refused(inp: Any, extra: dict[str, Any]) -> None:
+    """Hostile bodies: a chat body or a 400 (InvalidRequest), never another exception."""
+    try:
+        chat = responses_to_chat({"model": "m", "input": inp, **extra})
+    except InvalidRequest:
+        return
+    assert isinstance(chat["messages"], list) and chat["messages"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.fixed_dictionaries({"role": _json, "content": _json}), min_size=1, max_size=4))
+def test_any_messages_body_translates_or_is_refused(messages: list[Any]) -> None:
+    from hybridgate.api.messages import to_chat
+
+    try:
+        to_chat({"model": "m", "max_tokens": 5, "messages": messages})
+    except InvalidRequest:
+        return

@@ -547,7 +547,13 @@ class MessagesAPI:
             body = _validate({**body, "max_tokens": 1})
             body.pop("max_tokens")
             headers = {h: request.headers[h] for h in FORWARD_HEADERS if h in request.headers}
-            view = _view({**body, "max_tokens": 1})
+            # No Anthropic route: the body must still be one the gateway could translate.
+            native_ok = native_possible(self.pipeline, body["model"], "anthropic")
+            view = (
+                _view({**body, "max_tokens": 1})
+                if native_ok
+                else to_chat({**body, "max_tokens": 1})
+            )
             prepared = self.pipeline.prepare_native(
                 ex,
                 body,

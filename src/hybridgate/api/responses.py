@@ -83,6 +83,10 @@ def _validate(body: Any) -> dict[str, Any]:
     inp = body.get("input")
     if not isinstance(inp, str | list):
         raise InvalidRequest("`input` must be a string or a list of items", param="input")
+    if isinstance(inp, list):
+        for i, item in enumerate(inp):
+            if not isinstance(item, dict):
+                raise InvalidRequest(f"input[{i}] must be an object", param=f"input[{i}]")
     for name in ("stream", "store"):
         if body.get(name) is not None and not isinstance(body[name], bool):
             raise InvalidRequest(f"`{name}` must be a boolean", param=name)
