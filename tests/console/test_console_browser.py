@@ -79,6 +79,7 @@ def _sign_in(page: Any, env: ConsoleEnv, key: str = ADMIN_KEY) -> None:
 def _shot(page: Any, name: str) -> None:
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(Path(SHOTS) / f"console-{name}.png"))
 
 
@@ -276,10 +277,12 @@ def test_sign_and_apply_a_policy_proposal_in_the_browser(browser: Any, env: Cons
     page.reload()
     _shot(page, "proposals")
     page.click("button.apply")
-    page.wait_for_function(
-        "document.querySelector('#action-result').textContent.startsWith('Applied')"
-    )
+    page.wait_for_selector("#action-result[data-state=ok]")
+    assert page.inner_text("#action-result").startswith("Applied (threshold)")
     assert env.h.gw.policy.current[1] == prop["policy_hash"]
+    page.reload()
+    history = page.inner_text("#policy-history")
+    assert prop["policy_hash"][:16] in history and "alice, bob" in history
     assert page.errors == []
 
 

@@ -230,7 +230,7 @@ def console_routes(gw: Gateway, governance: GovernanceService | None) -> list[Ba
             return HTMLResponse(views.proposals(s, [], None))
         listed = governance.list_proposals("open")
         full = [await governance.describe(governance.get(p["proposal_id"])) for p in listed]
-        return HTMLResponse(views.proposals(s, full, governance.status()))
+        return HTMLResponse(views.proposals(s, full, governance.status(), governance.history()))
 
     # -- JSON for the page script ----------------------------------------------------------
     async def receipt_bundle(request: Request, s: Session) -> Response:

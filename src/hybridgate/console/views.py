@@ -277,7 +277,29 @@ def approvals(s: Session, held: Sequence[dict[str, Any]]) -> str:
     return page("held actions", body, s=s, name="approvals")
 
 
-def proposals(s: Session, open_: Sequence[dict[str, Any]], status: dict[str, Any] | None) -> str:
+def _history(history: Sequence[dict[str, Any]]) -> str:
+    rows = "".join(
+        f"<tr><td>{e(_when(v.get('applied_ns')))}</td><td><code>{e(v['policy_hash'][:16])}</code>"
+        f"</td><td>{e(v.get('approval'))}</td>"
+        f"<td>{e(', '.join(x['approver'] for x in v.get('signers') or []) or '—')}</td>"
+        f'<td><a href="/console/receipts/{e(v.get("receipt_id"))}">{e(v.get("receipt_id"))}</a>'
+        "</td></tr>"
+        for v in history
+    )
+    return (
+        '<h3>Applied policies</h3><table id="policy-history"><thead><tr><th>applied (UTC)</th>'
+        "<th>policy</th><th>approval</th><th>signed by</th><th>receipt</th></tr></thead><tbody>"
+        + rows
+        + "</tbody></table>"
+    )
+
+
+def proposals(
+    s: Session,
+    open_: Sequence[dict[str, Any]],
+    status: dict[str, Any] | None,
+    history: Sequence[dict[str, Any]] = (),
+) -> str:
     if status is None:
         body = (
             '<section><h2>Policy proposals</h2><p class="empty">Governance is not'
@@ -314,7 +336,7 @@ def proposals(s: Session, open_: Sequence[dict[str, Any]], status: dict[str, Any
     body = (
         f"<section><h2>Policy proposals</h2><p>Governance version"
         f" {e(status['governance_version'])}: {e(status['threshold'])} of {e(approvers)}.</p>"
-        f"{listing}</section>{panel}" + json_block("proposal-data", list(open_))
+        f"{listing}{_history(history)}</section>{panel}" + json_block("proposal-data", list(open_))
     )
     return page("policy proposals", body, s=s, name="proposals")
 
