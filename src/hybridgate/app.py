@@ -108,6 +108,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await gw.start()
+        follow = asyncio.create_task(governance.follow()) if governance is not None else None
         if handle_sighup:
 
             def on_sighup() -> None:
@@ -119,6 +120,10 @@ def create_app(
             async with tools_lifespan():
                 yield
         finally:
+            if follow is not None:
+                follow.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follow
             await gw.aclose()
 
     routes = [

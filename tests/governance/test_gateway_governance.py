@@ -4,6 +4,7 @@ reloads, stale proposals, rotation across restarts, and the CLI end to end."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -299,3 +300,57 @@ def test_governance_sign_cli_builds_an_accepted_rotation(
         assert r.exit_code == 0, r.output
     v2: GovernanceDoc = load_governance_file(path)
     assert check_rotation(v1, v2) == ["alice", "bob", "carol"]
+
+
+def test_a_second_replica_adopts_an_applied_policy_after_checking_its_receipt(
+    tmp_path: Path, approvers: dict[str, SigningKey]
+) -> None:
+    gov = _gov_file(tmp_path, approvers)
+    with (
+        running_gateway(tmp_path, governance_file=str(gov)) as a,
+        running_gateway(tmp_path, governance_file=str(gov)) as b,
+        _api(a) as c,
+    ):
+        assert a.gw.policy.current[1] == b.gw.policy.current[1]
+        p = _propose(c, _policy(a, classes={"contact": "allow"}))
+        for k in ("alice", "bob"):
+            assert _sign(c, p, approvers[k]).status_code == 200
+        assert c.post(f"/v1/admin/policy/proposals/{p['proposal_id']}/apply").status_code == 200
+        for _ in range(1000):  # replica b follows the shared store every 2 s
+            if b.gw.policy.current[1] == p["policy_hash"]:
+                break
+            time.sleep(0.01)
+        assert b.gw.policy.current[1] == p["policy_hash"]
+        # and b's gate now admits exactly that policy
+        r = httpx.post(
+            b.url + "/v1/admin/policy/reload",
+            json=_policy(a, classes={"contact": "block"}),
+            headers=ADMIN,
+        )
+        assert r.status_code == 400
+
+
+def test_sync_refuses_a_version_row_without_a_valid_receipt(
+    tmp_path: Path, approvers: dict[str, SigningKey]
+) -> None:
+    from hybridgate.governance.store import GovernanceStore, PolicyVersion
+
+    gov = _gov_file(tmp_path, approvers)
+    with running_gateway(tmp_path, governance_file=str(gov)) as h:
+        app: Any = h.server.server.config.app
+        svc = app.state.governance
+        forged = _policy(h, classes={"secret": "allow"})
+        from hybridgate.policy.model import PolicyConfig
+
+        phash = policy_hash(PolicyConfig.model_validate(forged))
+        before = h.gw.policy.current[1]
+        # a row written straight into the store, pointing at an existing (bootstrap) receipt
+        boot = GovernanceStore(h.gw.store).latest_version()
+        assert boot is not None
+        GovernanceStore(h.gw.store).add_version_sync(
+            PolicyVersion(
+                0, phash, forged, None, "threshold", [], boot.governance_hash, 1, boot.receipt_id
+            )
+        )
+        assert svc.sync() is False
+        assert h.gw.policy.current[1] == before

@@ -68,9 +68,12 @@ def _int(v: Any) -> int:
         return -1
 
 
-def _policy_receipt(
+def check_policy_receipt(
     body: dict[str, Any], doc: GovernanceDoc, previous: PolicyConfig | None, trace: Trace
 ) -> tuple[PolicyConfig | None, ApprovedPolicy | None]:
+    """Check one ``policy`` receipt against the governance in force and the policy it
+    replaces; the approved policy and its record, or ``(None, None)`` with the problem
+    appended to ``trace``."""
     rid = str(body.get("receipt_id"))
     where = f"policy receipt {rid}"
     try:
@@ -194,7 +197,7 @@ def trace_governance(bodies: Iterable[dict[str, Any]], pinned_root: str | None =
             if doc is None:
                 trace.problems.append(f"policy receipt {rid} before any governance document")
                 continue
-            new_policy, record = _policy_receipt(body, doc, policy, trace)
+            new_policy, record = check_policy_receipt(body, doc, policy, trace)
             if new_policy is not None and record is not None:
                 policy = new_policy
                 trace.policies.append(record)

@@ -140,6 +140,55 @@ class GovernanceService:
         holder.set_gate(svc._gate)
         return svc
 
+    # -- replicas --------------------------------------------------------------------
+    def sync(self) -> bool:
+        """Adopt a policy another replica applied to the shared store, if there is one.
+
+        The version row is not trusted by itself: its receipt is read from the log and
+        checked exactly as an auditor checks it (signatures of the governance in force,
+        threshold or a re-run tighten-only check against the active policy). True when
+        the active policy changed.
+        """
+        latest = self.store.latest_version()
+        if latest is None or latest.policy_hash == self._active_hash:
+            return False
+        stored = self.store.latest_doc()
+        doc = self.doc
+        if stored is not None and GovernanceDoc.parse(stored[0]).hash() != doc.hash():
+            candidate = GovernanceDoc.parse(stored[0])
+            check_rotation(doc, candidate)  # a GovernanceError leaves everything as it is
+            doc = candidate
+        signed = self.ledger.get_receipt(latest.receipt_id)
+        if signed is None:
+            return False  # not in the log yet (a shared log integrates in batches)
+        from hybridgate.governance.audit import Trace, check_policy_receipt
+
+        trace = Trace()
+        current, _ = self.holder.current
+        policy, record = check_policy_receipt(signed["receipt"], doc, current, trace)
+        if (
+            policy is None
+            or record is None
+            or record.policy_hash != latest.policy_hash
+            or record.approval == "bootstrap"
+        ):
+            log.error("not adopting policy %s: %s", latest.policy_hash[:16], trace.problems)
+            return False
+        self.doc = doc
+        self._active_hash = latest.policy_hash
+        result = self.holder.reload(lambda: policy)
+        log.warning("adopted policy %s applied by another replica", latest.policy_hash[:16])
+        return result.ok
+
+    async def follow(self, interval_s: float = 2.0) -> None:
+        """Run :meth:`sync` every ``interval_s`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await asyncio.to_thread(self.sync)
+            except Exception as exc:  # a store hiccup must not end the loop; it is logged
+                log.error("governance sync failed: %s: %s", type(exc).__name__, exc)
+
     def _gate(self, _: PolicyConfig, phash: str) -> str | None:
         if phash == self._active_hash:
             return None

@@ -49,7 +49,7 @@ MIGRATIONS = [
             PRIMARY KEY (proposal_id, approver)
         );
         CREATE TABLE policy_versions (
-            seq INTEGER PRIMARY KEY,
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
             policy_hash TEXT NOT NULL,
             policy TEXT NOT NULL,
             proposal_id TEXT,
