@@ -299,3 +299,50 @@ def test_team_sign_in_is_read_only(browser: Any, env: ConsoleEnv) -> None:
     page.wait_for_url("**/console/login")
     page.goto(env.h.url + "/console")
     assert page.url.endswith("/console/login")
+
+
+def test_the_page_hashes_tricky_json_exactly_like_the_gateway(
+    browser: Any, env: ConsoleEnv
+) -> None:
+    """RFC 8785 in the page and on the server agree on floats, escapes and key order by
+    UTF-16 code units (an astral character sorts before U+FB01 there, after it by code
+    point): the page signs only when its hash of the policy equals the gateway's."""
+    admin = httpx.Client(
+        base_url=env.h.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+    )
+    policy = env.h.gw.policy.current[0].model_dump(mode="json")
+    policy["teams"] = {
+        "\U0001f600": {"classes": {"person": "block"}},
+        "\ufb01": {"classes": {"person": "block"}},
+        'q"\\\u2028\u00e9': {"classes": {"person": "block"}},
+    }
+    policy["actions"] = [
+        {
+            "name": "fractions",
+            "action": "PAY_\u20ac",
+            "effect": "deny",
+            "when": [
+                {"param": "amount", "op": "gt", "value": 0.1},
+                {"param": "rate", "op": "lt", "value": 1e-7},
+                {"param": "big", "op": "gte", "value": 123456.789},
+                {"param": "huge", "op": "lte", "value": 1e21},
+                {"param": "int", "op": "eq", "value": 9007199254740991},
+            ],
+        }
+    ]
+    r = admin.post("/v1/admin/policy/proposals", json={"policy": policy})
+    assert r.status_code == 201, r.text
+    prop = r.json()
+    page = _page(browser)
+    _sign_in(page, env)
+    page.goto(env.h.url + "/console/proposals")
+    page.fill("#key-text", env.bob.to_private_string())
+    page.click("#key-load")
+    page.wait_for_selector("#key-status[data-loaded='1']")
+    page.click("button.sign")
+    page.wait_for_selector("#action-result:not([data-state=busy])")
+    assert page.get_attribute("#action-result", "data-state") == "ok", page.inner_text(
+        "#action-result"
+    )
+    got = admin.get(f"/v1/admin/policy/proposals/{prop['proposal_id']}").json()
+    assert got["valid_signers"] == ["bob"]
