@@ -20,7 +20,7 @@ from hybridgate.errors import ConfigError
 from hybridgate.policy.model import Openness, PolicyConfig
 
 Location = Literal["on_prem", "external"]
-ProviderKind = Literal["openai", "anthropic", "openai_compat", "local"]
+ProviderKind = Literal["openai", "anthropic", "openai_compat", "local", "vllm", "lorax", "llamacpp"]
 Strategy = Literal["fixed", "fallback", "least_cost", "least_latency", "weighted", "quality"]
 
 
@@ -79,6 +79,9 @@ class RouteConfig(_Strict):
     embeddings: bool = False
     local: LocalModel | None = None
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    lora_slots: int = Field(
+        default=4, ge=1, description="vllm: adapters loaded at once (the server's --max-loras)"
+    )
     adapters: list[str] | None = Field(
         default=None,
         description="registered adapters this route may serve ('*': any on its base); "
@@ -89,8 +92,8 @@ class RouteConfig(_Strict):
     def _provider_fields(self) -> RouteConfig:
         if self.provider == "local" and self.local is None:
             raise ValueError("provider 'local' needs a `local:` section with model_path")
-        if self.provider in ("openai_compat",) and not self.base_url:
-            raise ValueError("provider 'openai_compat' needs base_url")
+        if self.provider in ("openai_compat", "vllm", "lorax", "llamacpp") and not self.base_url:
+            raise ValueError(f"provider '{self.provider}' needs base_url")
         return self
 
 

@@ -15,6 +15,10 @@ def build_provider(route: RouteConfig) -> Provider:
         return OpenAICompatProvider(route)
     if route.provider == "anthropic":
         return AnthropicProvider(route)
+    if route.provider in ("vllm", "lorax", "llamacpp"):
+        from hybridgate.providers.lora_engines import build_lora_engine
+
+        return build_lora_engine(route)
     if route.provider == "local":
         from hybridgate.providers.local import LocalProvider
 
