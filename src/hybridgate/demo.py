@@ -202,11 +202,19 @@ def run_demo(console: Console | None = None) -> int:
             _quality_batch(console, client, server.base_url, key, failures)
             _actions(console, server.base_url, key, executed, failures)
             _verify(console, gw, server.base_url, key, receipts, failures)
+    _adapter_tools(console, failures)
     if failures:
         console.print("[bold red]demo checks failed:[/] " + "; ".join(failures))
         return 1
     console.print("[bold green]all demo checks passed[/]")
     return 0
+
+
+def _adapter_tools(console: Console, failures: list[str]) -> None:
+    """A frontier agent stand-in calls local task adapters as MCP tools; savings printed."""
+    from hybridgate.serving.demo_step import run_adapter_tools_step
+
+    run_adapter_tools_step(console, failures)
 
 
 def _workload(
