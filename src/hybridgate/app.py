@@ -91,8 +91,8 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        try:
-            gw.store.query("SELECT 1")
+        try:  # the store takes a write (its writer thread commits) and Redis answers
+            await asyncio.to_thread(gw.ready_check)
         except Exception as exc:  # readiness reports failure; it never raises
             return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, 503)
         return JSONResponse(

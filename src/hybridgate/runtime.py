@@ -262,6 +262,13 @@ class Gateway:
             gw.hook = DistillService(gw, secret)
         return gw
 
+    def ready_check(self) -> None:
+        """Raises unless the store commits a write and (when configured) Redis answers."""
+        self.store.ping_write()
+        ping = getattr(self.budgets, "ping", None)
+        if ping is not None:
+            ping()
+
     def ledger_verifiers(self) -> list[VerifierKey]:
         """Public keys receipts verify with, the active one first (rotation keeps old ones)."""
         active = self.keyring.active.verifier()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
+from typer.testing import CliRunner
 
+from hybridgate.cli.ledger_cmd import receipt_app
 from hybridgate.ledger.receipt import PROMISE_FORMAT, verify_bundle
 from scale.scale_harness import burst, cluster
 
@@ -72,10 +75,24 @@ def test_promise_then_proof_and_cli_verify(tmp_path: Path, pg_dsn: str, redis: s
         assert verify_bundle(doc, keys) is None
         tampered = {**doc, "promise": {**doc["promise"], "receipt_id": "rcpt_other00"}}
         assert verify_bundle(tampered, keys) is not None
+        pub = ",".join(k.to_string() for k in keys)
+        _cli_verify(tmp_path / "promise.json", doc, pub, "promise of inclusion")
+        forged = {**doc, "promise": {**doc["promise"], "timestamp_ns": "1"}}
+        assert verify_bundle(forged, keys) == "promise signature does not verify"
+        _cli_verify(tmp_path / "forged.json", forged, pub, "INVALID")
         # the leading replica's sequencer merges it; the same URL now serves the proof
         assert sum(g.ledger.sequencer.step() for g in c.gws) == 1  # type: ignore[attr-defined]
         doc2 = httpx.get(
             c.urls[0] + f"/v1/receipts/{rid}", headers={"authorization": f"Bearer {key}"}
         ).json()
         assert "inclusion_proof" in doc2 and verify_bundle(doc2, keys) is None
+        assert doc2["receipt"] == doc["receipt"]  # the same signed receipt, now proven
+        _cli_verify(tmp_path / "bundle.json", doc2, pub, "valid: receipt")
         assert c.verify(a).ok
+
+
+def _cli_verify(path: Path, doc: dict[str, object], pub: str, expect: str) -> None:
+    path.write_text(json.dumps(doc))
+    r = CliRunner().invoke(receipt_app, ["verify", str(path), "--key", pub])
+    assert expect in r.output, r.output
+    assert (r.exit_code == 0) == (expect != "INVALID")

@@ -135,6 +135,11 @@ class SharedBudgetManager:
         if self._rates is not None:
             self._rates.close()
 
+    def ping(self) -> None:
+        """Readiness: Redis answers (when rate limits use it)."""
+        if self._rates is not None:
+            self._rates.ping()
+
     # -- the request path ---------------------------------------------------------
     def reserve(
         self,

@@ -33,23 +33,47 @@ def register(root: typer.Typer) -> None:
         home: HomeOpt = None,
         host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
         port: Annotated[int | None, typer.Option(help="port (default 4000)")] = None,
+        workers: Annotated[
+            int,
+            typer.Option(help="worker processes (more than 1 needs store.kind: postgres)"),
+        ] = 1,
     ) -> None:
-        """Run the gateway. With no --config it starts on embedded defaults."""
+        """Run the gateway. With no --config it starts on embedded defaults.
+
+        On the embedded SQLite store one process serves a home: a second `serve` on the
+        same home is refused. With store.kind: postgres any number of workers and
+        replicas share budgets, rate limits and one receipt log."""
         from hybridgate.app import create_app
         from hybridgate.server import serve_forever
+        from hybridgate.store.lock import lock_home
+        from hybridgate.workers import check_workers, serve_workers
 
         cfg = resolve_config(config, home, probe=True)
         logging.basicConfig(
             level=cfg.server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
         )
-        app = create_app(cfg, config_path=str(config) if config else None, handle_sighup=True)
         h = host or cfg.server.host
         p = cfg.server.port if port is None else port
+        try:
+            check_workers(cfg, workers)
+            if workers > 1 and config is None:
+                raise ConfigError("--workers needs --config (each worker loads the file)")
+            if cfg.store.kind == "sqlite":
+                lock_home(cfg.home_path)  # held until this process exits
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
         console.print(
             f"hybridgate on http://{h}:{p}  "
             f"routes: {', '.join(r.name for r in cfg.routes) or 'none'}"
-            f"  home: {cfg.home_path}"
+            f"  home: {cfg.home_path}  store: {cfg.store.kind}"
+            + (f"  workers: {workers}" if workers > 1 else "")
         )
+        if workers > 1:
+            assert config is not None
+            serve_workers(config, home, h, p, workers, cfg.server.log_level)
+            return
+        app = create_app(cfg, config_path=str(config) if config else None, handle_sighup=True)
         serve_forever(app, h, p, cfg.server.log_level)
 
     root.add_typer(keys_app, name="keys")
