@@ -75,6 +75,22 @@ def load_or_create_secret(home: Path, name: str = "deployment.secret") -> bytes:
     return data
 
 
+def all_migrations(config: GatewayConfig) -> list[Migration]:
+    """Every component's schema steps for the configured store (``hybridgate migrate``)."""
+    return [
+        *KeyStore.migrations(),
+        *Ledger.migrations(),
+        *(shared_ledger_migrations() if config.store.kind == "postgres" else []),
+        *BudgetManager.migrations(),
+        *UsageLog.migrations(),
+        *ActionService.migrations(),
+        *AdapterRegistry.migrations(),
+        *GovernanceStore.migrations(),
+        *DistillStore.migrations(),
+        *ConversationStore.migrations(),
+    ]
+
+
 def shared_ledger_migrations() -> list[Migration]:
     from hybridgate.ledger.shared import MIGRATIONS
 
@@ -212,20 +228,7 @@ class Gateway:
         home.mkdir(parents=True, exist_ok=True)
         secret = load_or_create_secret(home)
         store = build_store(config)
-        store.open(
-            [
-                *KeyStore.migrations(),
-                *Ledger.migrations(),
-                *(shared_ledger_migrations() if config.store.kind == "postgres" else []),
-                *BudgetManager.migrations(),
-                *UsageLog.migrations(),
-                *ActionService.migrations(),
-                *AdapterRegistry.migrations(),
-                *GovernanceStore.migrations(),
-                *DistillStore.migrations(),
-                *ConversationStore.migrations(),
-            ]
-        )
+        store.open(all_migrations(config))
         keyring = KeyRing.load_or_create(home / "keys", config.ledger.origin)
         ledger, budgets = _shared_parts(config, store, keyring, secret)
         holder = PolicyHolder(config.policy)

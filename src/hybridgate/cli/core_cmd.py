@@ -76,6 +76,31 @@ def register(root: typer.Typer) -> None:
         app = create_app(cfg, config_path=str(config) if config else None, handle_sighup=True)
         serve_forever(app, h, p, cfg.server.log_level)
 
+    @root.command()
+    def migrate(config: ConfigOpt = None, home: HomeOpt = None) -> None:
+        """Apply every schema migration to the configured store, and create the home's
+        deployment secret and signing keys if missing. Run once before starting replicas
+        (the Helm chart's migration Job); replicas starting together also migrate safely."""
+        from hybridgate.ledger import KeyRing
+        from hybridgate.runtime import all_migrations
+
+        cfg = resolve_config(config, home)
+        load_or_create_secret(cfg.home_path)
+        ring = KeyRing.load_or_create(cfg.home_path / "keys", cfg.ledger.origin)
+        store = build_store(cfg)
+        try:
+            store.open(all_migrations(cfg))
+            applied = store.query("SELECT count(*) FROM schema_migrations")[0][0]
+        except GatewayError as exc:
+            typer.echo(f"cannot migrate: {exc.message}", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            store.close()
+        console.print(
+            f"{cfg.store.kind} store at schema ({applied} steps applied);"
+            f" home {cfg.home_path}, signing key {ring.active.key_id}"
+        )
+
     root.add_typer(keys_app, name="keys")
     root.add_typer(config_app, name="config")
 

@@ -1,0 +1,375 @@
+"""Scale-out figures: workers and stores, the shared log, budget reserves, replicas.
+
+1. Requests/s and added p50/p99 (gateway minus the same upstream called directly) with
+   1 and 2 workers, on SQLite and on PostgreSQL + Redis. The full path: scan, policy,
+   route, budget reserve/settle, usage row, receipt. SQLite with 2 workers is refused by
+   design (one process owns an embedded home), so it is reported as such.
+2. Receipts/s through the shared PostgreSQL log (durable queue appends, and how fast the
+   elected sequencer merges them into the tree).
+3. Budget reserves: the PostgreSQL conditional UPDATE (``hg_budget_reserve``) against an
+   equivalent Redis Lua check-and-hold, from 1 and 8 threads.
+4. Cost against replicas: 1-8 simulated replicas (processes), each appending receipts and
+   reserving/settling a budget on the shared PostgreSQL for a bounded time.
+
+Needs PostgreSQL and Redis (``HYBRIDGATE_TEST_PG`` / ``HYBRIDGATE_TEST_REDIS``, defaults
+as the tests); each run uses a private database and Redis key prefix, dropped afterwards.
+
+    .venv/bin/python benchmarks/scale_bench.py [--requests 1500] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import multiprocessing as mp
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hybridgate.testing.services import pg_database, redis_url
+
+
+def _overhead() -> Any:
+    """The load generator and process helpers of ``benchmarks/overhead.py``."""
+    spec = importlib.util.spec_from_file_location(
+        "overhead", Path(__file__).with_name("overhead.py")
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_oh = _overhead()
+free_port, load, start_upstream, wait_http = (
+    _oh.free_port,
+    _oh.load,
+    _oh.start_upstream,
+    _oh.wait_http,
+)
+
+HG = [sys.executable, "-m", "hybridgate.cli.main"]
+
+
+def gateway_config(home: Path, upstream: int, port: int, dsn: str | None) -> Path:
+    cfg: dict[str, Any] = {
+        "home": str(home),
+        "server": {"port": port, "log_level": "warning"},
+        "ledger": {"checkpoint_interval_s": 60},
+        "routes": [
+            {
+                "name": "bench",
+                "provider": "openai_compat",
+                "base_url": f"http://127.0.0.1:{upstream}/v1",
+                "model": "bench-model",
+                "location": "on_prem",
+                "price": {"input_per_mtok": 0.1, "output_per_mtok": 0.1},
+            }
+        ],
+        "budgets": [{"scope": "team", "name": "bench", "usd_per_day": 1000}],
+    }
+    if dsn is not None:
+        cfg["store"] = {
+            "kind": "postgres",
+            "dsn": dsn,
+            "redis_url": redis_url(),
+            "redis_prefix": f"hgbench:{secrets.token_hex(4)}:",
+        }
+        cfg["budgets"].append({"scope": "team", "name": "bench", "requests_per_minute": 10**7})
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "hybridgate.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run_gateway(path: Path, port: int, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    subprocess.run([*HG, "migrate", "--config", str(path)], check=True, capture_output=True)
+    key = subprocess.run(
+        [*HG, "keys", "create", "--team", "bench", "--config", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-1]
+    proc = subprocess.Popen(
+        [*HG, "serve", "--config", str(path), "--workers", str(workers)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=90)
+    return proc, key
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def throughput(args: argparse.Namespace, tmp: Path) -> list[list[str]]:
+    rows: list[list[str]] = []
+    up = free_port()
+    upstream = start_upstream(up)
+    try:
+        url = f"http://127.0.0.1:{up}/v1/chat/completions"
+        direct = asyncio.run(load(url, None, args.requests, 16, False))
+        for store in ("sqlite", "postgres+redis"):
+            for workers in (1, 2):
+                if store == "sqlite" and workers == 2:
+                    rows.append([store, "2", "refused: one process per SQLite home", "", ""])
+                    continue
+                port = free_port()
+                ctx = pg_database() if store != "sqlite" else None
+                dsn = ctx.__enter__() if ctx is not None else None
+                try:
+                    home = tmp / f"{store}-{workers}"
+                    path = gateway_config(home, up, port, dsn)
+                    proc, key = run_gateway(path, port, workers)
+                    try:
+                        gw_url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                        via = asyncio.run(load(gw_url, key, args.requests, 16, False))
+                    finally:
+                        stop(proc)
+                finally:
+                    if ctx is not None:
+                        ctx.__exit__(None, None, None)
+                rows.append(
+                    [
+                        store,
+                        str(workers),
+                        f"{via.rps:,.0f}",
+                        f"{via.pct(0.5) - direct.pct(0.5):+.2f}",
+                        f"{via.pct(0.99) - direct.pct(0.99):+.2f}",
+                    ]
+                )
+    finally:
+        stop(upstream)
+    rows.insert(0, ["upstream direct", "-", f"{direct.rps:,.0f}", "0", "0"])
+    return rows
+
+
+# -- the shared log ------------------------------------------------------------------------
+def log_rate(seconds: float, tmp: Path) -> dict[str, float]:
+    from hybridgate.config import LedgerConfig
+    from hybridgate.ledger import KeyRing
+    from hybridgate.ledger.shared import Sequencer, SharedLedger
+    from hybridgate.store.postgres import PostgresStore
+
+    with pg_database() as dsn:
+        ring = KeyRing.load_or_create(tmp / "logkeys", "bench.local/log")
+        store = PostgresStore(dsn)
+        store.open(SharedLedger.migrations())
+        led = SharedLedger(store, ring, LedgerConfig(origin="bench.local/log"), b"s" * 32)
+
+        async def appends() -> int:
+            n = 0
+            stop_at = time.perf_counter() + seconds
+
+            async def worker() -> None:
+                nonlocal n
+                while time.perf_counter() < stop_at:
+                    await led.append(led.new_receipt_id(), {"kind": "request", "n": n})
+                    n += 1
+
+            await asyncio.gather(*(worker() for _ in range(64)))
+            return n
+
+        t0 = time.perf_counter()
+        queued = asyncio.run(appends())
+        q_rate = queued / (time.perf_counter() - t0)
+        seq = Sequencer(store, ring, "bench.local/log", max_batch=5000)
+        t0 = time.perf_counter()
+        merged = 0
+        while merged < queued:
+            merged += seq.step()
+        m_rate = merged / (time.perf_counter() - t0)
+        seq._drop()
+        store.close()
+    return {"queued_per_s": q_rate, "merged_per_s": m_rate, "receipts": float(queued)}
+
+
+# -- budget reserve: PostgreSQL conditional UPDATE vs Redis Lua ---------------------------------
+_LUA_RESERVE = """
+for i = 1, #KEYS do
+  local v = tonumber(redis.call('HGET', KEYS[i], 'spent') or '0')
+      + tonumber(redis.call('HGET', KEYS[i], 'held') or '0')
+  if v + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
+end
+for i = 1, #KEYS do redis.call('HINCRBY', KEYS[i], 'held', ARGV[1]) end
+return 1
+"""
+
+
+def reserves(seconds: float) -> list[list[str]]:
+    import redis
+
+    from hybridgate.accounting.shared_budgets import SharedBudgetManager
+    from hybridgate.config import BudgetConfig
+    from hybridgate.store.postgres import PostgresStore
+
+    rows: list[list[str]] = []
+    with pg_database() as dsn:
+        store = PostgresStore(dsn, pool_size=8)
+        store.open(SharedBudgetManager.migrations())
+        bm = SharedBudgetManager(store, [BudgetConfig(scope="team", name="t", usd_per_day=10**9)])
+        r = redis.Redis.from_url(redis_url())
+        script = r.register_script(_LUA_RESERVE)
+        prefix = f"hgbench:{secrets.token_hex(4)}:"
+        keys = [f"{prefix}team:t:day", f"{prefix}team:t:month"]
+        counts = {"pg": 0, "redis": 0}
+        for threads in (1, 8):
+            counts.update(pg=0, redis=0)
+
+            def pg_worker(stop_at: float) -> None:
+                while time.perf_counter() < stop_at:
+                    res = bm.reserve(key_id=None, team="t", usd=Decimal("0.001"), tokens=10)
+                    bm.release(res)
+                    counts["pg"] += 1
+
+            def redis_worker(stop_at: float) -> None:
+                while time.perf_counter() < stop_at:
+                    script(keys=keys, args=[1000, 10**15])
+                    counts["redis"] += 1
+
+            for fn in (pg_worker, redis_worker):
+                stop_at = time.perf_counter() + seconds
+                ts = [threading.Thread(target=fn, args=(stop_at,)) for _ in range(threads)]
+                for t in ts:
+                    t.start()
+                for t in ts:
+                    t.join()
+            rows.append(
+                [
+                    str(threads),
+                    f"{counts['pg'] / seconds:,.0f}",
+                    f"{counts['redis'] / seconds:,.0f}",
+                ]
+            )
+        bm.close()
+        r.delete(*keys)
+        store.close()
+    return rows
+
+
+# -- replicas ------------------------------------------------------------------------------
+def _replica(dsn: str, home: str, seconds: float, out: Any) -> None:
+    from hybridgate.accounting.shared_budgets import SharedBudgetManager
+    from hybridgate.config import BudgetConfig, LedgerConfig
+    from hybridgate.ledger import KeyRing
+    from hybridgate.ledger.shared import SharedLedger
+    from hybridgate.store.postgres import PostgresStore
+
+    store = PostgresStore(dsn, pool_size=4)
+    store.open([])
+    ring = KeyRing.load(Path(home) / "keys")
+    led = SharedLedger(store, ring, LedgerConfig(origin="bench.local/log"), b"s" * 32)
+    bm = SharedBudgetManager(store, [BudgetConfig(scope="team", name="t", usd_per_day=10**9)])
+    bm.load()
+
+    async def run() -> int:
+        await led.start()
+        n = 0
+        stop_at = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal n
+            while time.perf_counter() < stop_at:
+                res = bm.reserve(key_id=None, team="t", usd=Decimal("0.001"), tokens=10)
+                await led.append(led.new_receipt_id(), {"kind": "request"})
+                bm.settle(res, usd=Decimal("0.0005"), tokens=5)
+                n += 1
+
+        await asyncio.gather(*(worker() for _ in range(16)))
+        await led.aclose()
+        return n
+
+    out.put(asyncio.run(run()))
+    bm.close()
+    store.close()
+
+
+def replicas(seconds: float, tmp: Path, max_n: int) -> list[list[str]]:
+    from hybridgate.accounting.shared_budgets import SharedBudgetManager
+    from hybridgate.ledger import KeyRing
+    from hybridgate.ledger.shared import SharedLedger
+    from hybridgate.store.postgres import PostgresStore
+
+    rows: list[list[str]] = []
+    KeyRing.load_or_create(tmp / "rep" / "keys", "bench.local/log")
+    ctx = mp.get_context("spawn")
+    for n in (1, 2, 4, max_n):
+        with pg_database() as dsn:
+            s = PostgresStore(dsn)
+            s.open([*SharedLedger.migrations(), *SharedBudgetManager.migrations()])
+            s.close()
+            q = ctx.Queue()
+            ps = [
+                ctx.Process(target=_replica, args=(dsn, str(tmp / "rep"), seconds, q))
+                for _ in range(n)
+            ]
+            for p in ps:
+                p.start()
+            total = sum(q.get(timeout=seconds + 120) for _ in ps)
+            for p in ps:
+                p.join(60)
+        rows.append([str(n), f"{total / seconds:,.0f}", f"{total / seconds / n:,.0f}"])
+    return rows
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--requests", type=int, default=1500, help="per throughput cell (c=16)")
+    ap.add_argument("--seconds", type=float, default=3.0, help="per timed cell")
+    ap.add_argument("--max-replicas", type=int, default=8, choices=range(2, 9))
+    ap.add_argument("--only", choices=["throughput", "log", "reserve", "replicas"], default=None)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="hg-scale-"))
+    print(f"# scale_bench on {os.cpu_count()} CPUs")
+    if args.only in (None, "throughput"):
+        print("\n## Requests/s and added latency (ms), concurrency 16, non-streaming\n")
+        print(
+            table(
+                ["store", "workers", "requests/s", "added p50", "added p99"],
+                throughput(args, tmp),
+            )
+        )
+    if args.only in (None, "log"):
+        r = log_rate(args.seconds, tmp)
+        print(
+            f"\n## Shared log\n\n{r['receipts']:,.0f} receipts: {r['queued_per_s']:,.0f}/s"
+            f" queued durably (64 concurrent appends), {r['merged_per_s']:,.0f}/s merged by"
+            " the sequencer"
+        )
+    if args.only in (None, "reserve"):
+        print("\n## Budget reserve+release per second\n")
+        print(table(["threads", "PostgreSQL UPDATE", "Redis Lua"], reserves(args.seconds)))
+    if args.only in (None, "replicas"):
+        print("\n## Simulated replicas (reserve, append, settle), requests/s\n")
+        print(
+            table(
+                ["replicas", "total", "per replica"], replicas(args.seconds, tmp, args.max_replicas)
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
