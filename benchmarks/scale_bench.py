@@ -46,6 +46,7 @@ def _overhead() -> Any:
     )
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["overhead"] = mod  # its dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
