@@ -34,7 +34,7 @@ from hybridgate.ledger import (
 )
 from hybridgate.ledger.canonical import b64decode
 from hybridgate.ledger.merkle import verify_consistency
-from hybridgate.store import build_store
+from hybridgate.store import Store, build_store
 from hybridgate.store.sqlite import SQLiteStore
 
 receipt_app = typer.Typer(name="receipt", help="Verify receipts offline.", no_args_is_help=True)
@@ -103,17 +103,28 @@ def _db(cfg: GatewayConfig) -> Path:
     return db
 
 
-def _open_ledger(cfg: GatewayConfig) -> tuple[SQLiteStore, Ledger]:
+def _open_ledger(cfg: GatewayConfig) -> tuple[Store, Ledger]:
     """The log as the gateway sees it, for commands that issue checkpoints. Such a command
     never appends, so running it beside a live gateway is safe (SQLite serializes writers)."""
-    db = _db(cfg)
     try:
         ring = KeyRing.load(cfg.home_path / "keys")
     except (OSError, ValueError) as exc:
         raise _fail(f"cannot load the gateway's keys: {exc}", 2) from None
     secret_file = cfg.home_path / "deployment.secret"
     secret = secret_file.read_bytes() if secret_file.is_file() else os.urandom(32)
-    store = SQLiteStore(db, durability=cfg.ledger.durability)
+    if cfg.store.kind == "postgres":  # the shared log: read what the sequencer signed
+        from hybridgate.ledger.shared import SharedLedger
+        from hybridgate.runtime import all_migrations
+        from hybridgate.store.postgres import PostgresStore
+
+        pg = build_store(cfg)
+        assert isinstance(pg, PostgresStore)
+        try:
+            pg.open(all_migrations(cfg))
+        except ServiceUnavailable as exc:
+            raise _fail(f"cannot open the store: {exc.message}", 2) from None
+        return pg, SharedLedger(pg, ring, cfg.ledger, secret)
+    store = SQLiteStore(_db(cfg), durability=cfg.ledger.durability)
     store.open(Ledger.migrations())
     try:
         return store, Ledger(store, ring, cfg.ledger, secret)
@@ -287,10 +298,13 @@ def log_export(
 ) -> None:
     """Write the receipts, a checkpoint covering them and the public keys for offline audit."""
     cfg = resolve_config(config, home)
+    if cfg.store.kind != "sqlite":
+        raise _fail("log export reads an SQLite log; for PostgreSQL use log verify", 2)
     store, ledger = _open_ledger(cfg)
     try:
         note = ledger.checkpoint()
         keys = ledger.verifiers()
+        assert isinstance(store, SQLiteStore)
         count = export_log(store.path, directory, note, keys)
     finally:
         store.close()
