@@ -21,6 +21,7 @@ from hybridgate.actions import ActionService
 from hybridgate.actions.store import ActionStore, ApprovalRecord
 from hybridgate.adapters import AdapterRegistry
 from hybridgate.config import BudgetConfig, LedgerConfig
+from hybridgate.conversations import ConversationStore
 from hybridgate.distill.store import DistillStore
 from hybridgate.errors import AuthenticationError, BudgetExceeded
 from hybridgate.governance.store import GovernanceStore
@@ -42,6 +43,7 @@ ALL = [
     *AdapterRegistry.migrations(),
     *GovernanceStore.migrations(),
     *DistillStore.migrations(),
+    *ConversationStore.migrations(),
 ]
 T = [Migration("t", 1, "CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT NOT NULL, b BLOB)")]
 
