@@ -157,6 +157,35 @@ def test_generic_secret_near_misses(scanner: Scanner, text: str, types: Types) -
     assert types(scanner, text) == set()
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # What agent CLIs send in every request: session, cache and thread ids.
+        '{"session_id": "7f1c2a9e-4b3d-4e8a-9c1f-2d3e4f5a6b7c"}',
+        '{"prompt_cache_key": "019a2b3c-4d5e-7f60-8a9b-0c1d2e3f4a5b"}',
+        "session=7F1C2A9E-4B3D-4E8A-9C1F-2D3E4F5A6B7C",
+        '{"user_id": "user_3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a'
+        '_account__session_7f1c2a9e-4b3d-4e8a-9c1f-2d3e4f5a6b7c"}',
+    ],
+)
+def test_uuid_under_a_key_like_name_is_an_identifier(
+    scanner: Scanner, text: str, types: Types
+) -> None:
+    assert types(scanner, text) == set()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "api_key=7f1c2a9e-4b3d-4e8a-9c1f-2d3e4f5a6b7c",  # some vendors' keys are UUIDs
+        'token: "7f1c2a9e-4b3d-4e8a-9c1f-2d3e4f5a6b7c"',
+        "session=8f3kQ9zLm2Xv7Rt4Wp1Yb6Nc",  # not a UUID: still high-entropy under a key name
+    ],
+)
+def test_uuid_under_a_secret_name_still_counts(scanner: Scanner, text: str, types: Types) -> None:
+    assert types(scanner, text) == {"GENERIC_SECRET"}
+
+
 def test_azure_storage_key(scanner: Scanner, found: Found) -> None:
     key = A[:40] + "+/" + A[:44] + "=="
     text = f"DefaultEndpointsProtocol=https;AccountName=x;AccountKey={key};"

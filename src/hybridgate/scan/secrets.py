@@ -273,6 +273,7 @@ _ASSIGN = re.compile(
     r"(?:b?[\"'`])?([^\s\"'`,;<>(){}\[\]]{6,512})"
 )
 _SPACED = re.compile(r"[A-Za-z0-9_]{0,20}[ \t]{1,2}([A-Za-z0-9+/_\-]{10,512}={0,2})(?![^\s.,;])")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*(?:[.][A-Za-z_$][A-Za-z0-9_]*)*")
 _REFERENCE_PREFIXES = ("$", "%", "os.", "process.env", "env.", "getenv", "vault:", "secrets.")
 
@@ -315,6 +316,11 @@ def _weak_value_ok(value: str) -> bool:
         return False
     if "/" in value and not value.endswith("="):
         return False  # a path or URL
+    if _UUID.fullmatch(value):
+        # Session, request and cache ids under names like ``session_id`` or
+        # ``prompt_cache_key`` (every agent CLI sends them): an identifier, not a
+        # credential. A UUID under a strong name (``api_key``, ``token``) still counts.
+        return False
     return shannon_entropy(value) >= 3.5
 
 
