@@ -111,7 +111,8 @@ _C_MAP = {"n": "\n", "r": "\r", "t": "\t", "f": "\f", "b": "\b", "/": "/", "\\":
 
 
 def _printable(s: str) -> bool:
-    return all(c.isprintable() or c.isspace() for c in s)
+    """Text a reader sees (format characters count: the view drops them anyway)."""
+    return all(c.isprintable() or c.isspace() or unicodedata.category(c) == "Cf" for c in s)
 
 
 def _decode(m: re.Match[str]) -> str | None:
