@@ -8,7 +8,13 @@ One run prints:
    run in a subprocess with that interpreter so it never enters this venv;
 2. a generated corpus (fixed seed): prompts carrying identifiers and secrets,
    and hard negatives that look like them;
-3. throughput on the Presidio texts and the median time for a 1 KB prompt.
+3. throughput on the Presidio texts and the median time for a 1 KB prompt;
+4. the spelling corpus (``hybridgate.scan.variants``): how many spellings of
+   each value leak after masking, ordinary and adversarial reported apart,
+   beside Presidio on the same texts when available;
+5. the false-flag rate on the corpus' hard negatives;
+6. what normalization costs, the whole-request scan of a chat body, and the
+   worst 1 MB adversarial input (with the 256 KB time, to show linearity).
 
     .venv/bin/python benchmarks/scan_bench.py --presidio-python /tmp/presidio-venv/bin/python
 """
@@ -27,8 +33,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hybridgate.config import ScannerConfig
-from hybridgate.scan import Scanner, build_scanner
+from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request
+from hybridgate.scan.normalize import normalize
 from hybridgate.scan.synth import generate_corpus, generate_prompts_1kb
+from hybridgate.scan.variants import (
+    ADVERSARIAL,
+    ORDINARY,
+    exposed,
+    hard_negatives,
+    org_terms,
+    variant_corpus,
+)
 
 PRESIDIO_TYPES = (
     "CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS",
@@ -274,8 +289,170 @@ def main(argv: list[str] | None = None) -> int:
     if pr_cps is not None:
         print(f"throughput ratio hybridgate / Presidio: {hg_cps / pr_cps:.0f}x")
     avg_len = statistics.mean(len(x) for x in prompts)
-    print(f"(1 KB prompts: {len(prompts)}, mean {avg_len:.0f} chars)")
+    print(f"(1 KB prompts: {len(prompts)}, mean {avg_len:.0f} chars)\n")
+
+    spelling_section(args, prompts)
     return 0
+
+
+def _mask(text: str, spans: list[Span]) -> str:
+    out, pos = [], 0
+    for t, s, e in sorted(spans, key=lambda x: (x[1], x[2])):
+        if s < pos:
+            s = pos
+        if e <= s:
+            continue
+        out += [text[pos:s], f"<{t}>"]
+        pos = e
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _time(fn: object, *a: object, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn(*a)  # type: ignore[operator]
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _median_ms(fn: object, items: list[str], repeat: int = 5) -> float:
+    return statistics.median(_time(fn, x, repeat=repeat) for x in items) * 1e3
+
+
+def adversarial_inputs(n: int) -> dict[str, str]:
+    """Hostile texts of about ``n`` characters each."""
+
+    def rep(unit: str) -> str:
+        return unit * max(1, n // len(unit))
+
+    return {
+        "digits and spaces": rep("1 "),
+        "digits and dots": rep("1."),
+        "phone-shaped": rep("555 123 4567 "),
+        "zero-width between digits": rep("4\u200b"),
+        "soft hyphen between digits": rep("1\u00ad"),
+        "fullwidth digits": rep("\uff14\uff11 "),
+        "HTML entities": rep("&#52;"),
+        "percent escapes": rep("%34"),
+        "\\u escapes": rep("\\u0034"),
+        "base64 runs": rep("NDExMSAxMTEx "),
+        "one long base64 run": rep("QUJDREVGR0g"),
+        "e-mail-ish": rep("a@"),
+        "password=": rep("password="),
+        "KEY=": rep("AB_KEY=x "),
+        "Authorization: Basic": rep("Authorization: Basic "),
+        "AKIA": rep("AKIA"),
+        "org term pieces": rep("Project  Blue-"),
+        "mixed prose": rep("The order 4111 ships to jane@example.com, call +1 415 555 2671. "),
+    }
+
+
+def spelling_section(args: argparse.Namespace, prompts: list[str]) -> None:
+    scanner = build_scanner(ScannerConfig(terms=org_terms()))
+    variants = variant_corpus(random.Random(args.seed + 2), values_per_kind=3)
+    texts = [v.prompt for v in variants]
+    hg = [[(f.type, f.start, f.end) for f in scanner.scan(t).findings] for t in texts]
+    pr: list[list[Span]] | None = None
+    if args.presidio_python:
+        pr, _ = presidio_predict(args.presidio_python, texts, 1)
+    tally: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    missed: dict[str, list[str]] = defaultdict(list)
+    for i, v in enumerate(variants):
+        tal = tally[(v.family, v.kind)]
+        tal[0] += 1
+        if exposed(_mask(v.prompt, hg[i]), v.forbidden):
+            tal[1] += 1
+            missed[v.family].append(f"{v.kind}/{v.spelling}")
+        if pr is not None and exposed(_mask(v.prompt, pr[i]), v.forbidden):
+            tal[2] += 1
+    cols = ["family", "kind", "spellings", "hybridgate leaks"]
+    if pr is not None:
+        cols.append("Presidio leaks")
+    rows: list[list[str]] = []
+    for family in (ORDINARY, ADVERSARIAL):
+        fam = [(k, c) for (f, k), c in sorted(tally.items()) if f == family]
+        for kind, (n, leak, pleak) in fam:
+            row = [family, kind, str(n), str(leak)]
+            if pr is not None:
+                row.append(str(pleak))
+            rows.append(row)
+        n = sum(c[0] for _, c in fam)
+        leak = sum(c[1] for _, c in fam)
+        row = [f"**{family}**", "all", str(n), f"{leak} ({leak / n:.1%})"]
+        if pr is not None:
+            pl = sum(c[2] for _, c in fam)
+            row.append(f"{pl} ({pl / n:.1%})")
+        rows.append(row)
+    print(
+        table(
+            "Spelling corpus: values still readable after masking (verbatim, normalized, decoded)",
+            cols,
+            rows,
+        )
+    )
+    for family, items in missed.items():
+        print(f"  {family} leaks: {', '.join(sorted(set(items)))}")
+
+    negs = hard_negatives(random.Random(args.seed + 3), per_kind=50)
+    fp: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for kind, text in negs:
+        fp[kind][0] += 1
+        fp[kind][1] += 1 if scanner.scan(text).findings else 0
+    rows = [[k, str(n), str(f), f"{f / n:.1%}"] for k, (n, f) in sorted(fp.items())]
+    tn = sum(n for n, _ in fp.values())
+    tf = sum(f for _, f in fp.values())
+    rows.append(["**all**", str(tn), str(tf), f"{tf / tn:.1%}"])
+    print(table("Hard negatives: false-flag rate", ["kind", "texts", "flagged", "rate"], rows))
+
+    # Normalization cost: the normalize() step alone, and a whole 1 KB scan.
+    non_ascii = [p.replace(" ", "\u00a0", 3).replace("e", "\u00e9", 2) for p in prompts]
+    escaped = [p + " &amp; 50% \\n" for p in prompts]
+    rows = [
+        ["normalize(), ASCII 1 KB", f"{_median_ms(normalize, prompts):.4f}"],
+        ["normalize(), 1 KB with NBSP and accents", f"{_median_ms(normalize, non_ascii):.4f}"],
+        ["normalize(), 1 KB with & % \\ to decode", f"{_median_ms(normalize, escaped):.4f}"],
+        ["scan(), ASCII 1 KB", f"{_median_ms(scanner.scan, prompts):.4f}"],
+        ["scan(), 1 KB with NBSP and accents", f"{_median_ms(scanner.scan, non_ascii):.4f}"],
+    ]
+    bodies = [
+        {
+            "model": "auto",
+            "temperature": 0.2,
+            "messages": [
+                {"role": "system", "content": "You are a support assistant."},
+                {"role": "user", "content": p},
+            ],
+        }
+        for p in prompts[:200]
+    ]
+
+    def whole(body: dict[str, object]) -> None:
+        segs, uns = extract_segments(body)
+        scan_request(scanner, segs, uns)
+
+    req = statistics.median(_time(whole, b, repeat=5) for b in bodies) * 1e3
+    rows.append(["whole request (extract + scan + seams + sweep), 1 KB chat", f"{req:.4f}"])
+    print(table("Normalization and request cost (median ms)", ["what", "ms"], rows))
+
+    rows = []
+    worst = ("", 0.0)
+    for name, text in adversarial_inputs(1_000_000).items():
+        quarter = text[: len(text) // 4]
+        t1 = _time(scanner.scan, text, repeat=1)
+        tq = _time(scanner.scan, quarter, repeat=1)
+        rows.append([name, f"{tq:.3f}", f"{t1:.3f}", f"{t1 / tq:.1f}"])
+        if t1 > worst[1]:
+            worst = (name, t1)
+    print(
+        table(
+            "Adversarial inputs (seconds, one scan)",
+            ["input", "256 KB", "1 MB", "ratio (4 = linear)"],
+            rows,
+        )
+    )
+    print(f"worst 1 MB: {worst[0]} in {worst[1]:.3f} s")
 
 
 if __name__ == "__main__":

@@ -227,7 +227,9 @@ def scan_request(
         tail = segments[prev].text[-JOIN_WINDOW:]
         head = segments[nxt].text[:JOIN_WINDOW]
         base = len(segments[prev].text) - len(tail)
-        for glue in ("", " "):
+        # With whitespace at the seam, joining with a space reads the same.
+        glues = ("",) if tail[-1].isspace() or head[0].isspace() else ("", " ")
+        for glue in glues:
             a = memo.analyze(tail + glue + head)
             cut = len(tail) + len(glue)
             for f, nf in zip(a.result.findings, _norm_pairs(a), strict=False):

@@ -158,16 +158,21 @@ class Normalized:
     raw: str
     text: str
     pieces: tuple[tuple[int, int, int, bool], ...] | None = None
+    #: A second pass decodes what the first one revealed (``\\u0034`` in JSON
+    #: text is ``\u0034``, which is ``4``): ``pieces`` then map into ``base.text``.
+    base: Normalized | None = None
 
     @property
     def identity(self) -> bool:
-        return self.pieces is None
+        return self.pieces is None and self.base is None
 
     def to_raw(self, start: int, end: int) -> tuple[int, int]:
         """The raw span ``[start, end)`` of the normalized text came from (``end > start``)."""
-        if self.pieces is None:
-            return start, end
-        return self._raw_start(start), self._raw_end(end - 1)
+        if self.pieces is not None:
+            start, end = self._raw_start(start), self._raw_end(end - 1)
+        if self.base is not None:
+            return self.base.to_raw(start, end)
+        return start, end
 
     def _piece(self, pos: int) -> tuple[int, int, int, bool]:
         pieces = self.pieces
@@ -185,7 +190,21 @@ class Normalized:
 
 
 def normalize(raw: str) -> Normalized:
-    """The normalized view of ``raw`` (see the module docstring)."""
+    """The normalized view of ``raw`` (see the module docstring).
+
+    Decoding runs twice at most: an escape inside JSON text (``\\u0034`` in
+    tool arguments) is an escape again once the JSON is read.
+    """
+    first = _normalize_once(raw)
+    if first.text == raw or not any(t in first.text for t in _DECODER_TRIGGERS):
+        return first
+    second = _normalize_once(first.text)
+    if second.pieces is None:
+        return first
+    return Normalized(raw, second.text, second.pieces, base=first)
+
+
+def _normalize_once(raw: str) -> Normalized:
     special: dict[str, str] = {}
     table: dict[int, int | str] = dict(_ASCII_TABLE)
     if not raw.isascii():

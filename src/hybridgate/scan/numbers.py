@@ -81,14 +81,20 @@ def _sep(sep: str) -> str:
 
 
 def _in_hex_token(text: str, start: int, end: int) -> bool:
-    """Digits inside a longer all-hex token (a digest, a UUID piece): not a card."""
+    """Digits glued into something that is not a word + card: a digest, a UUID
+    piece, an account number with a letter inside (``IT60X5891...``)."""
     s, e = start, end
     while s > 0 and text[s - 1].isascii() and text[s - 1].isalnum():
         s -= 1
     while e < len(text) and text[e].isascii() and text[e].isalnum():
         e += 1
     token = text[s:e]
-    return (s, e) != (start, end) and all(c in _HEX_CHARS for c in token)
+    if (s, e) == (start, end):
+        return False
+    if all(c in _HEX_CHARS for c in token):
+        return True
+    left = text[s:start]
+    return any(c.isdigit() for c in left) or len(left) > 8
 
 
 def card_left_ok(text: str, shape: str, start: int) -> bool:
@@ -170,10 +176,12 @@ class CardDetector:
                 lens.append(ge - gs)
                 if len(digits) > 19:
                     break
+                # A card does not end inside a longer dash/dot-joined run (UUIDs,
+                # dashed ids) or one that goes on with its own separator.
                 end_ok = (
                     card_right_ok(text, shape, ge)
                     if j == len(groups) - 1
-                    else seps[j] not in ("-", ".") or sep0 is not None
+                    else seps[j] not in ("-", ".") and (seps[j] != sep0 or sep0 == " ")
                 )
                 if len(digits) >= 12 and end_ok and card_grouping_ok(lens) and card_ok(digits):
                     best = j

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import phonenumbers
@@ -84,6 +85,7 @@ class _PluginDetector:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_WORD = re.compile(r"[a-z_]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,11 @@ class Scanner:
     def scan(self, text: str) -> ScanResult:
         return self.analyze(text).result
 
+    @cached_property
+    def word_detectors(self) -> tuple[Detector, ...]:
+        """The detectors that can fire on a short lower-case word (terms, plug-ins)."""
+        return tuple(d for d in self.detectors if isinstance(d, TermDetector | _PluginDetector))
+
     def analyze(self, text: str) -> Analysis:
         """Normalize, detect on the normalized (and decoded) view, map spans to raw."""
         if not isinstance(text, str):
@@ -135,12 +142,15 @@ class Scanner:
             res = ScanResult(complete=False, errors=(f"prepare: {type(exc).__name__}",))
             return Analysis(res, Normalized(text, text), ())
         findings: list[Finding] = []
-        for det in self.detectors:
+        # A short word of a-z and "_" ("user", "content", "tool_calls") holds no
+        # digits, "@", "=", ":" or case mix, so only terms and plug-ins can match it.
+        word = len(text) <= 16 and _WORD.fullmatch(text) is not None
+        for det in self.word_detectors if word else self.detectors:
             try:
                 findings.extend(det.detect(view))
             except Exception as exc:  # fail closed: recorded, result marked incomplete
                 errors.append(f"{det.name}: {type(exc).__name__}")
-        if self.decode_runs:
+        if self.decode_runs and not word:
             try:
                 findings.extend(encoded_run_findings(self._inner(), norm.text))
             except Exception as exc:  # fail closed
