@@ -177,6 +177,7 @@ class TextView:
     """Per-call derived views of one text. Never shared between calls."""
 
     __slots__ = (
+        "_by_cat",
         "_kw_cats",
         "_kw_ends",
         "_kw_starts",
@@ -215,17 +216,19 @@ class TextView:
         self._kw_cats = cats
         self.triggers = found
         self._runs: list[Run] | None = None
+        self._by_cat: dict[str, list[tuple[int, int]]] | None = None
 
     def trigger(self, literal: str) -> list[int]:
         return self.triggers.get(literal, [])
 
     def keyword_hits(self, category: str) -> list[tuple[int, int]]:
         """(start, end) of every keyword of ``category``, in text order."""
-        return [
-            (s, e)
-            for s, e, c in zip(self._kw_starts, self._kw_ends, self._kw_cats, strict=True)
-            if c == category
-        ]
+        if self._by_cat is None:
+            by_cat: dict[str, list[tuple[int, int]]] = {}
+            for s, e, c in zip(self._kw_starts, self._kw_ends, self._kw_cats, strict=True):
+                by_cat.setdefault(c, []).append((s, e))
+            self._by_cat = by_cat
+        return self._by_cat.get(category, [])
 
     def near(self, start: int, end: int, category: str, before: int = 40, after: int = 0) -> bool:
         """Is a ``category`` keyword within ``before`` chars before ``start`` (or after ``end``)?"""
