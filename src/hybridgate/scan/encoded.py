@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 _B64_RUN = re.compile(r"[A-Za-z0-9+/_\-]{12,}={0,2}")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2}){8,}")
+_JOIN = "\n|\n"
 #: Severity order for naming a run that holds several classes.
 _ORDER = (
     DataClass.SECRET,
@@ -74,7 +75,7 @@ def decode_run(run: str) -> str | None:
 def encoded_run_findings(inner: Scanner, text: str) -> list[Finding]:
     """Findings for encoded runs of ``text`` whose decoded text holds something.
 
-    Every decoded run is joined into one text (one per line) and scanned
+    Every decoded run is joined into one text (one per line, bars between) and scanned
     once, so a megabyte of small runs costs one scan, not one per run.
     """
     runs: list[tuple[int, int]] = []
@@ -96,12 +97,13 @@ def encoded_run_findings(inner: Scanner, text: str) -> list[Finding]:
             decoded.append(dec)
     if not runs:
         return []
+    # Runs are kept apart by a bar: a number cannot span two runs.
     starts: list[int] = []
     pos = 0
     for d in decoded:
         starts.append(pos)
-        pos += len(d) + 1
-    res = inner.scan("\n".join(decoded))
+        pos += len(d) + len(_JOIN)
+    res = inner.scan(_JOIN.join(decoded))
     if not res.complete:
         raise ValueError("decoded runs could not be scanned")
     hits: dict[int, list[Finding]] = {}
