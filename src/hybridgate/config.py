@@ -124,6 +124,10 @@ class ScannerConfig(_Strict):
     terms_file: str | None = None
     disabled: list[str] = Field(default_factory=list, description="detector names to disable")
     phone_regions: list[str] = Field(default_factory=lambda: ["US", "GB", "DE", "FR"])
+    cache_max_entries: int = Field(
+        default=8192, ge=0, description="scan-result cache entries (0 turns the cache off)"
+    )
+    cache_max_mb: float = Field(default=64.0, ge=0, description="scan-result cache memory bound")
 
 
 class BudgetConfig(_Strict):

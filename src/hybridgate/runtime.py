@@ -33,6 +33,7 @@ from hybridgate.providers.registry import build_provider
 from hybridgate.routing import RouteHealth, candidate_routes
 from hybridgate.routing.quality import QualityRouter
 from hybridgate.scan import Scanner, build_scanner
+from hybridgate.scan.cache import cached_scanner
 from hybridgate.serving.metrics import ServingMetrics
 from hybridgate.store import Migration, Store, build_store
 
@@ -238,7 +239,7 @@ class Gateway:
             keys=KeyStore(store, pepper=secret, admin_key=config.server.admin_key),
             ledger=ledger,
             policy=holder,
-            scanner=build_scanner(config.scanner),
+            scanner=cached_scanner(build_scanner(config.scanner), config.scanner, secret),
             providers={r.name: build_provider(r) for r in config.routes},
             health=RouteHealth(),
             budgets=budgets,
