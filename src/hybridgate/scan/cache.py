@@ -92,7 +92,8 @@ class ScanCache:
             raise ValueError("scan cache key must be at least 16 bytes")
         if max_entries < 0 or max_bytes < 0:
             raise ValueError("scan cache bounds must be >= 0")
-        self._key = key
+        # keyed once; each digest copies the keyed state (cheaper than re-keying)
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._entries: OrderedDict[bytes, tuple[Analysis, int]] = OrderedDict()
@@ -118,7 +119,7 @@ class ScanCache:
         return self._bytes
 
     def digest(self, identity: bytes, text: str) -> bytes:
-        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        mac = self._mac.copy()
         mac.update(len(identity).to_bytes(4, "big"))
         mac.update(identity)
         # surrogatepass: a lone surrogate is still a distinct, hashable input
