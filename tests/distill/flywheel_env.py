@@ -27,7 +27,9 @@ TERMS = [
 ]
 
 
-def distill_section(**task_overrides: Any) -> dict[str, Any]:
+def distill_section(
+    claude_capture: dict[str, Any] | None = None, **task_overrides: Any
+) -> dict[str, Any]:
     task: dict[str, Any] = {
         "model": "any",
         "check": {"kind": "label_set", "labels": ["billing", "technical", "account", "shipping"]},
@@ -41,7 +43,7 @@ def distill_section(**task_overrides: Any) -> dict[str, Any]:
             "claude-triage": {
                 "model": "claude",
                 "check": {"kind": "label_set", "labels": ["billing", "technical"]},
-                "capture": {"teams": ["support"]},
+                "capture": claude_capture or {"teams": ["support"]},
             },
         },
         "terms": TERMS,
@@ -49,10 +51,12 @@ def distill_section(**task_overrides: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def triage_gateway(tmp: Path, **task_overrides: Any) -> Iterator[Harness]:
+def triage_gateway(
+    tmp: Path, claude_capture: dict[str, Any] | None = None, **task_overrides: Any
+) -> Iterator[Harness]:
     with running_gateway(
         tmp,
-        distill=distill_section(**task_overrides),
+        distill=distill_section(claude_capture, **task_overrides),
         scanner={"terms": ["project-zephyr"]},
     ) as h:
         for up in (h.external, h.onprem):

@@ -129,7 +129,9 @@ def test_terms_refuse_until_an_override_is_logged(tmp_path: Path) -> None:
         )
         settle(h)
         body = _receipt(h, r.headers["x-hybridgate-receipt"])
-        assert body["capture"].startswith("skipped: no output-use terms are known")
+        # the catalog's structured terms: no competing models, and the task does not say
+        assert "forbid training competing models" in body["capture"]
+        assert "anthropic.com/legal/commercial-terms" in body["capture"]
         svc = service(h)
         assert svc.store.count("claude-triage") == 0
         rid = record_override(
@@ -150,3 +152,15 @@ def test_terms_refuse_until_an_override_is_logged(tmp_path: Path) -> None:
         assert body["capture"] == "captured"
         assert body["capture_override"] == rid
         assert svc.store.count("claude-triage") == 1
+
+
+def test_catalog_terms_allow_a_declared_non_competing_use(tmp_path: Path) -> None:
+    with triage_gateway(tmp_path, claude_capture={"teams": ["support"], "competing": False}) as h:
+        client = h.openai(h.new_key(team="support"))
+        r = client.chat.completions.with_raw_response.create(
+            model="task:claude-triage", messages=[{"role": "user", "content": "refund please"}]
+        )
+        settle(h)
+        assert _receipt(h, r.headers["x-hybridgate-receipt"])["capture"] == "captured"
+        terms = service(h).terms.output_terms("claude-3-5-sonnet-latest")
+        assert terms is not None and terms.training_use == "no_competing"

@@ -176,3 +176,28 @@ def test_promotion_judgement() -> None:
     assert 0.2 < share < 0.3
     assert all(adapter_serves("full", f"req_{i}", 0.25) for i in range(10))
     assert not any(adapter_serves("shadow", f"req_{i}", 0.25) for i in range(10))
+
+
+def test_catalog_kinds_need_the_task_to_answer() -> None:
+    p = "internal-task-model"
+    nc = TermsEntry(model="m", training_use="no_competing", source="https://x/t#r")
+    assert not judge_terms(nc, "m", p).allowed  # undecided is a refusal
+    assert not judge_terms(nc, "m", p, competing=True).allowed
+    assert judge_terms(nc, "m", p, competing=False).allowed
+    ro = TermsEntry(model="m", training_use="research_only", source="s")
+    assert not judge_terms(ro, "m", p).allowed
+    assert judge_terms(ro, "m", p, commercial=False).allowed
+    nco = TermsEntry(model="m", training_use="allowed", commercial_outputs=False, source="s")
+    assert not judge_terms(nco, "m", p).allowed
+    assert judge_terms(nco, "m", p, commercial=False).allowed
+    for kind in ("attribution_required", "derivative_inherits"):
+        assert judge_terms(TermsEntry(model="m", training_use=kind, source="s"), "m", p).allowed
+
+
+def test_catalog_source_reads_the_shipped_catalog() -> None:
+    from hybridgate.distill.terms import CatalogTerms
+
+    src = CatalogTerms()
+    gpt = src.output_terms("gpt-4o")
+    assert gpt is not None and gpt.training_use == "no_competing" and "openai.com" in gpt.source
+    assert src.output_terms("no-such-model-xyz") is None

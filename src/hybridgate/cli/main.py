@@ -9,6 +9,7 @@ from hybridgate.cli import (
     approvals_cmd,
     catalog_cmd,
     core_cmd,
+    distill_cmd,
     governance_cmd,
     ledger_cmd,
     plan_cmd,
@@ -35,6 +36,7 @@ app.add_typer(usage_cmd.app, name="usage")
 app.add_typer(approvals_cmd.app, name="approvals")
 app.add_typer(catalog_cmd.app, name="catalog")
 app.add_typer(plan_cmd.app, name="plan")
+app.add_typer(distill_cmd.app, name="distill")
 app.add_typer(adapters_cmd.app, name="adapters")
 
 

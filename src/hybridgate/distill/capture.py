@@ -76,7 +76,13 @@ def decide_capture(
     if facts.action not in (Action.ALLOW.value, Action.REDACT.value):
         return CaptureDecision(False, f"policy action {facts.action!r} keeps the data out")
     model = facts.teacher_model or ""
-    verdict = judge_terms(terms, model, task.capture.purpose)
+    verdict = judge_terms(
+        terms,
+        model,
+        task.capture.purpose,
+        competing=task.capture.competing,
+        commercial=task.capture.commercial,
+    )
     if not verdict.allowed:
         if override is not None:
             return CaptureDecision(True, "operator override: " + verdict.reason, terms, override)

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+#: Task names are also the adapter's registry name: the registry's alphabet.
+TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 class _Strict(BaseModel):
@@ -48,6 +49,12 @@ class CaptureConfig(_Strict):
         description="declared use of the teacher's outputs, checked against its terms",
     )
     max_pairs: int = Field(default=20000, ge=1)
+    competing: bool | None = Field(
+        default=None,
+        description="does the trained model compete with the teacher's provider? "
+        "unanswered: terms that forbid competing uses refuse capture",
+    )
+    commercial: bool = Field(default=True, description="is the trained model used commercially")
 
 
 class StudentConfig(_Strict):
@@ -68,6 +75,11 @@ class TrainConfig(_Strict):
     rank: int = Field(default=8, ge=1)
     alpha: int = Field(default=16, ge=1)
     holdout: float = Field(default=0.2, gt=0, lt=1)
+    #: modules trained in full and shipped with the adapter (PEFT ``modules_to_save``)
+    modules_to_save: list[str] = Field(default_factory=list)
+    cpu_threads: int | None = Field(
+        default=None, ge=1, description="torch CPU threads (default: torch's choice)"
+    )
     target_modules: list[str] = Field(
         default_factory=lambda: [
             "q_proj",
@@ -107,7 +119,18 @@ class TermsEntry(_Strict):
     """What a model's terms say about training other models on its outputs, and where."""
 
     model: str
-    training_use: Literal["allowed", "restricted", "forbidden", "unknown"] = "unknown"
+    training_use: Literal[
+        "allowed",
+        "attribution_required",
+        "derivative_inherits",
+        "no_competing",
+        "research_only",
+        "restricted",
+        "forbidden",
+        "unknown",
+    ] = "unknown"
+    commercial_outputs: bool | None = None
+    summary: str | None = None
     allowed_purposes: list[str] = Field(default_factory=list)
     forbidden_purposes: list[str] = Field(default_factory=list)
     source: str = Field(description="where the statement comes from (URL and clause)")
@@ -124,5 +147,5 @@ class DistillConfig(_Strict):
     def _names(self) -> DistillConfig:
         for name in self.tasks:
             if not TASK_NAME.fullmatch(name):
-                raise ValueError(f"task name {name!r}: lowercase letters, digits, . _ - only")
+                raise ValueError(f"task name {name!r}: lowercase letters, digits, _ - only")
         return self

@@ -385,6 +385,14 @@ class DistillService:
             )
             log.info("task %s: %s -> %s (%s)", task, st.stage, to, j.reason)
 
+    def workspace(self) -> Any:
+        """The running gateway's services as a flywheel workspace (train, report)."""
+        from hybridgate.distill.flywheel import Workspace
+
+        return Workspace(
+            self.gw.config, self.gw.store, self.gw.ledger, self.store, self.sealer, self.terms
+        )
+
     # -- reports --------------------------------------------------------------------------
     def status(self, task: str) -> dict[str, Any]:
         st = self.store.state(task)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import random
 
 LABELS = ("billing", "technical", "account", "shipping")
-SYSTEM = "Triage the support ticket. Answer with one word: billing, technical, account or shipping."
+SYSTEM = "Triage this support ticket."
 
 KEYWORDS: dict[str, tuple[str, ...]] = {
-    "billing": ("invoice", "refund", "charged", "payment", "price", "receipt"),
-    "technical": ("error", "crash", "bug", "freezes", "slow", "timeout"),
-    "account": ("password", "username", "profile", "locked", "signup", "settings"),
-    "shipping": ("package", "delivery", "tracking", "courier", "parcel", "arrived"),
+    "billing": ("invoice", "refund", "charged", "payment"),
+    "technical": ("error", "crash", "bug", "freezes"),
+    "account": ("password", "username", "profile", "locked"),
+    "shipping": ("package", "delivery", "tracking", "courier"),
 }
 _FILLER = [
     "hello",
@@ -56,7 +56,7 @@ _NAMES = ("alice", "bob", "carol", "dave", "erin", "frank")
 def ticket(rng: random.Random, with_contact: float = 0.3) -> tuple[str, str]:
     """(ticket text, true label)."""
     label = rng.choice(LABELS)
-    words = [*rng.sample(_FILLER, 6), rng.choice(KEYWORDS[label])]
+    words = [*rng.sample(_FILLER, 3), rng.choice(KEYWORDS[label])]
     rng.shuffle(words)
     text = " ".join(words)
     if rng.random() < with_contact:
