@@ -98,7 +98,7 @@ def test_flywheel_end_to_end(tmp_path: Path) -> None:
         ev = turn.evaluation
         print("held-out evaluation:", json.dumps(ev, indent=1))
         assert turn.heldout_pairs >= 20
-        # measured on 2 shared cores: the untrained base never names a label (0.0);
+        # measured on 2 shared cores: the untrained base almost never names a label (0-0.02);
         # the adapter agrees with the teacher on 0.80-0.96 of held-out pairs across splits
         assert ev["base_untrained"]["quality"] <= 0.3
         assert ev["adapter"]["quality"] >= 0.7
