@@ -29,6 +29,7 @@ from hybridgate.distill.store import DistillStore, TaskState
 from hybridgate.distill.terms import TermsSource, entry_dict
 from hybridgate.distill.train import ProgressFn, base_model_hash, train_lora
 from hybridgate.ledger import Ledger
+from hybridgate.store.base import Store
 from hybridgate.store.sqlite import SQLiteStore
 
 
@@ -41,7 +42,7 @@ class Workspace:
     """What a turn needs from a gateway, running or not."""
 
     config: GatewayConfig
-    sqlite: SQLiteStore
+    sqlite: Store
     ledger: Ledger
     store: DistillStore
     sealer: Sealer

@@ -9,7 +9,7 @@ from typing import Any
 
 from hybridgate.distill.events import EVENT_KIND
 from hybridgate.distill.store import Call
-from hybridgate.store.sqlite import SQLiteStore
+from hybridgate.store.base import Store
 
 
 def _usd(v: Decimal) -> str:
@@ -43,7 +43,7 @@ def savings(calls: Sequence[Call]) -> dict[str, Any]:
     return out
 
 
-def history(store: SQLiteStore, task: str, limit: int = 1000) -> list[dict[str, Any]]:
+def history(store: Store, task: str, limit: int = 1000) -> list[dict[str, Any]]:
     """The task's signed distill events, oldest first (a scan of the log: for operators)."""
     rows = store.query(
         "SELECT data FROM ledger_entries WHERE instr(data, ?) > 0 ORDER BY idx",
