@@ -18,6 +18,7 @@ from openai import AsyncOpenAI, OpenAI
 
 from hybridgate.app import create_app
 from hybridgate.config import GatewayConfig, parse_config
+from hybridgate.pipeline import Pipeline
 from hybridgate.runtime import Gateway
 from hybridgate.server import ServerThread
 from hybridgate.testing import AnthropicUpstream, OpenAIUpstream
@@ -29,6 +30,7 @@ ADMIN_KEY = "test-admin-key-0123456789"
 class Harness:
     server: ServerThread
     gw: Gateway
+    pipeline: Pipeline
     config: GatewayConfig
     external: OpenAIUpstream
     claude: AnthropicUpstream
@@ -137,4 +139,4 @@ def running_gateway(
         gw: Gateway = app.state.gateway
         with ServerThread(app) as server:
             key = gw.keys.create("default")
-            yield Harness(server, gw, config, ext, claude, onprem, key)
+            yield Harness(server, gw, app.state.pipeline, config, ext, claude, onprem, key)

@@ -21,18 +21,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hybridgate.api.access_log import AccessLog
 from hybridgate.api.actions import action_routes
-from hybridgate.api.admin import admin_routes, config_policy_loader
+from hybridgate.api.admin import AdminDeps, admin_routes, config_policy_loader
 from hybridgate.api.anthropic import anthropic_routes
 from hybridgate.api.common import make_authenticator
+from hybridgate.api.errors import exception_handlers
+from hybridgate.api.exchange import ExchangeRunner
 from hybridgate.api.governance import governance_routes
 from hybridgate.api.mcp import tool_routes
 from hybridgate.api.openai import openai_routes
 from hybridgate.api.responses import responses_routes
 from hybridgate.config import GatewayConfig
 from hybridgate.console import console_routes
+from hybridgate.errors import RequestTimeout
 from hybridgate.governance.service import GovernanceService
 from hybridgate.governance.store import GovernanceStore
-from hybridgate.pipeline import Pipeline
+from hybridgate.pipeline import Pipeline, PipelineDeps, ScanLimits
+from hybridgate.providers.registry import ProviderRegistry
 from hybridgate.runtime import Gateway
 
 log = logging.getLogger("hybridgate")
@@ -69,15 +73,94 @@ class GatewayHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class BodyDeadline:
+    """Plain ASGI middleware: a request body must arrive within ``timeout_s`` of its start.
+
+    A client that trickles its body a byte at a time would otherwise hold a
+    connection and a task forever; past the deadline the app's body read
+    raises :class:`RequestTimeout` (408 in the API's format, receipted when a
+    key was presented). Once the body is complete, ``receive`` is passed
+    through untouched (streams wait on it for the client's disconnect).
+    """
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline: float | None = None
+        done = False
+
+        async def bounded_receive() -> Message:
+            nonlocal deadline, done
+            if done:
+                return await receive()
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + self.timeout_s
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the request body did not arrive within {self.timeout_s:g} s"
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                done = True
+            return message
+
+        await self.app(scope, bounded_receive, send)
+
+
+def pipeline_for(gw: Gateway) -> Pipeline:
+    """The request path wired to the gateway's services it uses."""
+    return Pipeline(
+        PipelineDeps(
+            table=gw.table,
+            scanner=gw.scanner,
+            policy=gw.policy,
+            providers=gw.providers,
+            health=gw.health,
+            budgets=gw.budgets,
+            usage=gw.usage,
+            ledger=gw.ledger,
+            metrics=gw.metrics,
+            quality_router=gw.quality_router,
+            resolve_model=gw.resolve_model,
+            hook=gw.hook,
+            store_unavailable=gw.store.unavailable_reason,
+            scan_limits=ScanLimits(
+                inline_bytes=gw.config.server.scan_inline_bytes,
+                workers=gw.config.server.scan_workers,
+                queue=gw.config.server.scan_queue,
+                max_bytes=gw.config.server.max_scan_bytes,
+                timeout_s=gw.config.server.scan_timeout_s,
+            ),
+        )
+    )
+
+
 def create_app(
     config: GatewayConfig,
     *,
     config_path: str | None = None,
     handle_sighup: bool = False,
+    providers: ProviderRegistry | None = None,
 ) -> Starlette:
-    """Build the ASGI app. The gateway's services open when the app's lifespan starts."""
-    gw = Gateway.build(config)
-    pipeline = Pipeline(gw)
+    """Build the ASGI app. The gateway's services open when the app's lifespan starts.
+
+    ``providers`` maps a route's ``provider:`` kind to a factory (default: the
+    built-in kinds); tests pass in-memory providers through it.
+    """
+    gw = Gateway.build(config, providers=providers)
+    pipeline = pipeline_for(gw)
+    # Modules not yet on narrow dependencies (Messages, Responses, tools) reach the gateway.
+    pipeline.gw = gw
+    authenticate = make_authenticator(gw.keys)
+    runner = ExchangeRunner(pipeline, authenticate, config.server.max_body_bytes)
     reload_policy = config_policy_loader(config_path, config.policy)
     governance = (
         GovernanceService.attach(
@@ -93,8 +176,11 @@ def create_app(
     async def readyz(_: Request) -> Response:
         try:  # the store takes a write (its writer thread commits) and Redis answers
             await asyncio.to_thread(gw.ready_check)
+            reason = gw.store.unavailable_reason()
         except Exception as exc:  # readiness reports failure; it never raises
-            return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, 503)
+            reason = type(exc).__name__
+        if reason is not None:
+            return JSONResponse({"status": "unavailable", "reason": reason}, 503)
         return JSONResponse(
             {"status": "ready", "routes": len(config.routes), "log_size": gw.ledger.size()}
         )
@@ -124,24 +210,42 @@ def create_app(
                 follow.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await follow
+            pipeline.close()
             await gw.aclose()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        *openai_routes(pipeline),
+        *openai_routes(runner, gw.table, gw.policy, gw.alias_target),
         *responses_routes(pipeline, gw.conversations),
         *anthropic_routes(pipeline),
-        *admin_routes(gw, reload_policy),
-        *action_routes(gw.actions, make_authenticator(gw)),
-        *governance_routes(governance, make_authenticator(gw)),
+        *admin_routes(
+            AdminDeps(
+                authenticate=authenticate,
+                keys=gw.keys,
+                policy=gw.policy,
+                ledger=gw.ledger,
+                usage=gw.usage,
+                metrics=gw.metrics,
+                verifiers=gw.ledger_verifiers,
+            ),
+            reload_policy,
+        ),
+        *action_routes(gw.actions, authenticate),
+        *governance_routes(governance, authenticate),
         *console_routes(gw, governance),
         *tools,
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=exception_handlers(),
+    )
+    app.add_middleware(BodyDeadline, timeout_s=config.server.body_timeout_s)
     app.add_middleware(GatewayHeaders)
     app.add_middleware(AccessLog)  # outermost: sees the ids GatewayHeaders fills in
     app.state.gateway = gw
+    app.state.pipeline = pipeline
     app.state.governance = governance
     return app

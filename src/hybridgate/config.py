@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,7 +20,10 @@ from hybridgate.errors import ConfigError
 from hybridgate.policy.model import Openness, PolicyConfig
 
 Location = Literal["on_prem", "external"]
+#: The provider kinds built in; a :class:`~hybridgate.providers.registry.ProviderRegistry`
+#: passed to ``create_app`` can add more (an unknown kind fails when the app is built).
 ProviderKind = Literal["openai", "anthropic", "openai_compat", "local", "vllm", "lorax", "llamacpp"]
+BUILTIN_PROVIDERS: tuple[str, ...] = get_args(ProviderKind)
 Strategy = Literal["fixed", "fallback", "least_cost", "least_latency", "weighted", "quality"]
 
 
@@ -64,7 +67,10 @@ class RouteConfig(_Strict):
     """One concrete upstream: a provider, a model on it, where it runs and what it costs."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9._:/-]{1,128}$")
-    provider: ProviderKind
+    provider: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="openai | anthropic | openai_compat | local, or a registered kind",
+    )
     model: str = Field(description="model id sent upstream")
     base_url: str | None = None
     api_key: str | None = Field(default=None, repr=False)
@@ -77,6 +83,12 @@ class RouteConfig(_Strict):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     weight: float = Field(default=1.0, ge=0, description="for the weighted strategy")
     embeddings: bool = False
+    max_output_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="the most completion tokens this route can bill for one answer "
+        "(bounds budget reservations for requests without max_tokens)",
+    )
     local: LocalModel | None = None
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     lora_slots: int = Field(
@@ -194,6 +206,19 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     admin_key: str | None = Field(default=None, repr=False)
     log_level: str = "info"
+    #: A connection whose request line and headers are not complete by then is closed.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    #: A request body not complete by then (from its first byte) is answered 408.
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    #: Scanning: bodies up to ``scan_inline_bytes`` scan on the event loop; larger ones on
+    #: a pool of ``scan_workers`` threads with at most ``scan_queue`` waiting (503 beyond).
+    scan_inline_bytes: int = Field(default=32 * 1024, ge=0)
+    scan_workers: int = Field(default=2, ge=1, le=64)
+    scan_queue: int = Field(default=32, ge=0)
+    #: The per-request scan budget: more bytes than this are refused (413) unscanned, and a
+    #: scan still running after ``scan_timeout_s`` is refused (503); nothing is sent.
+    max_scan_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    scan_timeout_s: float = Field(default=10.0, gt=0)
 
 
 class ConversationsConfig(_Strict):

@@ -12,6 +12,35 @@ returned to clients and written to logs.
 
 from __future__ import annotations
 
+import json
+from typing import Any, Literal
+
+#: The wire formats errors are rendered in; each API module names its own.
+ErrorFormat = Literal["openai", "anthropic"]
+
+#: Anthropic error ``type`` by HTTP status: the one table for the gateway's own
+#: answers, the streams it translates and the loopback Anthropic stand-in.
+ANTHROPIC_ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    408: "timeout_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_type(status: int) -> str:
+    """The Anthropic ``error.type`` for an HTTP status (``api_error`` when none fits)."""
+    return ANTHROPIC_ERROR_TYPES.get(status, "api_error")
+
 
 class GatewayError(Exception):
     """Base of every error the gateway answers with."""
@@ -27,6 +56,30 @@ class GatewayError(Exception):
         if code is not None:
             self.code = code
         self.param = param
+        #: ``x-hybridgate-*`` headers the exchange attaches before the error is rendered.
+        self.headers: dict[str, str] = {}
+        #: The wire format the exchange committed this error in (None: from the path).
+        self.error_format: ErrorFormat | None = None
+
+    def body(self, fmt: ErrorFormat) -> dict[str, Any]:
+        """This error as the JSON body of ``fmt``: the only place error shapes are built."""
+        if fmt == "anthropic":
+            return {
+                "type": "error",
+                "error": {"type": anthropic_error_type(self.status), "message": self.message},
+            }
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.openai_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def render(self, fmt: ErrorFormat) -> bytes:
+        """:meth:`body` as the exact bytes sent (and committed to in the receipt)."""
+        return json.dumps(self.body(fmt), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class InvalidRequest(GatewayError):
@@ -57,6 +110,12 @@ class NotFound(GatewayError):
     status = 404
     code = "not_found"
     openai_type = "not_found_error"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    code = "method_not_allowed"
+    openai_type = "invalid_request_error"
 
 
 class RequestTimeout(GatewayError):
@@ -131,6 +190,14 @@ class ServiceUnavailable(GatewayError):
     status = 503
     code = "service_unavailable"
     openai_type = "service_unavailable"
+
+
+class ClientDisconnected(GatewayError):
+    """The client hung up (e.g. mid-body). Nobody reads the answer; the receipt says so."""
+
+    status = 499
+    code = "client_disconnected"
+    openai_type = "invalid_request_error"
 
 
 class ConfigError(Exception):

@@ -21,6 +21,8 @@ from hybridgate.errors import AuthenticationError, InvalidRequest, NotFound
 from hybridgate.store.base import Migration, Store
 
 KEY_PREFIX = "hg-"
+#: Longer than any virtual key (``hg-`` + 12 hex + ``-`` + 32 url-safe chars) with room.
+MAX_KEY_CHARS = 200
 #: A revocation made by another process (the CLI) takes effect within this many seconds.
 CACHE_TTL_S = 2.0
 
@@ -84,6 +86,7 @@ class KeyStore:
         self._pepper = pepper
         self._admin_key = admin_key
         self._cache: dict[str, tuple[float, KeyInfo | None]] = {}
+        self._max_presented = max(MAX_KEY_CHARS, len(admin_key or ""))
 
     @staticmethod
     def migrations() -> list[Migration]:
@@ -145,6 +148,10 @@ class KeyStore:
         """Map a presented bearer value to its key; 401 for anything else."""
         if not presented:
             raise AuthenticationError("missing API key")
+        if len(presented) > self._max_presented:
+            # Longer than any key this store can issue: refused before the cache,
+            # so junk bearer values cannot grow memory.
+            raise AuthenticationError("invalid API key")
         if self._admin_key and hmac.compare_digest(
             presented.encode("utf-8", "replace"), self._admin_key.encode("utf-8")
         ):
@@ -163,7 +170,7 @@ class KeyStore:
         return info
 
     def _lookup(self, presented: str) -> KeyInfo | None:
-        if not presented.startswith(KEY_PREFIX) or len(presented) > 200:
+        if not presented.startswith(KEY_PREFIX) or len(presented) > MAX_KEY_CHARS:
             return None
         key_id, sep, secret = presented[len(KEY_PREFIX) :].partition("-")
         if not sep or not key_id or not secret:

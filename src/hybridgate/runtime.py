@@ -29,9 +29,10 @@ from hybridgate.metrics import Metrics
 from hybridgate.policy import PolicyHolder, RouteFacts
 from hybridgate.providers.adapters import serves_adapter
 from hybridgate.providers.base import Provider
-from hybridgate.providers.registry import build_provider
+from hybridgate.providers.registry import ProviderRegistry, default_registry
 from hybridgate.routing import RouteHealth, candidate_routes
 from hybridgate.routing.quality import QualityRouter
+from hybridgate.routing.table import RouteTable
 from hybridgate.scan import Scanner, build_scanner
 from hybridgate.scan.cache import cached_scanner
 from hybridgate.serving.metrics import ServingMetrics
@@ -148,22 +149,22 @@ class Gateway:
     adapters: AdapterRegistry
     conversations: ConversationStore
     #: Derived once from the config: every request looks these up.
-    routes: dict[str, RouteConfig] = field(default_factory=dict)
-    virtual_models: dict[str, VirtualModel] = field(default_factory=dict)
-    candidates: dict[str, tuple[RouteFacts, ...]] = field(default_factory=dict)
+    table: RouteTable
     _routers: dict[str, QualityRouter] = field(default_factory=dict)
     #: the distill flywheel when tasks are configured
     hook: ExchangeHook | None = None
 
-    def __post_init__(self) -> None:
-        self.routes = {r.name: r for r in self.config.routes}
-        for name in (*self.config.models, *self.routes):
-            vm = self.config.virtual_model(name)
-            if vm is not None:
-                self.virtual_models[name] = vm
-                self.candidates[name] = tuple(
-                    RouteFacts.from_route(self.routes[n]) for n in candidate_routes(vm)
-                )
+    @property
+    def routes(self) -> dict[str, RouteConfig]:
+        return self.table.routes
+
+    @property
+    def virtual_models(self) -> dict[str, VirtualModel]:
+        return self.table.virtual_models
+
+    @property
+    def candidates(self) -> dict[str, tuple[RouteFacts, ...]]:
+        return self.table.candidates
 
     def alias_target(self, name: str) -> str:
         """The virtual model a client's model name means: itself, else the first alias
@@ -224,7 +225,11 @@ class Gateway:
         return self._routers[key]
 
     @classmethod
-    def build(cls, config: GatewayConfig) -> Gateway:
+    def build(cls, config: GatewayConfig, *, providers: ProviderRegistry | None = None) -> Gateway:
+        """Open every service for ``config``; ``providers`` maps route kinds to factories."""
+        registry = providers or default_registry()
+        table = RouteTable.from_config(config)
+        built = {r.name: registry.build(r) for r in config.routes}  # before opening anything
         home = config.home_path
         home.mkdir(parents=True, exist_ok=True)
         secret = load_or_create_secret(home)
@@ -240,7 +245,7 @@ class Gateway:
             ledger=ledger,
             policy=holder,
             scanner=cached_scanner(build_scanner(config.scanner), config.scanner, secret),
-            providers={r.name: build_provider(r) for r in config.routes},
+            providers=built,
             health=RouteHealth(),
             budgets=budgets,
             usage=UsageLog(store),
@@ -251,6 +256,7 @@ class Gateway:
             conversations=ConversationStore(
                 store, Sealer(secret), config.conversations.retention_days * 86400.0
             ),
+            table=table,
         )
         serving_metrics = ServingMetrics(gw.metrics.registry)
         for p in gw.providers.values():

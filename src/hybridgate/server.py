@@ -12,8 +12,68 @@ from types import TracebackType
 import uvicorn
 from starlette.types import ASGIApp
 
+#: Seconds a client has to send a request line and headers (slowloris defence).
+DEFAULT_HEADER_TIMEOUT_S = 10.0
 
-def _uvicorn_config(app: ASGIApp, host: str, port: int, log_level: str) -> uvicorn.Config:
+
+def header_deadline_protocol(header_timeout_s: float) -> type[asyncio.Protocol]:
+    """uvicorn's httptools HTTP protocol with a header read deadline.
+
+    uvicorn closes idle keep-alive connections but never one that trickles its
+    request line and headers a byte at a time, so a few hundred such clients
+    hold every connection slot. The deadline is armed when a connection opens
+    and after each response, and disarmed once a request's headers are complete;
+    a body is the app's to bound (``BodyDeadline``).
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeaderDeadlineProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(header_timeout_s, self._expired)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _expired(self) -> None:
+            self._header_timer = None
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                return  # a request is being served: its headers arrived
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+    return HeaderDeadlineProtocol
+
+
+def _uvicorn_config(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    log_level: str,
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
@@ -21,26 +81,38 @@ def _uvicorn_config(app: ASGIApp, host: str, port: int, log_level: str) -> uvico
         log_level=log_level,
         access_log=False,
         loop="auto",
-        http="auto",
+        http=header_deadline_protocol(header_timeout_s),
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
 
 
-def serve_forever(app: ASGIApp, host: str, port: int, log_level: str = "info") -> None:
+def serve_forever(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+) -> None:
     # The store's writer thread does Python work (signing, hashing) beside the
     # event loop. With the default 5 ms GIL switch interval the loop can wait a
     # whole interval for the GIL after handing over a write; 0.5 ms measured
     # ~1.4 ms less added latency per request (see benchmarks/overhead.py).
     sys.setswitchinterval(0.0005)
-    uvicorn.Server(_uvicorn_config(app, host, port, log_level)).run()
+    uvicorn.Server(_uvicorn_config(app, host, port, log_level, header_timeout_s)).run()
 
 
 class ServerThread:
     """Serve an ASGI app on a background thread; ``base_url`` is known once started."""
 
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server = uvicorn.Server(_uvicorn_config(app, host, port, "warning"))
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+    ) -> None:
+        self.server = uvicorn.Server(_uvicorn_config(app, host, port, "warning", header_timeout_s))
         # uvicorn installs signal handlers only on the main thread, never here.
         self._thread = threading.Thread(target=self._run, name="hybridgate-server", daemon=True)
         self.host = host

@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from hybridgate.actions import ActionService, approval_payload, params_hash
 from hybridgate.api.actions import action_routes
+from hybridgate.api.errors import exception_handlers
 from hybridgate.config import ActionsConfig, LedgerConfig
 from hybridgate.errors import AuthenticationError
 from hybridgate.keys import KeyInfo
@@ -187,7 +188,9 @@ class Env:
 
 
 def build_app(service: ActionService) -> Starlette:
-    return Starlette(routes=action_routes(service, authenticate))
+    return Starlette(
+        routes=action_routes(service, authenticate), exception_handlers=exception_handlers()
+    )
 
 
 @asynccontextmanager

@@ -21,7 +21,7 @@ class ExplodingScanner:
 
 def test_scanner_raising_confines_to_on_prem(tmp_path: Path) -> None:
     with running_gateway(tmp_path) as h:
-        h.gw.scanner = ExplodingScanner()  # type: ignore[assignment]
+        h.pipeline.scanner = ExplodingScanner()  # type: ignore[assignment]
         with pytest.raises(openai.APIStatusError) as e:
             h.openai().chat.completions.create(
                 model="frontier", messages=[{"role": "user", "content": "card 4111 1111 1111 1111"}]

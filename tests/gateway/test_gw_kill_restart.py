@@ -157,6 +157,15 @@ def test_sigkill_under_load_then_restart(tmp_path: Path) -> None:
         assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
+def _reloads(port: int, result: str) -> float:
+    """The gateway's own count of policy reloads with ``result`` (from /metrics)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    for line in text.splitlines():
+        if line.startswith(f'hybridgate_policy_reloads_total{{result="{result}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_sighup_reloads_policy_and_refuses_invalid(tmp_path: Path) -> None:
     port = _free_port()
     with OpenAIUpstream() as upstream:
@@ -183,7 +192,15 @@ def test_sighup_reloads_policy_and_refuses_invalid(tmp_path: Path) -> None:
             cfg["policy"] = {"classes": {"contact": "shout"}}
             config.write_text(yaml.safe_dump(cfg))
             proc.send_signal(signal.SIGHUP)
-            time.sleep(0.5)
+            # Wait until the gateway has *processed* the refused reload, then check.
+            refused = 0.0
+            for _ in range(100):
+                refused = _reloads(port, "refused")
+                if refused >= 1:
+                    break
+                time.sleep(0.1)
+            assert refused == 1, "the invalid reload was never processed"
+            assert _reloads(port, "ok") == 1
             h2 = httpx.get(f"http://127.0.0.1:{port}/v1/admin/policy", headers=admin).json()[
                 "policy_hash"
             ]

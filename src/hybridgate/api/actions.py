@@ -23,9 +23,8 @@ from starlette.routing import Route
 
 from hybridgate.actions.model import MAX_BODY_BYTES, parse_action_request, parse_decision
 from hybridgate.actions.service import ActionService, VerdictResult
-from hybridgate.api.common import Authenticate, error_response, guarded, read_json
+from hybridgate.api.common import Authenticate, guarded, read_json
 from hybridgate.errors import (
-    GatewayError,
     InvalidRequest,
     NotFound,
     PermissionDenied,
@@ -59,12 +58,9 @@ def action_routes(service: ActionService, authenticate: Authenticate) -> list[Ro
         return _verdict(await service.authorize(req, key))
 
     async def gate(request: Request) -> Response:
-        try:
-            body = await read_json(request, MAX_BODY_BYTES)
-            req = parse_action_request(body)
-            return _verdict(await service.gate(req, body.get("receipt")))
-        except GatewayError as err:
-            return error_response(err, "openai")
+        body = await read_json(request, MAX_BODY_BYTES)
+        req = parse_action_request(body)
+        return _verdict(await service.gate(req, body.get("receipt")))
 
     async def list_approvals(request: Request, _: KeyInfo) -> Response:
         status = request.query_params.get("status")

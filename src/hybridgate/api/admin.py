@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -17,18 +18,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from hybridgate.accounting import UsageLog
 from hybridgate.api.common import (
+    Authenticate,
     guarded,
-    make_authenticator,
     parse_json,
     read_body,
     read_json,
 )
 from hybridgate.config import load_config
 from hybridgate.errors import InvalidRequest, NotFound
-from hybridgate.keys import KeyInfo
+from hybridgate.keys import KeyInfo, KeyStore
+from hybridgate.ledger import Ledger, VerifierKey
+from hybridgate.metrics import Metrics
+from hybridgate.policy import PolicyHolder
 from hybridgate.policy.model import PolicyConfig
-from hybridgate.runtime import Gateway
 
 log = logging.getLogger("hybridgate.admin")
 
@@ -42,8 +46,22 @@ def _int_param(request: Request, name: str) -> int:
     return int(raw)
 
 
-def admin_routes(gw: Gateway, reload_policy: PolicyLoader) -> list[Route]:
-    guard = functools.partial(guarded, make_authenticator(gw))
+@dataclass(frozen=True)
+class AdminDeps:
+    """What the operator and auditor endpoints use, and nothing else of the gateway."""
+
+    authenticate: Authenticate
+    keys: KeyStore
+    policy: PolicyHolder
+    ledger: Ledger
+    usage: UsageLog
+    metrics: Metrics
+    #: Public keys receipts verify with, the active one first.
+    verifiers: Callable[[], list[VerifierKey]]
+
+
+def admin_routes(gw: AdminDeps, reload_policy: PolicyLoader) -> list[Route]:
+    guard = functools.partial(guarded, gw.authenticate)
 
     async def create_key(request: Request, _: KeyInfo) -> Response:
         body = await read_json(request, 64 * 1024)
@@ -134,7 +152,7 @@ def admin_routes(gw: Gateway, reload_policy: PolicyLoader) -> list[Route]:
             raise InvalidRequest(str(exc)) from None
 
     async def public_key(_: Request, __: KeyInfo) -> Response:
-        verifiers = gw.ledger_verifiers()
+        verifiers = gw.verifiers()
         return JSONResponse(
             {
                 "active": verifiers[0].to_string(),

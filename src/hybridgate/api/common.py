@@ -11,54 +11,54 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from hybridgate.errors import GatewayError, InvalidRequest, PayloadTooLarge, PermissionDenied
-from hybridgate.keys import KeyInfo
-from hybridgate.runtime import Gateway
+from hybridgate.errors import (
+    ErrorFormat,
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    PermissionDenied,
+)
+from hybridgate.jsonlimits import (
+    MAX_DEPTH,
+    JSONLimitError,
+    deeper_than,
+    finite_float,
+)
+from hybridgate.keys import KeyInfo, KeyStore
 
 log = logging.getLogger("hybridgate.api")
 
-ErrorFormat = Literal["openai", "anthropic"]
 Authenticate = Callable[[Request], Awaitable[KeyInfo]]
 
-_ANTHROPIC_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    409: "invalid_request_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-}
+#: Paths whose errors are rendered in the Anthropic format; everything else is OpenAI's.
+_ANTHROPIC_PATHS = ("/v1/messages",)
+
+
+def error_format_for(path: str) -> ErrorFormat:
+    """The error format a client of ``path`` expects (the SDK it uses parses it)."""
+    if any(path == p or path.startswith(p + "/") for p in _ANTHROPIC_PATHS):
+        return "anthropic"
+    return "openai"
 
 
 def error_body(err: GatewayError, fmt: ErrorFormat) -> dict[str, Any]:
-    if fmt == "anthropic":
-        etype = _ANTHROPIC_TYPES.get(err.status, "api_error")
-        return {"type": "error", "error": {"type": etype, "message": err.message}}
-    return {
-        "error": {
-            "message": err.message,
-            "type": err.openai_type,
-            "param": err.param,
-            "code": err.code,
-        }
-    }
+    """``err`` as a JSON body in ``fmt`` (see :meth:`GatewayError.body`)."""
+    return err.body(fmt)
 
 
 def error_response(
     err: GatewayError, fmt: ErrorFormat, headers: dict[str, str] | None = None
-) -> JSONResponse:
+) -> Response:
+    """``err`` as a response in ``fmt``: the bytes are exactly what the exchange committed."""
     h = dict(headers or {})
     if err.status == 401 and fmt == "openai":
         h.setdefault("www-authenticate", "Bearer")
-    return JSONResponse(error_body(err, fmt), status_code=err.status, headers=h)
+    return RawJSONResponse(err.render(fmt), status_code=err.status, headers=h)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -81,6 +81,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_json(raw: bytes) -> Any:
+    """The request body as JSON, or a 400 that says what is wrong with it.
+
+    Refused: invalid UTF-8 or JSON, NaN/Infinity, numbers a float cannot hold
+    or an int has too many digits for, nesting deeper than
+    :data:`~hybridgate.jsonlimits.MAX_DEPTH`.
+    """
     if not raw:
         raise InvalidRequest("request body is empty; expected a JSON object")
     try:
@@ -88,13 +94,20 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise InvalidRequest("request body is not valid UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_no_constants)
+        value = json.loads(text, parse_constant=_no_constants, parse_float=finite_float)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(
             f"request body is not valid JSON: {exc.msg} at position {exc.pos}"
         ) from None
     except RecursionError:
         raise InvalidRequest("request body is nested too deeply") from None
+    except JSONLimitError as exc:
+        raise InvalidRequest(f"request body is out of range: {exc}") from None
+    except ValueError:  # int() refuses numbers of more than sys.get_int_max_str_digits()
+        raise InvalidRequest("request body holds a number with too many digits") from None
+    if text.count("[") + text.count("{") > MAX_DEPTH and deeper_than(value):
+        raise InvalidRequest(f"request body is nested more than {MAX_DEPTH} levels deep")
+    return value
 
 
 def _no_constants(name: str) -> Any:
@@ -116,9 +129,16 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def make_authenticator(gw: Gateway) -> Authenticate:
+def make_authenticator(source: KeyStore | Any) -> Authenticate:
+    """The app's one authenticator: every endpoint that needs a key uses it.
+
+    ``source`` is the key store (or, for modules not yet given narrow
+    dependencies, anything with a ``keys`` attribute).
+    """
+    keys: KeyStore = source if isinstance(source, KeyStore) else source.keys
+
     async def authenticate(request: Request) -> KeyInfo:
-        return gw.keys.authenticate(presented_key(request))
+        return keys.authenticate(presented_key(request))
 
     return authenticate
 
@@ -135,17 +155,14 @@ KeyedHandler = Callable[[Request, KeyInfo], Awaitable[Response]]
 def guarded(
     authenticate: Authenticate, handler: KeyedHandler, *, admin: bool
 ) -> Callable[[Request], Awaitable[Response]]:
-    """An endpoint that authenticates (and for ``admin`` requires the admin key) first,
-    and renders any :class:`GatewayError` in the OpenAI error format."""
+    """An endpoint that authenticates (and for ``admin`` requires the admin key) first.
+    Errors propagate to the app's exception handlers."""
 
     async def endpoint(request: Request) -> Response:
-        try:
-            key = await authenticate(request)
-            if admin:
-                require_admin(key)
-            return await handler(request, key)
-        except GatewayError as err:
-            return error_response(err, "openai", gateway_headers("req_admin", None))
+        key = await authenticate(request)
+        if admin:
+            require_admin(key)
+        return await handler(request, key)
 
     return endpoint
 

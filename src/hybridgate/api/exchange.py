@@ -1,40 +1,43 @@
 """Runs one exchange through the pipeline for any wire format.
 
 The OpenAI and Anthropic endpoints differ only in how they translate bodies
-and frame streams; both pass a :class:`WireFormat` here. This module owns the
-two guarantees the HTTP layer adds:
+and frame streams; both pass a :class:`WireFormat` to :class:`ExchangeRunner`.
+The exchange itself is opened and closed by ``pipeline.exchange`` (the only
+place a receipt is appended); this module adds what HTTP needs on top:
 
-* every authenticated exchange gets its receipt before the client sees the
-  end of the answer (the JSON body, or a stream's terminal frame);
-* a stream that breaks after it started ends with an error event in the
-  client's own format, never with a clean finish.
+* the answer leaves only after the exchange closed (the JSON body), or the
+  stream's terminal frame is held back until it closed, so a client never sees
+  the end of an answer whose receipt is not durable;
+* a stream keeps its exchange open while it runs (the exit stack moves into
+  the response), and a stream that breaks after it started ends with an error
+  event in the client's own format, never with a clean finish;
+* errors propagate as :class:`GatewayError` to the app's exception handlers,
+  which render them in the API's format with the exchange's headers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from hybridgate.api.common import (
-    ErrorFormat,
+    Authenticate,
     RawJSONResponse,
-    error_body,
-    error_response,
     gateway_headers,
     json_bytes,
-    make_authenticator,
     parse_json,
     read_body,
 )
-from hybridgate.errors import GatewayError, ServiceUnavailable
-from hybridgate.pipeline import Exchange, Pipeline, Prepared
+from hybridgate.errors import ClientDisconnected, ErrorFormat, GatewayError, ServiceUnavailable
+from hybridgate.outcome import response_headers
+from hybridgate.pipeline import Exchange, Pipeline
 
 log = logging.getLogger("hybridgate.api")
 
@@ -57,138 +60,126 @@ class WireFormat:
     kind: str = "chat"  # or "embeddings"
 
 
-def _headers(ex: Exchange) -> dict[str, str]:
-    d = ex.decision
-    return gateway_headers(
-        ex.request_id,
-        ex.route.name if ex.route else None,
-        ex.receipt_id,
-        action=d.action.value if d else None,
-        location=ex.route.location if ex.route else None,
-        data_classes=",".join(d.data_classes) if d and d.data_classes else None,
-        masked=str(ex.masked) if ex.masked else None,
-    )
+@dataclass(frozen=True)
+class ExchangeRunner:
+    """What an API endpoint needs to run exchanges: the pipeline, the authenticator,
+    and the body limit."""
 
+    pipeline: Pipeline
+    authenticate: Authenticate
+    max_body_bytes: int
 
-async def run_exchange(request: Request, pipeline: Pipeline, wire: WireFormat) -> Response:
-    gw = pipeline.gw
-    try:
-        key = await make_authenticator(gw)(request)
-    except GatewayError as err:
-        # Unauthenticated refusals get no receipt: anyone could grow the audit log.
-        return error_response(err, wire.errors, gateway_headers("req_unauthenticated", None))
-    ex = pipeline.begin(wire.api, key, b"")
-    ex.task_header = request.headers.get("x-hybridgate-task")
-    try:
-        ex.raw_body = await read_body(request, gw.config.server.max_body_bytes)
-        body = wire.to_internal(parse_json(ex.raw_body))
-        if wire.kind == "embeddings":
-            prepared = pipeline.prepare_embeddings(ex, body)
-            out = await pipeline.embed(ex, prepared)
-            return await _answer(pipeline, ex, wire.from_internal(out))
-        prepared = pipeline.prepare_chat(ex, body)
-        if body.get("stream") is True:
-            return await _start_stream(pipeline, ex, prepared, wire, body)
-        out = await pipeline.complete(ex, prepared)
-        return await _answer(pipeline, ex, wire.from_internal(out))
-    except GatewayError as err:
-        return await _refuse(pipeline, ex, wire, err)
-    except Exception:  # never a traceback to the client; the receipt still records it
-        log.exception("unhandled error in %s", wire.api)
-        return await _refuse(pipeline, ex, wire, GatewayError("internal error"))
-
-
-async def _answer(pipeline: Pipeline, ex: Exchange, out: dict[str, Any]) -> Response:
-    data = json_bytes(out)
-    ex.sent(data)
-    await pipeline.finish(ex)  # durable receipt before the answer leaves
-    return RawJSONResponse(data, headers=_headers(ex))
-
-
-async def _refuse(
-    pipeline: Pipeline, ex: Exchange, wire: WireFormat, err: GatewayError
-) -> Response:
-    if not ex.finished:
-        ex.fail(err)
-        ex.sent(json_bytes(error_body(err, wire.errors)))
+    async def run(self, request: Request, wire: WireFormat) -> Response:
         try:
-            await pipeline.finish(ex)
-        except GatewayError as receipt_err:
-            log.error("receipt for refused request %s not written: %s", ex.request_id, receipt_err)
-    return error_response(err, wire.errors, _headers(ex))
+            key = await self.authenticate(request)
+        except GatewayError as err:
+            # Unauthenticated refusals get no receipt: anyone could grow the audit log.
+            err.headers = gateway_headers("req_unauthenticated", None)
+            raise
+        async with contextlib.AsyncExitStack() as stack:
+            ex = await stack.enter_async_context(
+                self.pipeline.exchange(wire.api, key, errors=wire.errors)
+            )
+            ex.task_header = request.headers.get("x-hybridgate-task")
+            ex.raw_body = await _read(request, self.max_body_bytes)
+            body = wire.to_internal(parse_json(ex.raw_body))
+            if wire.kind == "embeddings":
+                prepared = await self.pipeline.prepare_embeddings(ex, body)
+                data = json_bytes(wire.from_internal(await self.pipeline.embed(ex, prepared)))
+            else:
+                prepared = await self.pipeline.prepare_chat(ex, body)
+                if body.get("stream") is True:
+                    chunks = self.pipeline.stream(ex, prepared)
+                    # Pull the first chunk before answering: failover and pre-stream
+                    # errors still get a proper HTTP status, and the route is known.
+                    first = await anext(chunks, None)
+                    framer = wire.framer(body)
+                    ex.mark_streaming()
+                    owned = stack.pop_all()  # the stream closes the exchange now
+                    return ExchangeStream(
+                        _frames(owned, ex, chunks, first, framer),
+                        owned,
+                        media_type="text/event-stream",
+                        headers={**ex.headers(), "cache-control": "no-cache"},
+                    )
+                data = json_bytes(wire.from_internal(await self.pipeline.complete(ex, prepared)))
+            ex.sent(data)
+        assert ex.result is not None  # closed: the receipt is durable
+        return RawJSONResponse(data, headers=response_headers(ex.result))
 
 
-async def _start_stream(
-    pipeline: Pipeline, ex: Exchange, prepared: Prepared, wire: WireFormat, body: dict[str, Any]
-) -> Response:
-    chunks = pipeline.stream(ex, prepared)
-    # Pull the first chunk before answering: failover and pre-stream errors still
-    # get a proper HTTP status, and the route header is known.
+async def _read(request: Request, limit: int) -> bytes:
     try:
-        first: dict[str, Any] | None = await chunks.__anext__()
-    except StopAsyncIteration:
-        first = None
-    framer = wire.framer(body)
-    return StreamingResponse(
-        _frames(pipeline, ex, chunks, first, framer),
-        media_type="text/event-stream",
-        headers={**_headers(ex), "cache-control": "no-cache"},
-    )
+        return await read_body(request, limit)
+    except ClientDisconnect:
+        raise ClientDisconnected("the client disconnected while sending the body") from None
+
+
+class ExchangeStream(StreamingResponse):
+    """A streaming answer that owns its exchange: however the response ends (done,
+    client gone, never started), the exchange is closed exactly once."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        owned: contextlib.AsyncExitStack,
+        **kw: Any,
+    ) -> None:
+        super().__init__(content, **kw)
+        self._content = content
+        self._owned = owned
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except ClientDisconnect:
+            pass  # the client is gone; the exchange below is receipted as such
+        finally:
+            aclose = getattr(self._content, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            # A no-op when the stream closed its exchange; otherwise it never ran.
+            gone = ClientDisconnected("the client went away before the stream ran")
+            with contextlib.suppress(ClientDisconnected):
+                await self._owned.__aexit__(type(gone), gone, None)
 
 
 async def _frames(
-    pipeline: Pipeline,
+    owned: contextlib.AsyncExitStack,
     ex: Exchange,
     chunks: AsyncIterator[dict[str, Any]],
     first: dict[str, Any] | None,
     framer: StreamFramer,
 ) -> AsyncIterator[bytes]:
-    def out(frames: list[bytes]) -> list[bytes]:
-        for f in frames:
-            ex.sent(f)
-        return frames
-
+    tail: list[bytes] = []
+    failure: GatewayError | None = None
     try:
-        if first is not None:
-            for f in out(framer.frames(first)):
-                yield f
-        async for chunk in chunks:
-            for f in out(framer.frames(chunk)):
-                yield f
+        async with owned:
+            try:
+                pending = [first] if first is not None else []
+                for chunk in pending:
+                    for f in framer.frames(chunk):
+                        ex.sent(f)
+                        yield f
+                async for chunk in chunks:
+                    for f in framer.frames(chunk):
+                        ex.sent(f)
+                        yield f
+            except GatewayError as err:
+                failure = err
+            except Exception:
+                log.exception("stream failed in %s", ex.api)
+                failure = GatewayError("internal error while streaming")
+            # The terminal frame is committed now and sent only once the exchange closed.
+            tail = [framer.error(failure)] if failure is not None else framer.end()
+            for f in tail:
+                ex.sent(f)
+            if failure is not None:
+                raise failure
     except GatewayError as err:
-        ex.fail(err)
-        ex.outcome = "stream_failed"
-        yield out([framer.error(err)])[0]
-        await _finish_quietly(pipeline, ex)
-        return
-    except asyncio.CancelledError:
-        ex.outcome = "client_disconnected"
-        ex.status = 499
-        # The client is gone; the receipt is still owed.
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(_finish_quietly(pipeline, ex))
-        raise
-    except Exception:
-        log.exception("stream failed in %s", ex.api)
-        internal = GatewayError("internal error while streaming")
-        ex.fail(internal)
-        ex.outcome = "stream_failed"
-        yield out([framer.error(internal)])[0]
-        await _finish_quietly(pipeline, ex)
-        return
-    # Hold the terminal frame back until the receipt is durable.
-    try:
-        await pipeline.finish(ex)
-    except GatewayError as err:
-        log.error("receipt for %s not written; ending the stream with an error", ex.request_id)
-        yield framer.error(ServiceUnavailable(err.message, code="receipt_unavailable"))
-        return
-    for f in framer.end():
+        if err is not failure:  # the receipt could not be made durable
+            log.error("receipt for %s not written; ending the stream with an error", ex.request_id)
+            yield framer.error(ServiceUnavailable(err.message, code="receipt_unavailable"))
+            return
+    for f in tail:
         yield f
-
-
-async def _finish_quietly(pipeline: Pipeline, ex: Exchange) -> None:
-    try:
-        await pipeline.finish(ex)
-    except GatewayError as err:
-        log.error("receipt for %s not written: %s", ex.request_id, err)

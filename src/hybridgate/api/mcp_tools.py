@@ -110,7 +110,7 @@ async def call_tool(
         }
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
-        prepared = pipeline.prepare_chat(ex, body)
+        prepared = await pipeline.prepare_chat(ex, body)
         out = await pipeline.complete(ex, prepared)
         message = out["choices"][0].get("message") or {}
         text = message.get("content") or ""

@@ -344,7 +344,7 @@ class MessagesAPI:
             # No Anthropic route can take it: translate once, up front, and scan that.
             sent = body if native_ok else to_chat(body)
             view = _view(body) if native_ok else sent
-            prepared = self.pipeline.prepare_native(
+            prepared = await self.pipeline.prepare_native(
                 ex,
                 sent,
                 body["model"],
@@ -554,7 +554,7 @@ class MessagesAPI:
                 if native_ok
                 else to_chat({**body, "max_tokens": 1})
             )
-            prepared = self.pipeline.prepare_native(
+            prepared = await self.pipeline.prepare_native(
                 ex,
                 body,
                 body["model"],

@@ -8,24 +8,20 @@ and honouring ``stream_options.include_usage``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from hybridgate.api.common import (
-    error_body,
-    error_response,
-    gateway_headers,
-    json_bytes,
-    make_authenticator,
-)
-from hybridgate.api.exchange import WireFormat, run_exchange
+from hybridgate.api.common import gateway_headers, json_bytes
+from hybridgate.api.exchange import ExchangeRunner, WireFormat
 from hybridgate.errors import GatewayError, NotFound
 from hybridgate.keys import KeyInfo
-from hybridgate.pipeline import Pipeline
-from hybridgate.policy import Principal, evaluate
+from hybridgate.pipeline import decide
+from hybridgate.policy import PolicyHolder, Principal
+from hybridgate.routing.table import RouteTable
 from hybridgate.scan.findings import RequestScan
 from hybridgate.translate.completions import (
     chat_to_completion,
@@ -50,7 +46,7 @@ class OpenAIFramer:
         return [b"data: [DONE]\n\n"]
 
     def error(self, err: GatewayError) -> bytes:
-        return b"data: " + json_bytes(error_body(err, "openai")) + b"\n\n"
+        return b"data: " + err.render("openai") + b"\n\n"
 
 
 class CompletionsFramer(OpenAIFramer):
@@ -88,57 +84,57 @@ EMBEDDINGS = WireFormat(
 )
 
 
-def openai_routes(pipeline: Pipeline) -> list[Route]:
-    gw = pipeline.gw
+def openai_routes(
+    runner: ExchangeRunner,
+    table: RouteTable,
+    policy: PolicyHolder,
+    alias_target: Callable[[str], str] = lambda name: name,
+) -> list[Route]:
+    """Chat, legacy completions and embeddings run as exchanges; ``/v1/models`` lists what
+    the caller's key may call (some route of the model survives its team's restrictions)."""
 
     async def chat(request: Request) -> Response:
-        return await run_exchange(request, pipeline, CHAT)
+        return await runner.run(request, CHAT)
 
     async def completions(request: Request) -> Response:
-        return await run_exchange(request, pipeline, COMPLETIONS)
+        return await runner.run(request, COMPLETIONS)
 
     async def embeddings(request: Request) -> Response:
-        return await run_exchange(request, pipeline, EMBEDDINGS)
+        return await runner.run(request, EMBEDDINGS)
 
     def visible(key: KeyInfo) -> list[dict[str, Any]]:
-        policy, phash = gw.policy.current
+        current, phash = policy.current
         principal = Principal(key_id=key.key_id, team=key.team)
         data = []
         created = int(time.time())
-        for name in sorted(gw.candidates):
-            facts = gw.candidates[name]
-            # What this key may call: some route of the model survives its team's restrictions.
-            if key.is_admin or evaluate(RequestScan(), principal, facts, policy, phash).permitted:
+        for name in sorted(table.candidates):
+            facts = table.candidates[name]
+            if key.is_admin or decide(RequestScan(), principal, facts, current, phash).permitted:
                 data.append(
                     {"id": name, "object": "model", "created": created, "owned_by": "hybridgate"}
                 )
         return data
 
     async def models(request: Request) -> Response:
-        try:
-            key = await make_authenticator(gw)(request)
-        except GatewayError as err:
-            return error_response(err, "openai", gateway_headers("req_models", None))
+        key = await runner.authenticate(request)
         return JSONResponse(
             {"object": "list", "data": visible(key)}, headers=gateway_headers("req_models", None)
         )
 
     async def model(request: Request) -> Response:
-        try:
-            key = await make_authenticator(gw)(request)
-            wanted = str(request.path_params["model_id"])
-            target = gw.alias_target(wanted)
-            for m in visible(key):
-                if m["id"] == target:
-                    m = {**m, "id": wanted}
-                    return JSONResponse(m, headers=gateway_headers("req_models", None))
-            raise NotFound(
-                f"The model {wanted!r} does not exist or you do not have access to it.",
-                code="model_not_found",
-                param="model",
-            )
-        except GatewayError as err:
-            return error_response(err, "openai", gateway_headers("req_models", None))
+        key = await runner.authenticate(request)
+        wanted = str(request.path_params["model_id"])
+        target = alias_target(wanted)
+        for m in visible(key):
+            if m["id"] == target:
+                return JSONResponse(
+                    {**m, "id": wanted}, headers=gateway_headers("req_models", None)
+                )
+        raise NotFound(
+            f"The model {wanted!r} does not exist or you do not have access to it.",
+            code="model_not_found",
+            param="model",
+        )
 
     return [
         Route("/v1/chat/completions", chat, methods=["POST"]),

@@ -257,7 +257,7 @@ class ResponsesAPI:
             # No OpenAI route can take it: translate once, up front, and scan that.
             sent = native if native_ok else responses_to_chat(native)
             view = _estimate_view(native) if native_ok else sent
-            prepared = self.pipeline.prepare_native(
+            prepared = await self.pipeline.prepare_native(
                 ex,
                 sent,
                 req["model"],

@@ -74,7 +74,7 @@ def register(root: typer.Typer) -> None:
             serve_workers(config, home, h, p, workers, cfg.server.log_level)
             return
         app = create_app(cfg, config_path=str(config) if config else None, handle_sighup=True)
-        serve_forever(app, h, p, cfg.server.log_level)
+        serve_forever(app, h, p, cfg.server.log_level, cfg.server.header_timeout_s)
 
     @root.command()
     def migrate(config: ConfigOpt = None, home: HomeOpt = None) -> None:

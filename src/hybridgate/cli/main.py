@@ -43,6 +43,14 @@ app.add_typer(adapters_cmd.app, name="adapters")
 @app.command()
 def demo() -> None:
     """End-to-end demo on embedded defaults with loopback stand-ins: no keys, no network."""
+    from hybridgate.extras import MissingExtra, require
+
+    try:
+        require("openai", "demo")
+        require("httpx", "demo")
+    except MissingExtra as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     from hybridgate.demo import run_demo
 
     raise typer.Exit(run_demo())

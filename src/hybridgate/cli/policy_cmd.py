@@ -20,10 +20,11 @@ from rich.table import Table
 from hybridgate.cli.common import ConfigOpt, resolve_config
 from hybridgate.config import GatewayConfig
 from hybridgate.errors import ConfigError, GatewayError
-from hybridgate.policy import Decision, Principal, RouteFacts, evaluate, mask_request, policy_hash
+from hybridgate.pipeline import decide, scan_body
+from hybridgate.policy import Decision, Principal, RouteFacts, mask_request, policy_hash
 from hybridgate.policy.model import Action
-from hybridgate.routing.plan import candidate_routes
-from hybridgate.scan import build_scanner, extract_segments, path_str, scan_request
+from hybridgate.routing.table import RouteTable
+from hybridgate.scan import build_scanner, path_str
 from hybridgate.scan.findings import RequestScan, Segment
 
 app = typer.Typer(
@@ -74,11 +75,8 @@ def _request(model: str, text: str | None, file: Path | None) -> dict[str, Any]:
 
 
 def _candidates(cfg: GatewayConfig, model: str) -> list[RouteFacts]:
-    """The virtual model's routes, as the gateway's pipeline considers them."""
-    vm = cfg.virtual_model(model)
-    if vm is None:
-        return []
-    return [RouteFacts.from_route(cfg.route(n)) for n in candidate_routes(vm)]
+    """The virtual model's routes, from the same route table the pipeline uses."""
+    return list(RouteTable.from_config(cfg).candidates.get(model, ()))
 
 
 def _scan(cfg: GatewayConfig, body: dict[str, Any]) -> tuple[list[Segment], RequestScan]:
@@ -86,11 +84,7 @@ def _scan(cfg: GatewayConfig, body: dict[str, Any]) -> tuple[list[Segment], Requ
         scanner = build_scanner(cfg.scanner)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
-    try:
-        segments, unscannable = extract_segments(body)
-        return segments, scan_request(scanner, segments, unscannable)
-    except Exception as exc:  # as in the gateway: an unscannable request is not a clean one
-        return [], RequestScan(complete=False, errors=(f"scanner error: {type(exc).__name__}",))
+    return scan_body(scanner, body)  # the pipeline's own scan: fail closed the same way
 
 
 def _report(
@@ -185,9 +179,16 @@ def explain(
     body = _request(model, text, file)
     segments, scan = _scan(cfg, body)
     candidates = _candidates(cfg, model)
-    decision = evaluate(
-        scan, Principal(key_id=key_id, team=team), candidates, cfg.policy, policy_hash(cfg.policy)
-    )
+    try:
+        decision = decide(
+            scan,
+            Principal(key_id=key_id, team=team),
+            candidates,
+            cfg.policy,
+            policy_hash(cfg.policy),
+        )
+    except GatewayError as exc:
+        raise _fail(exc.message) from exc
     report = _report(model, body, segments, scan, candidates, decision)
     if fmt is Format.json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))

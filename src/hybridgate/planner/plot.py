@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridgate.extras import require
 from hybridgate.planner.tco import (
     ApiOption,
     SelfHostOption,
@@ -40,8 +41,7 @@ def plot_tco(
     *,
     points: int = 400,
 ) -> Path:
-    import matplotlib
-
+    matplotlib = require("matplotlib", "plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -13,6 +13,14 @@ The breaker has the usual three states:
   probe that never reports (the caller gave up, or a non-retryable error was
   not recorded) is presumed lost after another ``cooldown_s``, and a new probe
   is allowed, so a route cannot be wedged shut by a missing report.
+
+A failure can be attributed to a *source* (the key whose request the upstream
+answered with a 5xx). Such answers may be the request's fault — a model that
+errors on one odd input — so one key cannot open a route for everyone: while
+closed, attributed failures open the breaker only once they come from at least
+two sources, or from one source :data:`SINGLE_SOURCE_FACTOR` times the
+threshold in a row. Unattributed failures (timeouts, refused connections, 429)
+count as before.
 """
 
 from __future__ import annotations
@@ -20,9 +28,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hybridgate.routing.plan import RouteStats
+
+#: Consecutive failures from one source that still open a breaker (times the threshold).
+SINGLE_SOURCE_FACTOR = 4
 
 
 @dataclass
@@ -32,6 +43,8 @@ class _State:
     open_until: float = 0.0  # open while clock() < open_until
     probe_until: float = 0.0  # half-open: a probe is out until then
     tripped: bool = False  # opened and not yet closed by a successful probe
+    sources: set[str] = field(default_factory=set)  # of the consecutive failures
+    unattributed: bool = False  # some consecutive failure was the route's own
 
 
 class RouteHealth:
@@ -92,11 +105,14 @@ class RouteHealth:
                     else self.alpha * latency_ms + (1 - self.alpha) * st.ewma_ms
                 )
             st.failures = 0
+            st.sources.clear()
+            st.unattributed = False
             st.tripped = False
             st.open_until = 0.0
             st.probe_until = 0.0
 
-    def record_failure(self, route: str) -> None:
+    def record_failure(self, route: str, source: str | None = None) -> None:
+        """A failed attempt; ``source`` names the client when its request may be the cause."""
         with self._lock:
             st = self._state(route)
             now = self._clock()
@@ -106,7 +122,16 @@ class RouteHealth:
                 st.probe_until = 0.0
                 return
             st.failures += 1
-            if st.failures >= self.failure_threshold:
+            if source is None:
+                st.unattributed = True
+            else:
+                st.sources.add(source)
+            enough = st.failures >= self.failure_threshold and (
+                st.unattributed
+                or len(st.sources) >= 2
+                or st.failures >= self.failure_threshold * SINGLE_SOURCE_FACTOR
+            )
+            if enough:
                 st.tripped = True
                 st.open_until = now + self.cooldown_s
                 st.probe_until = 0.0

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from hybridgate.extras import require
 from hybridgate.routing.quality import QualityRouter
 from hybridgate.routing.quality_data import (
     DEFAULT_HOLDOUT,
@@ -118,6 +119,7 @@ def plot_curves(results: list[FileResult], out: Path) -> None:
 
     Uses the object-oriented Agg canvas, not pyplot, so no global figure state is touched.
     """
+    require("matplotlib", "plots")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

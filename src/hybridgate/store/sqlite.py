@@ -61,6 +61,7 @@ class SQLiteStore(GroupCommitWriter):
     ) -> None:
         super().__init__(commit_window_s=commit_window_s, max_batch=max_batch)
         self.path = Path(path)
+        self.free_space_path = str(self.path.parent)
         self.durability = durability
         self._local = threading.local()
         self._all_conns: list[sqlite3.Connection] = []

@@ -16,6 +16,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -47,6 +48,41 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._failed: BaseException | None = None
+        #: Below this much free space (where ``free_space_path`` lives) the store reports
+        #: itself unavailable, so the gateway stops sending what it could not receipt.
+        self.min_free_bytes = 64 * 1024 * 1024
+        self.free_space_path: str | None = None
+        self._commit_error: str | None = None
+        self._probe: Future[Any] | None = None
+
+    def unavailable_reason(self) -> str | None:
+        """Why a write would fail now (None: the store can take writes).
+
+        Cheap enough to ask before every request: flags plus one ``statvfs``.
+        After a failed write the store stays unavailable until a probe write
+        (started here, one at a time) commits again.
+        """
+        if self._closed or self._thread is None:
+            return "store is closed"
+        if self._failed is not None or not self._thread.is_alive():
+            return "store writer failed"
+        if self.free_space_path is not None:
+            try:
+                st = os.statvfs(self.free_space_path)
+            except OSError as exc:
+                return f"cannot check free space: {exc.strerror}"
+            if st.f_bavail * st.f_frsize < self.min_free_bytes:
+                return f"less than {self.min_free_bytes} bytes free for the database"
+        if self._commit_error is not None:
+            if self._probe is None or self._probe.done():
+                self._probe = probe = self.submit(_probe_write)
+                probe.add_done_callback(self._probe_done)
+            return f"last write failed ({self._commit_error})"
+        return None
+
+    def _probe_done(self, fut: Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self._commit_error = None
 
     # -- provided by the store ------------------------------------------------
     def _writer_connect(self) -> Any:
@@ -165,6 +201,7 @@ class GroupCommitWriter:
                 conn = self._writer_connect()
             except Exception as exc:  # the database is down: fail this batch, retry later
                 log.error("store connection failed: %s", exc)
+                self._commit_error = type(exc).__name__
                 err = ServiceUnavailable(f"store unavailable: {exc}", code="store_unavailable")
                 for _, fut in batch:
                     if not fut.done():
@@ -182,6 +219,8 @@ class GroupCommitWriter:
                 try:
                     res = fn(conn)
                 except self.db_errors as exc:
+                    if type(exc).__name__ == "OperationalError":  # disk full, I/O error
+                        self._commit_error = type(exc).__name__
                     if self._writer_broken(conn):
                         raise
                     conn.execute("ROLLBACK TO SAVEPOINT job")
@@ -197,6 +236,7 @@ class GroupCommitWriter:
             conn.execute("COMMIT")
         except self.db_errors as exc:
             log.error("store commit failed: %s", exc)
+            self._commit_error = type(exc).__name__
             with contextlib.suppress(*self.db_errors):
                 conn.execute("ROLLBACK")
             err = ServiceUnavailable(f"store commit failed: {exc}", code="store_unavailable")
@@ -213,3 +253,10 @@ class GroupCommitWriter:
             else:
                 fut.set_result(res)
         return conn
+
+
+def _probe_write(conn: Any) -> None:
+    """A real page write, to learn whether writes commit again (both dialects)."""
+    conn.execute("CREATE TABLE IF NOT EXISTS store_probe (n INTEGER)")
+    conn.execute("DELETE FROM store_probe")
+    conn.execute("INSERT INTO store_probe VALUES (1)")

@@ -7,19 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
+from hybridgate.errors import ANTHROPIC_ERROR_TYPES
 from hybridgate.testing._behaviour import apply_stops, split_words, word_count
 from hybridgate.testing._server import Call, Handler, LoopbackUpstream, write_events
-
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    529: "overloaded_error",
-}
 
 
 def _dumps(obj: Any) -> bytes:
@@ -70,7 +60,9 @@ class AnthropicUpstream(LoopbackUpstream):
         ]
 
     def _error(self, status: int, message: str) -> web.Response:
-        etype = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        etype = ANTHROPIC_ERROR_TYPES.get(
+            status, "api_error" if status >= 500 else "invalid_request_error"
+        )
         body = {"type": "error", "error": {"type": etype, "message": message}}
         return web.Response(body=_dumps(body), status=status, content_type="application/json")
 

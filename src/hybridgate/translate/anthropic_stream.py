@@ -15,29 +15,19 @@ import json
 import time
 from typing import Any
 
-from hybridgate.errors import UpstreamError
+from hybridgate.errors import ANTHROPIC_ERROR_TYPES, UpstreamError, anthropic_error_type
 from hybridgate.providers.tokens import estimate_tokens
 from hybridgate.translate.anthropic_response import finish_reason, message_id, stop_reason
 
-#: Anthropic error ``type`` by HTTP status, as the Messages API documents them.
-ERROR_TYPES: dict[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
+#: Re-exported: the gateway's one Anthropic error-type table lives in ``errors``.
+ERROR_TYPES = ANTHROPIC_ERROR_TYPES
 
 
 def anthropic_error_event(message: str, status: int = 500) -> dict[str, Any]:
     """An Anthropic ``error`` stream event (also the shape of an error response body)."""
     return {
         "type": "error",
-        "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message},
+        "error": {"type": anthropic_error_type(status), "message": message},
     }
 
 
