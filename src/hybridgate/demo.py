@@ -560,7 +560,7 @@ def run_flywheel_demo(console: Console, failures: list[str]) -> None:
             if not can_train:
                 console.print(
                     "   [yellow]training skipped: torch/peft are not installed "
-                    "(pip install 'hybridgate[local]')[/]"
+                    "(install the extra: .venv/bin/pip install -e '.\\[local]')[/]"
                 )
                 return
             _flywheel_train_and_promote(console, gw, svc, drive, failures)

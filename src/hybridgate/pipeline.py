@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from hybridgate.accounting import BudgetManager, Reservation, UsageLog, baseline_for, cost_usd
-from hybridgate.accounting.shared_budgets import SharedBudgetManager
 from hybridgate.adapters import Adapter
 from hybridgate.config import RouteConfig, VirtualModel
 from hybridgate.errors import (
@@ -85,6 +84,8 @@ from hybridgate.scan import Scanner, extract_segments, scan_request
 from hybridgate.scan.findings import RequestScan, Segment
 
 if TYPE_CHECKING:
+    # The shared (PostgreSQL) budgets need the `postgres` extra; only its type is used here.
+    from hybridgate.accounting.shared_budgets import SharedBudgetManager
     from hybridgate.runtime import ExchangeHook, Gateway
 
 log = logging.getLogger("hybridgate.pipeline")
