@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit services bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,8 +31,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# What the suite talks to: PostgreSQL and Redis (started when absent) and Debian's
+# Chromium for the console's browser tests (installed when absent). Idempotent.
+services:
+	.ci/test-setup-services
+	.ci/test-setup-console
+
 # Coverage is measured and reported (line and branch), not gated.
-unit: $(STAMP)
+unit: $(STAMP) services
 	$(BIN)/pytest --cov=hybridgate --cov-branch --cov-report=term:skip-covered
 
 test: lint typecheck unit
