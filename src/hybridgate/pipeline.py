@@ -881,29 +881,52 @@ class Pipeline:
             return first, it
 
         first, it = await self._attempts(ex, prepared, open_stream)
-        restorer = prepared.restorer.stream() if prepared.restorer is not None else None
 
-        def emit(chunk: dict[str, Any]) -> dict[str, Any]:
-            u = chunk.get("usage")
-            if isinstance(u, dict) and isinstance(u.get("prompt_tokens"), int):
-                ex.usage = Usage(
-                    int(u["prompt_tokens"]),
-                    int(u.get("completion_tokens") or 0),
-                    reported=not u.get("estimated"),
-                )
+        def tag(chunk: dict[str, Any]) -> dict[str, Any]:
             chunk["model"] = ex.virtual_model
             if ex.task is not None:
                 ex.answer_text = (ex.answer_text or "") + _delta_text(chunk)
-            return restorer.feed_chunk(chunk) if restorer is not None else chunk
+            return chunk
 
+        async def tagged() -> AsyncIterator[dict[str, Any]]:
+            async for chunk in it:
+                yield tag(chunk)
+
+        head = tag(first) if first is not None else None
+        async for chunk in restored_chunks(ex, prepared, head, tagged()):
+            yield chunk
+
+
+async def restored_chunks(
+    ex: Exchange,
+    prepared: Prepared,
+    first: dict[str, Any] | None,
+    it: AsyncIterator[dict[str, Any]],
+) -> AsyncIterator[dict[str, Any]]:
+    """Upstream chat chunks with their usage recorded on the exchange and masked values
+    restored (a placeholder split across chunks is held back until complete), then the
+    restorer's tail. Every API that streams chat chunks goes through this one loop."""
+    restorer = prepared.restorer.stream() if prepared.restorer is not None else None
+
+    async def chunks() -> AsyncIterator[dict[str, Any]]:
         if first is not None:
-            yield emit(first)
-        async for chunk in it:
-            yield emit(chunk)
-        if restorer is not None:
-            tail = restorer.flush()
-            if tail is not None:
-                yield tail
+            yield first
+        async for c in it:
+            yield c
+
+    async for chunk in chunks():
+        u = chunk.get("usage")
+        if isinstance(u, dict) and isinstance(u.get("prompt_tokens"), int):
+            ex.usage = Usage(
+                int(u["prompt_tokens"]),
+                int(u.get("completion_tokens") or 0),
+                reported=not u.get("estimated"),
+            )
+        yield restorer.feed_chunk(chunk) if restorer is not None else chunk
+    if restorer is not None:
+        tail = restorer.flush()
+        if tail is not None:
+            yield tail
 
 
 def _client_error(exc: UpstreamError) -> GatewayError:

@@ -41,7 +41,7 @@ from hybridgate.api.messages import native_possible
 from hybridgate.conversations import ConversationStore, StoredTurn
 from hybridgate.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from hybridgate.keys import KeyInfo
-from hybridgate.pipeline import Exchange, Pipeline, Prepared
+from hybridgate.pipeline import Exchange, Pipeline, Prepared, restored_chunks
 from hybridgate.policy.model import Action
 from hybridgate.providers.base import Completion, Provider, Usage
 from hybridgate.routing.quality import prompt_text
@@ -377,31 +377,11 @@ class ResponsesAPI:
         it: AsyncIterator[dict[str, Any]],
     ) -> AsyncIterator[dict[str, Any]]:
         conv = ChatToResponsesStream(shell)
-        sr = prepared.restorer.stream() if prepared.restorer is not None else None
         for ev in conv.start():
             yield ev
-
-        async def chunks() -> AsyncIterator[dict[str, Any]]:
-            if first is not None:
-                yield first
-            async for c in it:
-                yield c
-
-        async for chunk in chunks():
-            u = chunk.get("usage")
-            if isinstance(u, dict) and isinstance(u.get("prompt_tokens"), int):
-                ex.usage = Usage(
-                    int(u["prompt_tokens"]),
-                    int(u.get("completion_tokens") or 0),
-                    reported=not u.get("estimated"),
-                )
-            for ev in conv.feed(sr.feed_chunk(chunk) if sr is not None else chunk):
+        async for chunk in restored_chunks(ex, prepared, first, it):
+            for ev in conv.feed(chunk):
                 yield ev
-        if sr is not None:
-            rest = sr.flush()
-            if rest is not None:
-                for ev in conv.feed(rest):
-                    yield ev
         for ev in conv.finish():
             yield ev
 
