@@ -36,67 +36,32 @@ from typing import Any
 
 from hybridgate.errors import GatewayError, InvalidRequest, UpstreamError
 from hybridgate.serving.metrics import ServingMetrics
+from hybridgate.serving.requests import (
+    AdapterRef,
+    Delta,
+    Done,
+    EngineConfig,
+    Event,
+    Failed,
+    GenRequest,
+)
 from hybridgate.serving.slots import AdapterSlots
 from hybridgate.serving.text import TextTracker
+
+__all__ = [
+    "AdapterRef",
+    "Delta",
+    "Done",
+    "EngineConfig",
+    "Event",
+    "Failed",
+    "GenRequest",
+    "ServingEngine",
+]
 
 log = logging.getLogger("hybridgate.serving")
 
 BASE = "__base__"  # PEFT's name for "no adapter on this row"
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    model_path: str
-    name: str = "local"
-    device: str = "cpu"
-    dtype: str = "auto"
-    max_batch: int = 8
-    adapter_memory_bytes: int = 256 * 1024 * 1024
-    max_adapters: int = 16
-
-
-@dataclass(frozen=True, slots=True)
-class AdapterRef:
-    """What the engine needs to load an adapter: where, and what its files must hash to."""
-
-    name: str
-    sha256: str
-    path: str
-    size_bytes: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class GenRequest:
-    prompt_ids: tuple[int, ...]
-    max_new_tokens: int
-    adapter: AdapterRef | None = None
-    stops: tuple[str, ...] = ()
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    text: str
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-    ttft_s: float
-    token_ids: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    error: GatewayError
-
-
-Event = Delta | Done | Failed
 
 
 @dataclass(eq=False)
