@@ -38,13 +38,13 @@ def test_scanner_raising_confines_to_on_prem(tmp_path: Path) -> None:
 def test_policy_evaluation_failure_sends_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hybridgate.pipeline as pipeline
+    import hybridgate.pipeline.decision as decision
 
     def broken(*a: object, **k: object) -> object:
         raise ValueError("policy bug")
 
     with running_gateway(tmp_path) as h:
-        monkeypatch.setattr(pipeline, "evaluate", broken)
+        monkeypatch.setattr(decision, "evaluate", broken)
         with pytest.raises(openai.APIStatusError) as e:
             h.openai().chat.completions.create(
                 model="any", messages=[{"role": "user", "content": "hi"}]

@@ -354,7 +354,7 @@ class DistillService:
         except GatewayError as exc:
             log.warning("comparison call to %s failed: %s", route_name, exc.code)
             return None
-        from hybridgate.pipeline import _answer_text
+        from hybridgate.pipeline.send import answer_text as _answer_text
 
         return _answer_text(completion.body)
 
