@@ -46,8 +46,10 @@ def test_config_findings_by_status() -> None:
         "routes": [
             {"name": "a", "model": "gemini-1.5-pro", "location": "external"},
             {"name": "b", "model": "claude-3-opus-20240229", "location": "external"},
-            {"name": "c", "model": "claude-sonnet-4-5-20250929", "location": "external"},
-            {"name": "d", "model": "gpt-4o", "location": "external"},
+            {"name": "c", "model": "claude-haiku-4-5-20251001", "location": "external"},
+            {"name": "d", "model": "claude-haiku-4-5", "location": "external"},
+            {"name": "g", "model": "claude-sonnet-4-5-20250929", "location": "external"},
+            {"name": "h", "model": "gpt-4o", "location": "external"},
             {"name": "e", "model": "my-private-model", "location": "external"},
             {"name": "f", "model": "gemini-1.5-pro", "location": "on_prem"},
             "not a mapping",
@@ -59,7 +61,10 @@ def test_config_findings_by_status() -> None:
     before = {f.route: f for f in config_findings(cat, raw, dt.date(2025, 12, 1))}
     assert before["b"].severity == "deprecated" and "2026-01-05" in before["b"].message
     assert "c" not in found  # active and pinned
-    assert found["d"].severity == "moving" and "gpt-4o-2024-08-06" in found["d"].message
+    assert found["d"].severity == "moving" and "claude-haiku-4-5-20251001" in found["d"].message
+    # retired on 2026-11-30 (after the catalog's stored-copy check): the replacement is named
+    assert found["g"].severity == "retired" and "claude-sonnet-5-5" in found["g"].message
+    assert found["h"].severity == "deprecated" and "2027-01-14" in found["h"].message
     assert found["e"].severity == "unknown"
     assert "f" not in found
     assert config_findings(cat, {"routes": "nope"}, TODAY) == []

@@ -178,7 +178,7 @@ def test_plan_recommend_writes_yaml_that_config_check_accepts(
         ["recommend", "--profile", "product", "--format", "json", "--today", "2026-12-04"],
     )
     payload = json.loads(j.output)
-    assert payload["picks"]["frontier"]["api_id"] == "claude-sonnet-4-5-20250929"
+    assert payload["picks"]["frontier"]["api_id"] == "claude-sonnet-5-5"
     assert {w["destination"] for w in payload["workloads"]} <= {"api", "self_hosted"}
 
 

@@ -11,7 +11,7 @@ import pytest
 from hybridgate.config import load_config
 from hybridgate.errors import ConfigError
 from hybridgate.planner.bundle import bundle_config, render_yaml
-from hybridgate.planner.catalog import load_catalog
+from hybridgate.planner.catalog import Catalog, load_catalog
 from hybridgate.planner.hardware import GIB, ModelShape, estimate_memory
 from hybridgate.planner.recommend import (
     PROFILES,
@@ -41,11 +41,11 @@ def _write(rec: Recommendation, tmp_path: Path) -> Path:
     return path
 
 
-def _external_ids_active(data: dict[str, Any], today: dt.date) -> None:
+def _external_ids_active(data: dict[str, Any], today: dt.date, cat: Catalog = CAT) -> None:
     for r in data["routes"]:
         if r["location"] != "external":
             continue
-        e = CAT.find(r["model"])
+        e = cat.find(r["model"])
         assert e is not None and e.api is not None, r["model"]
         assert e.api.id == r["model"]  # the pinned id, not an alias
         assert e.api.status_on(today) == "active", r["model"]
@@ -102,31 +102,34 @@ def test_deprecated_is_refused_before_and_retired_after_its_date() -> None:
         check_active(CAT, "claude-3-opus", dt.date(2025, 12, 1))
     with pytest.raises(RetiredModel, match="retired on 2026-01-05"):
         check_active(CAT, "claude-3-opus", dt.date(2026, 1, 5))
-    assert check_active(CAT, "claude-sonnet-4-5", TODAY).name == "claude-sonnet-4-5"
+    assert check_active(CAT, "claude-sonnet-5-5", TODAY).name == "claude-sonnet-5-5"
+    with pytest.raises(RetiredModel, match=r"retired on 2026-11-30.*claude-sonnet-5-5"):
+        check_active(CAT, "claude-sonnet-4-5", TODAY)
 
 
 def test_a_retired_model_in_the_preference_list_is_passed_over() -> None:
-    extra = CAT.get("claude-sonnet-4-5").model_dump(mode="json")
-    extra["api"].update(
-        status="retired",
-        retired_on="2026-06-01",
-        as_of="2026-06-01",
-        replacement="gpt-5",
-    )
-    cat = load_catalog([extra])
+    extra = CAT.get("claude-sonnet-5-5").model_dump(mode="json")
+    extra["api"].update(status="retired", retired_on="2026-12-01", replacement="gpt-5")
+    # an operator's own entry: gpt-5 still active for them (say, a negotiated extension)
+    gpt5 = CAT.get("gpt-5").model_dump(mode="json")
+    gpt5["api"].update(status="active", deprecated_on=None, retires_on=None, replacement=None)
+    cat = load_catalog([extra, gpt5])
     rec = recommend(cat, "midsize", None, AT)
     front = rec.picks["frontier"]
     assert front.model.name == "gpt-5"
     passed = " ".join(r.text for r in front.reasons if r.kind == "status")
-    assert "claude-sonnet-4-5" in passed and "retired" in passed and "use gpt-5" in passed
-    _external_ids_active(bundle_config(rec), TODAY)
+    assert "claude-sonnet-5-5" in passed and "retired" in passed and "use gpt-5" in passed
+    assert "claude-sonnet-4-5" in passed  # retired on 2026-11-30 in the shipped catalog
+    _external_ids_active(bundle_config(rec), TODAY, cat)
 
 
 def test_an_explicit_active_frontier_choice_is_used() -> None:
-    rec = recommend(CAT, "midsize", None, Constraints(frontier="gpt-5", today=TODAY))
-    assert rec.picks["frontier"].model.name == "gpt-5"
-    route = next(r for r in bundle_config(rec)["routes"] if r["name"] == "gpt-5")
-    assert route["model"] == "gpt-5-2025-08-07" and route["provider"] == "openai"
+    rec = recommend(CAT, "midsize", None, Constraints(frontier="claude-haiku-4-5", today=TODAY))
+    assert rec.picks["frontier"].model.name == "claude-haiku-4-5"
+    route = next(r for r in bundle_config(rec)["routes"] if r["name"] == "claude-haiku-4-5")
+    assert route["model"] == "claude-haiku-4-5-20251001" and route["provider"] == "anthropic"
+    with pytest.raises(RetiredModel, match="deprecated and retires on 2026-12-11"):
+        recommend(CAT, "midsize", None, Constraints(frontier="gpt-5", today=TODAY))
 
 
 # ------------------------------------------------------------------ consistency with tco

@@ -15,7 +15,7 @@ from rich.table import Table
 from hybridgate.config import load_config
 from hybridgate.errors import ConfigError
 from hybridgate.planner.catalog import Catalog, CatalogEntry, CatalogFilter, load_catalog
-from hybridgate.planner.check import config_findings, stale_facts
+from hybridgate.planner.check import check_counts, config_findings, stale_facts
 
 app = typer.Typer(
     name="catalog",
@@ -212,7 +212,13 @@ def show(
         for key, value in facts.items():
             if key in ("source", "sources", "note", "output_use"):
                 continue
-            shown = "?" if value is None else "; ".join(value) if isinstance(value, list) else value
+            shown = (
+                ("never" if key == "checked" else "?")
+                if value is None
+                else "; ".join(value)
+                if isinstance(value, list)
+                else value
+            )
             src = facts["sources"].get(key, facts["source"])
             t.add_row(f"{group}.{key}", str(shown) if shown != [] else "-", src)
         if facts.get("note"):
@@ -259,6 +265,7 @@ def check(
         raise typer.Exit(2) from exc
     cat = catalog_from(config)
     stale = stale_facts(cat, day, max_age_days)
+    counts = check_counts(cat)
     findings = []
     if config is not None:
         try:
@@ -285,6 +292,12 @@ def check(
                         for s in stale
                     ],
                     "config": [f.__dict__ for f in findings],
+                    "checked": {
+                        "fact_groups": counts.total,
+                        "live": counts.live,
+                        "stored_copy": counts.stored_copy,
+                        "never": counts.unchecked,
+                    },
                 },
                 indent=2,
             )
@@ -308,6 +321,11 @@ def check(
         typer.echo(
             f"{len(stale)} fact group(s) in {len(by_model)} model(s) due for re-checking "
             f"against their sources (as of {day})"
+        )
+        typer.echo(
+            f"{counts.live + counts.stored_copy} of {counts.total} fact group(s) compared with "
+            f"their source ({counts.stored_copy} against a stored copy of it, {counts.live} "
+            f"live); {counts.unchecked} never"
         )
         for f in findings:
             typer.echo(f"route {f.route}: {f.severity}: {f.message}")

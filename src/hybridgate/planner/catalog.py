@@ -16,6 +16,7 @@ override entries under ``catalog:`` in their config (same schema).
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,21 +65,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+CheckedVia = Literal["live", "stored-copy"]
+#: a sourced throughput is used only for workloads whose input/output ratio is within this factor
+MIX_RATIO_LIMIT = 4.0
+_META_FIELDS = frozenset({"source", "sources", "note", "checked", "checked_via"})
+
+
 class _Facts(_Strict):
     """A group of facts from one document; ``sources`` cites per fact where they differ."""
 
     source: Source
     sources: dict[str, Source] = Field(default_factory=dict)
     note: str | None = Field(default=None, max_length=1000)
-    #: the day these facts were last compared with the live source; null: never
+    #: the day these facts were last compared with their source; null: never
     checked: dt.date | None = Field(default=None, strict=False)
+    #: how: ``live`` (the source as published that day; the default when only ``checked``
+    #: is given) or ``stored-copy`` (an archived copy of it, whose own date may be
+    #: earlier: it shows the value was published, not that it is still current)
+    checked_via: CheckedVia | None = None
 
     @model_validator(mode="after")
     def _per_fact_sources_name_facts(self) -> _Facts:
-        fields = set(type(self).model_fields) - {"source", "sources", "note", "checked"}
+        fields = set(type(self).model_fields) - _META_FIELDS
         unknown = sorted(set(self.sources) - fields)
         if unknown:
             raise ValueError(f"sources names unknown facts: {', '.join(unknown)}")
+        if self.checked is None and self.checked_via is not None:
+            raise ValueError("`checked_via` says how a check was made: give its day in `checked`")
         return self
 
     def source_of(self, fact: str) -> str:
@@ -270,6 +283,30 @@ class ThroughputFact(_Facts):
     input_tokens: int | None = Field(default=None, gt=0, description="the mix measured at")
     output_tokens: int | None = Field(default=None, gt=0)
     upper_bound: bool = True
+    #: the figure as published, when the source reports output tokens/s for a whole
+    #: replica: ``tokens_per_second`` must then equal
+    #: ``published_output_tps × (input + output) / output / published_gpus``
+    published_output_tps: float | None = Field(default=None, gt=0)
+    published_gpus: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _matches_published(self) -> ThroughputFact:
+        if (self.published_output_tps is None) != (self.published_gpus is None):
+            raise ValueError("published_output_tps and published_gpus go together")
+        if self.published_output_tps is None or self.published_gpus is None:
+            return self
+        if self.input_tokens is None or self.output_tokens is None:
+            raise ValueError("a published output figure needs its input/output mix")
+        mix = (self.input_tokens + self.output_tokens) / self.output_tokens
+        want = self.published_output_tps * mix / self.published_gpus
+        if abs(self.tokens_per_second - want) > max(1.0, want * 0.005):
+            raise ValueError(
+                f"tokens_per_second {self.tokens_per_second:g} does not follow from the "
+                f"published {self.published_output_tps:g} output tokens/s on "
+                f"{self.published_gpus} GPU(s) at {self.input_tokens}/{self.output_tokens} "
+                f"(expected {want:.1f})"
+            )
+        return self
 
 
 class CatalogEntry(_Strict):
@@ -321,13 +358,44 @@ class CatalogEntry(_Strict):
     def output_terms(self) -> OutputUseFacts | None:
         return self.output_use or self.licence.output_use
 
-    def throughput_for(self, gpu: str, quant: str) -> ThroughputFact | None:
+    def throughput_for(
+        self, gpu: str, quant: str, mix: tuple[float, float] | None = None
+    ) -> ThroughputFact | None:
+        """The figure for ``gpu`` at ``quant``; with several, the one measured nearest ``mix``.
+
+        Throughput depends on the input/output mix (prefill-heavy work moves
+        fewer tokens a second than decode-heavy work, and longer sequences
+        fewer than short ones), so among figures for the same GPU and precision
+        the one whose ratio and length are closest (on a log scale) is taken;
+        a figure with no stated mix comes last. A figure whose input/output
+        ratio is more than ``MIX_RATIO_LIMIT`` times off the workload's is not
+        used at all: a prefill-heavy benchmark (4,000 in / 200 out) says little
+        about a decode-heavy workload (500 in / 1,000 out), and would overstate it.
+        """
         sixteen = {"bf16", "fp16"}  # the same size and speed: one figure serves both
-        for t in self.throughput:
-            same = t.quant == quant or {t.quant, quant} <= sixteen
-            if t.gpu.lower() == gpu.lower() and same:
-                return t
-        return None
+        found = [
+            t
+            for t in self.throughput
+            if t.gpu.lower() == gpu.lower() and (t.quant == quant or {t.quant, quant} <= sixteen)
+        ]
+        if not found:
+            return None
+        if mix is None or mix[0] <= 0 or mix[1] <= 0:
+            return found[0]
+
+        def ratio_off(t: ThroughputFact) -> float:
+            if t.input_tokens is None or t.output_tokens is None:
+                return 0.0  # no stated mix: the operator's own figure, taken as given
+            return abs(math.log((t.input_tokens / t.output_tokens) / (mix[0] / mix[1])))
+
+        def distance(t: ThroughputFact) -> float:
+            if t.input_tokens is None or t.output_tokens is None:
+                return math.inf
+            length = math.log((t.input_tokens + t.output_tokens) / (mix[0] + mix[1]))
+            return ratio_off(t) + abs(length)
+
+        near = [t for t in found if ratio_off(t) <= math.log(MIX_RATIO_LIMIT)]
+        return min(near, key=distance) if near else None
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,26 @@ def _groups(e: CatalogEntry) -> Iterator[tuple[str, _Facts]]:
         yield f"throughput[{i}]", t
 
 
+@dataclass(frozen=True)
+class CheckCounts:
+    """How many fact groups were compared with their source, and how."""
+
+    total: int
+    live: int
+    stored_copy: int
+
+    @property
+    def unchecked(self) -> int:
+        return self.total - self.live - self.stored_copy
+
+
+def check_counts(cat: Catalog) -> CheckCounts:
+    groups = [g for e in cat for _, g in _groups(e)]
+    live = sum(1 for g in groups if g.checked is not None and g.checked_via != "stored-copy")
+    stored = sum(1 for g in groups if g.checked is not None and g.checked_via == "stored-copy")
+    return CheckCounts(len(groups), live, stored)
+
+
 def stale_facts(cat: Catalog, today: dt.date, max_age_days: int) -> list[StaleFact]:
     """Fact groups never checked, or checked more than ``max_age_days`` before ``today``.
 

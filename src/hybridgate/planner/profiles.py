@@ -44,9 +44,21 @@ class Profile:
     gpu_hourly_usd: float  # assumption, stated
     max_gpus: int  # per replica
     workloads: tuple[WorkloadSpec, ...]
-    frontier: tuple[str, ...] = ("claude-sonnet-4-5", "gpt-5", "gemini-2.5-pro", "gpt-4o")
+    #: in order of preference; retired and deprecated ids are passed over (see the catalog)
+    frontier: tuple[str, ...] = (
+        "claude-sonnet-5-5",
+        "claude-sonnet-4-5",
+        "gpt-5",
+        "gemini-2.5-pro",
+        "gpt-4o",
+    )
     #: the API a narrow task would otherwise go to: the small model's cost yardstick
-    cheap_api: tuple[str, ...] = ("gpt-5-mini", "gpt-4o-mini", "gemini-2.5-flash")
+    cheap_api: tuple[str, ...] = (
+        "gpt-5-mini",
+        "gpt-4o-mini",
+        "gemini-2.5-flash",
+        "claude-haiku-4-5",
+    )
     self_hosted: tuple[str, ...] = ("gpt-oss-120b", "qwen2.5-72b", "llama-3-70b", "mixtral-8x7b")
     small: tuple[str, ...] = ("qwen2.5-7b", "gpt-oss-20b", "llama-3-8b", "mistral-7b", "olmo-2-7b")
     strict_classes: tuple[str, ...] = ()

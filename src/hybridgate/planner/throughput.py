@@ -69,8 +69,9 @@ class Throughput:
 
     def describe(self) -> str:
         bound = " (upper bound: replicas sized on it are a minimum)" if self.upper_bound else ""
+        label = "sourced benchmark" if self.kind == "catalog" else self.kind
         return (
-            f"{self.kind}: {self.tokens_per_second_per_gpu:,.0f} tokens/s per GPU at "
+            f"{label}: {self.tokens_per_second_per_gpu:,.0f} tokens/s per GPU at "
             f"{self.precision} on {self.gpus_per_replica} GPU(s){bound} — {self.source}"
         )
 
@@ -173,26 +174,39 @@ def roofline(
 
 
 def catalog_throughput(
-    e: CatalogEntry, gpu: Gpu, precision: str, context: int
+    e: CatalogEntry,
+    gpu: Gpu,
+    precision: str,
+    context: int,
+    mix: tuple[float, float] | None = None,
 ) -> Throughput | None:
-    """A sourced catalog entry for this GPU and precision, if the catalog has one."""
-    fact = e.throughput_for(gpu.name, precision)
+    """A sourced catalog figure for this GPU and precision (nearest ``mix``), if there is one."""
+    fact = e.throughput_for(gpu.name, precision, mix)
     if fact is None:
         return None
     n = replica_gpus(e, gpu, precision, context, 1)
-    mix = (
+    at = (
         f" at {fact.input_tokens} in / {fact.output_tokens} out"
         if fact.input_tokens and fact.output_tokens
         else ""
     )
     engine = f", {fact.engine}" if fact.engine else ""
+    formulas: tuple[str, ...] = ()
+    if fact.published_output_tps is not None and fact.published_gpus and at:
+        formulas = (
+            f"{e.name}: published {fact.published_output_tps:,.0f} output tokens/s on "
+            f"{fact.published_gpus}× {fact.gpu}{at} → {fact.published_output_tps:,.0f} × "
+            f"({fact.input_tokens} + {fact.output_tokens}) / {fact.output_tokens} / "
+            f"{fact.published_gpus} = {fact.tokens_per_second:,.1f} tokens/s per GPU",
+        )
     return Throughput(
         "catalog",
         fact.tokens_per_second,
         n,
         precision,
         fact.upper_bound,
-        f"catalog{engine}{mix}: {fact.source_of('tokens_per_second')}",
+        f"catalog{engine}{at}: {fact.source_of('tokens_per_second')}",
+        formulas=formulas,
     )
 
 
@@ -214,7 +228,7 @@ def best_throughput(
     if measured_tps is not None:
         return measured_tps
     context = max(1, int(input_tokens + output_tokens))
-    found = catalog_throughput(e, gpu, precision, context)
+    found = catalog_throughput(e, gpu, precision, context, (input_tokens, output_tokens))
     if found is not None:
         return found
     return roofline(e, gpu, precision, input_tokens, output_tokens)
