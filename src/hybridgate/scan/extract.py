@@ -21,6 +21,7 @@ policy treats the request as unknown.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from collections.abc import Sequence
@@ -101,63 +102,129 @@ def _number_text(n: int | float) -> str | None:
         return None
 
 
-def extract_segments(request: Any) -> tuple[list[Segment], list[str]]:
+#: Nesting walked by recursion (fast); deeper subtrees are walked with an explicit stack.
+_RECURSE_DEPTH = 48
+
+
+def extract_segments(
+    request: Any, *, recurse_depth: int = _RECURSE_DEPTH
+) -> tuple[list[Segment], list[str]]:
     """Every string, key and number worth scanning with its JSON path, plus unscannable paths.
 
     Works for Chat Completions and embeddings bodies and, for anything it
-    does not recognise, scans everything it contains. The walk is iterative
-    so hostile nesting cannot exhaust the interpreter stack.
+    does not recognise, scans everything it contains. Ordinary nesting is
+    walked by recursion (a third faster); past ``recurse_depth`` levels the
+    walk continues with an explicit stack, so hostile nesting cannot exhaust
+    the interpreter stack. Both visit in the same order: an object's keys,
+    then each child's subtree in turn.
     """
     segments: list[Segment] = []
     unscannable: list[str] = []
-    stack: list[tuple[Path, Any, bool]] = [((), request, False)]
-    while stack:
-        path, node, in_binary_part = stack.pop()
-        if isinstance(node, str):
-            if in_binary_part and (node.startswith("data:") or path[-1] in _PAYLOAD_KEYS):
+    _Walk(segments, unscannable, recurse_depth).node((), request, False, 0)
+    return segments, unscannable
+
+
+class _Walk:
+    __slots__ = ("limit", "segments", "unscannable")
+
+    def __init__(self, segments: list[Segment], unscannable: list[str], limit: int) -> None:
+        self.segments = segments
+        self.unscannable = unscannable
+        self.limit = limit
+
+    def node(self, path: Path, node: Any, in_binary_part: bool, depth: int) -> None:
+        """One node; containers recurse until ``limit``, then go to :meth:`stack`."""
+        t = type(node)
+        if t is str:
+            self.string(path, node, in_binary_part)
+        elif t is dict:
+            if depth >= self.limit:
+                self.stack(path, node, in_binary_part)
+                return
+            binary = self.dict_binary(path, node, in_binary_part)
+            children = self.keys(path, node)
+            for key, value in children:
+                self.node((*path, key), value, binary, depth + 1)
+        elif t is list or t is tuple:
+            if depth >= self.limit:
+                self.stack(path, node, in_binary_part)
+                return
+            if self.token_ids(path, node):
+                return
+            for i, v in enumerate(node):
+                self.node((*path, i), v, in_binary_part, depth + 1)
+        else:
+            self.leaf(path, node)
+
+    def string(self, path: Path, node: str, in_binary_part: bool) -> None:
+        if in_binary_part and (node.startswith("data:") or path[-1] in _PAYLOAD_KEYS):
+            return
+        last = path[-1] if path else None
+        if isinstance(last, str) and last in STRUCTURAL_KEYS:
+            self.segments.append(Segment(path, node, "verbatim"))
+        else:
+            self.segments.append(Segment(path, node, "value", _context(path)))
+
+    def dict_binary(self, path: Path, node: dict[Any, Any], in_binary_part: bool) -> bool:
+        part_type = node.get("type")
+        if isinstance(part_type, str) and part_type in UNSCANNABLE_PARTS:
+            self.unscannable.append(path_str(path))
+            return True
+        return in_binary_part
+
+    def keys(self, path: Path, node: dict[Any, Any]) -> list[tuple[str, Any]]:
+        """Every key as a segment (before any child's subtree), and the children to visit."""
+        children: list[tuple[str, Any]] = []
+        append = self.segments.append
+        for key, value in node.items():
+            if not isinstance(key, str):
+                self.unscannable.append(path_str(path) + ".{key}")
                 continue
-            last = path[-1] if path else None
-            if isinstance(last, str) and last in STRUCTURAL_KEYS:
-                segments.append(Segment(path=path, text=node, kind="verbatim"))
-            else:
-                segments.append(Segment(path=path, text=node, context=_context(path)))
-        elif isinstance(node, dict):
-            part_type = node.get("type")
-            binary = in_binary_part
-            if isinstance(part_type, str) and part_type in UNSCANNABLE_PARTS:
-                unscannable.append(path_str(path))
-                binary = True
-            children: list[tuple[Path, Any, bool]] = []
-            for key, value in node.items():
-                if not isinstance(key, str):
-                    unscannable.append(path_str(path) + ".{key}")
-                    continue
-                segments.append(Segment(path=(*path, key), text=key, kind="key"))
-                children.append(((*path, key), value, binary))
-            stack.extend(reversed(children))
-        elif isinstance(node, list | tuple):
-            if (
-                node
-                and path
-                and path[-1] in ("input", "prompt")
-                and all(isinstance(x, int) and not isinstance(x, bool) for x in node)
-            ):
-                unscannable.append(path_str(path))  # token ids: text we cannot read
-                continue
-            stack.extend(reversed([((*path, i), v, in_binary_part) for i, v in enumerate(node)]))
-        elif node is None or isinstance(node, bool):
-            continue
+            append(Segment((*path, key), key, "key"))
+            children.append((key, value))
+        return children
+
+    def token_ids(self, path: Path, node: list[Any] | tuple[Any, ...]) -> bool:
+        if (
+            node
+            and path
+            and path[-1] in ("input", "prompt")
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in node)
+        ):
+            self.unscannable.append(path_str(path))  # token ids: text we cannot read
+            return True
+        return False
+
+    def leaf(self, path: Path, node: Any) -> None:
+        if node is None or isinstance(node, bool):
+            return
+        if isinstance(node, str):  # a str subclass
+            self.string(path, node, False)
         elif isinstance(node, int | float):
             text = _number_text(node)
             if text is None:
-                unscannable.append(path_str(path))
+                self.unscannable.append(path_str(path))
             else:
-                segments.append(
-                    Segment(path=path, text=text, kind="number", context=_context(path))
-                )
+                self.segments.append(Segment(path, text, "number", _context(path)))
         else:
-            unscannable.append(path_str(path))
-    return segments, unscannable
+            self.unscannable.append(path_str(path))
+
+    def stack(self, path: Path, root: Any, in_binary_part: bool) -> None:
+        """The same walk with an explicit stack: any depth, constant interpreter stack."""
+        stack: list[tuple[Path, Any, bool]] = [(path, root, in_binary_part)]
+        while stack:
+            path, node, binary = stack.pop()
+            if isinstance(node, str):
+                self.string(path, node, binary)
+            elif isinstance(node, dict):
+                binary = self.dict_binary(path, node, binary)
+                children = self.keys(path, node)
+                stack.extend(((*path, k), v, binary) for k, v in reversed(children))
+            elif isinstance(node, list | tuple):
+                if not self.token_ids(path, node):
+                    stack.extend(reversed([((*path, i), v, binary) for i, v in enumerate(node)]))
+            else:
+                self.leaf(path, node)
 
 
 def _shift(findings: Sequence[Finding], offset: int, limit: int) -> list[Finding]:
@@ -173,22 +240,12 @@ def _shift(findings: Sequence[Finding], offset: int, limit: int) -> list[Finding
     return out
 
 
-class _Memo:
-    """Per-request memo: the same string (``user``, ``text``, a repeated key) is scanned once."""
-
-    def __init__(self, scanner: Scanner) -> None:
-        self.scanner = scanner
-        self.cache: dict[str, Analysis] = {}
-
-    def analyze(self, text: str) -> Analysis:
-        a = self.cache.get(text)
-        if a is None:
-            a = self.cache[text] = self.scanner.analyze(text)
-        return a
-
-
 def scan_request(
-    scanner: Scanner, segments: Sequence[Segment], unscannable: Sequence[str]
+    scanner: Scanner,
+    segments: Sequence[Segment],
+    unscannable: Sequence[str],
+    *,
+    reference: bool = False,
 ) -> RequestScan:
     """Scan every segment, the seams between neighbouring values, and sweep.
 
@@ -201,8 +258,10 @@ def scan_request(
        known to be sensitive, it is sensitive wherever it appears.
 
     Incomplete if any scan failed or anything was unscannable.
+    ``reference=True`` runs the plain, slower sweep the fast one is tested against.
     """
-    memo = _Memo(scanner)
+    memo: dict[str, Analysis] = {}
+    analyze = scanner.analyze
     errors: list[str] = []
     complete = not unscannable
     per_seg: list[list[Finding]] = [[] for _ in segments]
@@ -210,17 +269,22 @@ def scan_request(
     values: dict[str, tuple[str, DataClass]] = {}
 
     for i, seg in enumerate(segments):
-        prefix = f"{seg.context}: " if seg.context else ""
-        a = memo.analyze(prefix + seg.text)
-        views.append((a, len(prefix)))
+        # The same string (``user``, ``text``, a repeated key) is scanned once per request.
+        text = f"{seg.context}: {seg.text}" if seg.context else seg.text
+        a = memo.get(text)
+        if a is None:
+            a = memo[text] = analyze(text)
+        skip = len(text) - len(seg.text)
+        views.append((a, skip))
         res = a.result
         if not res.complete:
             complete = False
             errors.extend(f"{where(seg)}: {e}" for e in res.errors)
-        per_seg[i].extend(_shift(res.findings, len(prefix), len(seg.text)))
-        for f in a.norm_findings:
-            if f.end > len(prefix):
-                _remember(values, a.view.text[max(f.start, len(prefix)) : f.end], f)
+        if res.findings:
+            per_seg[i].extend(_shift(res.findings, skip, len(seg.text)))
+            for f in a.norm_findings:
+                if f.end > skip:
+                    _remember(values, a.view.text[max(f.start, skip) : f.end], f)
 
     joinable = [i for i, s in enumerate(segments) if s.kind == "value" and s.text]
     for prev, nxt in itertools.pairwise(joinable):
@@ -230,7 +294,12 @@ def scan_request(
         # With whitespace at the seam, joining with a space reads the same.
         glues = ("",) if tail[-1].isspace() or head[0].isspace() else ("", " ")
         for glue in glues:
-            a = memo.analyze(tail + glue + head)
+            joined = tail + glue + head
+            a = memo.get(joined)
+            if a is None:
+                a = memo[joined] = analyze(joined)
+            if not a.result.findings:
+                continue
             cut = len(tail) + len(glue)
             for f, nf in zip(a.result.findings, _norm_pairs(a), strict=False):
                 if not (f.start < len(tail) and f.end > cut):
@@ -241,7 +310,7 @@ def scan_request(
                     _remember(values, a.view.text[nf.start : nf.end], f)
 
     if values:
-        _sweep(segments, views, per_seg, values)
+        (_sweep_reference if reference else _sweep)(segments, views, per_seg, values)
 
     results = [
         SegmentFindings(segment=i, findings=resolve_overlaps(fs), maskable=segments[i].maskable)
@@ -276,48 +345,150 @@ def _remember(values: dict[str, tuple[str, DataClass]], value: str, f: Finding) 
         values.setdefault(digits, (f.type, f.data_class))
 
 
+def _sweep_automaton(values: dict[str, tuple[str, DataClass]]) -> Any:
+    automaton = ahocorasick.Automaton()
+    for value, (type_, cls) in values.items():
+        automaton.add_word(value, (len(value), type_, cls))
+    automaton.make_automaton()
+    return automaton
+
+
+def _bounded_ok(text: str, s: int, e: int, length: int) -> bool:
+    """Short values count only as whole words (``1234`` inside ``order 12345`` does not)."""
+    return length >= _SWEEP_BOUNDED_BELOW or (
+        (s == 0 or not text[s - 1].isalnum()) and (e == len(text) or not text[e].isalnum())
+    )
+
+
+_Hit = tuple[int, int, str, DataClass]
+
+
 def _sweep(
     segments: Sequence[Segment],
     views: list[tuple[Analysis, int]],
     per_seg: list[list[Finding]],
     values: dict[str, tuple[str, DataClass]],
 ) -> None:
-    automaton = ahocorasick.Automaton()
-    for value, (type_, cls) in values.items():
-        automaton.add_word(value, (len(value), type_, cls))
-    automaton.make_automaton()
+    """Every known value through every segment: one automaton pass over all texts.
+
+    Each distinct text is read once (a request repeats ``user``, keys and
+    whole messages), all of them joined by NUL into one string so the
+    automaton runs once in C; a hit that spans two texts is discarded, so the
+    result is exactly :func:`_sweep_reference` (one pass per segment). The
+    digit view (every digit run as its bare digits) is built only when some
+    value is all digits, and is kept with the text's analysis, so a cached
+    text never rebuilds it.
+    """
+    automaton = _sweep_automaton(values)
+    slot_of: dict[int, int] = {}
+    slots: list[Analysis] = []
+    for a, _ in views:
+        if id(a) not in slot_of:
+            slot_of[id(a)] = len(slots)
+            slots.append(a)
+    hits: list[list[_Hit]] = [[] for _ in slots]
+    texts = [a.lower for a in slots]
+    for k, s, e, (length, type_, cls) in _joined_hits(automaton, texts):
+        if _bounded_ok(texts[k], s, e, length):
+            hits[k].append((s, e, type_, cls))
+    if any(_DIGITS_ONLY.fullmatch(v) for v in values):
+        digit_views = [_cached_digit_view(a) for a in slots]
+        for k, ds, de, (_, type_, cls) in _joined_hits(automaton, digit_views):
+            pos = _digit_positions(slots[k])
+            hits[k].append((pos[ds], pos[de - 1] + 1, type_, cls))
+    for i, (a, offset) in enumerate(views):
+        found = hits[slot_of[id(a)]]
+        if found:
+            _add_hits(per_seg[i], a, offset, found)
+
+
+def _joined_hits(automaton: Any, texts: list[str]) -> list[tuple[int, int, int, Any]]:
+    """(text index, start, end, value) of every automaton hit inside one of ``texts``."""
+    starts: list[int] = []
+    pos = 0
+    for t in texts:
+        starts.append(pos)
+        pos += len(t) + 1
+    out = []
+    for last, payload in automaton.iter("\0".join(texts)):
+        e = last + 1
+        s = e - payload[0]
+        k = bisect.bisect_right(starts, s) - 1
+        base = starts[k]
+        if e - base <= len(texts[k]):
+            out.append((k, s - base, e - base, payload))
+    return out
+
+
+def _add_hits(out: list[Finding], a: Analysis, offset: int, hits: list[_Hit]) -> None:
+    norm = a.view
+    for s, e, type_, cls in hits:
+        if e <= offset:
+            continue
+        rs, re_ = norm.to_raw(s, e)
+        rs, re_ = max(rs - offset, 0), re_ - offset
+        if re_ > rs:
+            out.append(Finding(type_, cls, rs, re_, 0.9, "sweep"))
+
+
+def _sweep_reference(
+    segments: Sequence[Segment],
+    views: list[tuple[Analysis, int]],
+    per_seg: list[list[Finding]],
+    values: dict[str, tuple[str, DataClass]],
+) -> None:
+    """The sweep written plainly, one segment at a time (what :func:`_sweep` must equal)."""
+    automaton = _sweep_automaton(values)
     for i in range(len(segments)):
         a, offset = views[i]
-        norm = a.view
-        text = lower_same_length(norm.text)
-        digits_only: tuple[str, list[int]] | None = None
-        hits: list[tuple[int, int, str, DataClass]] = []
+        text = lower_same_length(a.view.text)
+        hits: list[_Hit] = []
         for last, (length, type_, cls) in automaton.iter(text):
             s, e = last + 1 - length, last + 1
-            if length < _SWEEP_BOUNDED_BELOW and not (
-                (s == 0 or not text[s - 1].isalnum()) and (e == len(text) or not text[e].isalnum())
-            ):
-                continue
-            hits.append((s, e, type_, cls))
+            if _bounded_ok(text, s, e, length):
+                hits.append((s, e, type_, cls))
         if any(c.isdigit() for c in text):
-            digits_only = _digit_view(text)
-            for last, (length, type_, cls) in automaton.iter(digits_only[0]):
+            digits, pos = _digit_view_reference(text)
+            for last, (length, type_, cls) in automaton.iter(digits):
                 ds, de = last + 1 - length, last + 1
-                pos = digits_only[1]
                 hits.append((pos[ds], pos[de - 1] + 1, type_, cls))
-        for s, e, type_, cls in hits:
-            if e <= offset:
-                continue
-            rs, re_ = norm.to_raw(s, e)
-            rs, re_ = max(rs - offset, 0), re_ - offset
-            if re_ > rs:
-                per_seg[i].append(Finding(type_, cls, rs, re_, 0.9, "sweep"))
+        _add_hits(per_seg[i], a, offset, hits)
 
 
 _DIGIT_RUN = re.compile(r"[0-9](?:[ \-./_()+,]{0,3}[0-9])*")
 
 
-def _digit_view(text: str) -> tuple[str, list[int]]:
+_DIGITS_ONLY = re.compile(r"[0-9|]+")
+_NOT_DIGIT = re.compile(r"[^0-9]+")
+
+
+def _cached_digit_view(a: Analysis) -> str:
+    view = a.memo.get("digits")
+    if view is None:
+        view = a.memo["digits"] = _digit_view(a.lower)
+    return view  # type: ignore[return-value]
+
+
+def _digit_view(text: str) -> str:
+    """The digits of each digit run of ``text``, each run followed by ``|``.
+
+    A run is digits joined by short separators, so ``4 1 1 1 ...`` or
+    ``4111.1111...`` reads as the number it spells, but two numbers a word
+    apart never join into one. Positions are built only for a text with a
+    hit (:func:`_digit_positions`).
+    """
+    return "".join(_NOT_DIGIT.sub("", m.group()) + "|" for m in _DIGIT_RUN.finditer(text))
+
+
+def _digit_positions(a: Analysis) -> list[int]:
+    """Where each character of the digit view came from (built once per text with a hit)."""
+    pos = a.memo.get("digit_pos")
+    if pos is None:
+        pos = a.memo["digit_pos"] = _digit_view_reference(a.lower)[1]
+    return pos  # type: ignore[return-value]
+
+
+def _digit_view_reference(text: str) -> tuple[str, list[int]]:
     """The digits of each digit run of ``text`` (runs kept apart), and where each came from.
 
     A run is digits joined by short separators, so ``4 1 1 1 ...`` or

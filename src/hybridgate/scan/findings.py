@@ -1,6 +1,6 @@
 """The scanner's output types, shared by scanning, policy, redaction and receipts.
 
-They are plain frozen dataclasses so every stage downstream stays a pure
+They are immutable (frozen dataclasses, one named tuple) so every stage downstream stays a pure
 function over data.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class DataClass(StrEnum):
@@ -66,12 +67,13 @@ class ScanResult:
     errors: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(NamedTuple):
     """One string of a request that is scanned and may be masked.
 
     ``path`` locates the string in the request's JSON (e.g.
     ``("messages", 2, "tool_calls", 0, "function", "arguments")``).
+    Immutable like the dataclasses here, but a named tuple: a request has one
+    per string, key and number, and a tuple is built in a fifth of the time.
     """
 
     path: tuple[str | int, ...]

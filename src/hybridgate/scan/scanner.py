@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -41,7 +41,7 @@ from hybridgate.scan.secrets import (
     SecretFormatDetector,
 )
 from hybridgate.scan.terms import TermDetector, load_terms_file
-from hybridgate.scan.text import Lexicon, TextView
+from hybridgate.scan.text import Lexicon, TextView, lower_same_length
 
 if TYPE_CHECKING:  # config imports the policy schema, which imports scan.findings
     from hybridgate.config import ScannerConfig
@@ -101,6 +101,12 @@ class Analysis:
     result: ScanResult
     view: Normalized
     norm_findings: tuple[Finding, ...]
+    #: ``view.text`` lower-cased, same length (what the request-wide sweep reads).
+    lower: str = ""
+    #: Per-text work the sweep derives lazily (the digit view), kept with the
+    #: analysis so a cached text never recomputes it. Deterministic, so a race
+    #: between two threads only computes the same value twice.
+    memo: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,7 @@ class Scanner:
             view = TextView(norm.text, self.lexicon)
         except Exception as exc:  # fail closed: the whole result is unknown
             res = ScanResult(complete=False, errors=(f"prepare: {type(exc).__name__}",))
-            return Analysis(res, Normalized(text, text), ())
+            return Analysis(res, Normalized(text, text), (), lower_same_length(text))
         findings: list[Finding] = []
         # A short word of a-z and "_" ("user", "content", "tool_calls") holds no
         # digits, "@", "=", ":" or case mix, so only terms and plug-ins can match it.
@@ -161,6 +167,7 @@ class Scanner:
             ScanResult(findings=raw, complete=not errors, errors=tuple(errors)),
             norm,
             norm_findings,
+            view.lower,
         )
 
     def _inner(self) -> Scanner:

@@ -1,0 +1,111 @@
+"""The scanner's fast paths find exactly what their plain reference versions find.
+
+Each speed-up keeps the slow, obvious version beside it; these properties
+compare the two on generated requests and texts: the request-wide sweep
+(one joined automaton pass, digit views built once per text) against one
+pass per segment, and the recursive segment walk against the explicit stack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hybridgate.config import ScannerConfig
+from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request
+
+#: Values, their spellings elsewhere (glued, grouped differently, upper case),
+#: look-alikes and filler: the sweep matters when a value found in one place
+#: reappears in a form the detectors alone would not report.
+PIECES = [
+    "card 4111 1111 1111 1111",
+    "4111111111111111",
+    "ID4111.1111.1111.1111x",
+    "4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
+    "ssn 536-22-1234",
+    "536221234",
+    "ref 536 22 1234 ok",
+    "mail alice@example.com",
+    "ALICE@EXAMPLE.COM",
+    "xalice@example.comy",
+    "Project Falcon",
+    "projectfalcon",
+    "PROJECT  FALCON",
+    "AKIAIOSFODNN7EXAMPLE",
+    "akiaiosfodnn7example",
+    "password: hunter2-xyz",
+    "hunter2-xyz",
+    "IBAN GB82 WEST 1234 5698 7654 32",
+    "gb82west12345698765432",
+    "+44 20 7946 0958",
+    "020 7946 0958",
+    "１２３４ ５６７８",
+    "\u00a0\u200b4111\u00ad1111",
+    "the build passes, merge it",
+    "1234",
+    "|",
+    "",
+]
+
+texts = st.one_of(
+    st.sampled_from(PIECES),
+    st.lists(st.sampled_from(PIECES), min_size=2, max_size=4).map(" ".join),
+    st.lists(st.sampled_from(PIECES), min_size=2, max_size=3).map("".join),
+    st.text(alphabet="0123456789 -.|aAz@\x00", max_size=30),
+    st.text(max_size=20),
+)
+
+
+@pytest.fixture(scope="module")
+def plain() -> Scanner:
+    return build_scanner(ScannerConfig(terms=["Project Falcon", "Bluebird"]))
+
+
+def _body(contents: list[str], keys: list[str]) -> dict[str, Any]:
+    messages: list[dict[str, Any]] = [{"role": "user", "content": c} for c in contents]
+    return {"messages": messages, "metadata": {k: v for k, v in zip(keys, contents, strict=False)}}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    contents=st.lists(texts, min_size=1, max_size=8),
+    keys=st.lists(st.sampled_from(["password", "note", "card", "x", "4111111111111111"])),
+)
+def test_sweep_equals_the_reference_sweep(
+    plain: Scanner, contents: list[str], keys: list[str]
+) -> None:
+    segments, unscannable = extract_segments(_body(contents, keys))
+    fast = scan_request(plain, segments, unscannable)
+    assert fast == scan_request(plain, segments, unscannable, reference=True)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["type", "image_url", "data", "input", "id", "content", "k"]),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=json_values, depth=st.integers(0, 4))
+def test_recursive_walk_equals_the_stack_walk(body: Any, depth: int) -> None:
+    assert extract_segments(body, recurse_depth=depth) == extract_segments(body, recurse_depth=0)
+
+
+def test_deep_nesting_uses_the_stack_walk() -> None:
+    body: Any = "innermost 4111 1111 1111 1111"
+    for _ in range(5000):
+        body = {"content": [body]}
+    segments, _ = extract_segments(body)
+    assert segments[-1].text == "innermost 4111 1111 1111 1111"
+    assert len(segments[-1].path) == 10_000
