@@ -194,7 +194,8 @@ def test_plan_recommend_no_external_and_refusals(tmp_path: Path) -> None:
         plan_cmd.app, ["recommend", "--profile", "midsize", "--frontier", "claude-3-5-sonnet"]
     )
     assert refused.exit_code == 1
-    assert "retired" in refused.output and "claude-sonnet-4-5-20250929" in refused.output
+    assert "retired" in refused.output
+    assert "use claude-sonnet-5-5 (claude-sonnet-5-5)" in refused.output
     bad = runner.invoke(plan_cmd.app, ["recommend", "--profile", "midsize", "--today", "soon"])
     assert bad.exit_code == 2
 
@@ -235,7 +236,7 @@ def test_catalog_check_flags_retired_ids_in_a_config(tmp_path: Path) -> None:
     )
     r = runner.invoke(catalog_cmd.app, ["check", "-c", str(cfg), "--today", "2026-12-04"])
     assert r.exit_code == 1, r.output
-    assert "route sonnet: retired" in r.output and "claude-sonnet-4-5-20250929" in r.output
+    assert "route sonnet: retired" in r.output and "use claude-sonnet-5-5" in r.output
     assert "route ds: moving" in r.output
     assert "whatever" not in r.output  # on-prem models are the operator's own
     j = runner.invoke(

@@ -83,8 +83,9 @@ def test_unset_key_fails_load_as_documented(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "replacement"),
     [
-        ("claude-3-5-sonnet", "claude-sonnet-4-5"),
-        ("claude-3-5-sonnet-20240620", "claude-sonnet-4-5"),
+        # its replacement, Claude Sonnet 4.5, retired too: the active successor is named
+        ("claude-3-5-sonnet", "claude-sonnet-5-5"),
+        ("claude-3-5-sonnet-20240620", "claude-sonnet-5-5"),
         ("claude-3-opus", "claude-opus-4-1"),
         ("gemini-1.5-pro", "gemini-2.5-pro"),
     ],

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from hybridgate.cli import catalog_cmd, plan_cmd
 from hybridgate.planner.catalog import ReleaseFacts, ThroughputFact, load_catalog
-from hybridgate.planner.check import check_counts, stale_facts
+from hybridgate.planner.check import check_counts, config_findings, stale_facts
 from hybridgate.planner.gpus import find_gpu
 from hybridgate.planner.options import self_host_option
-from hybridgate.planner.recommend import Constraints, recommend
+from hybridgate.planner.recommend import Constraints, RetiredModel, check_active, recommend
 from hybridgate.planner.tco import Workload
 from hybridgate.planner.throughput import best_throughput
 from planner.test_planner_throughput import _db
@@ -171,3 +171,16 @@ def test_shipped_api_statuses_follow_the_stored_copies() -> None:
         and CAT.get("gpt-5").api_status(dt.date(2026, 12, 11)) == "retired"
     )
     assert status["claude-sonnet-5-5"] == "active" and status["claude-haiku-4-5"] == "active"
+
+
+def test_the_suggested_replacement_is_one_still_active() -> None:
+    # Claude 3.5 Sonnet -> Claude Sonnet 4.5 (retired 2026-11-30) -> Claude Sonnet 5.5
+    with pytest.raises(RetiredModel, match=r"no longer active either: use claude-sonnet-5-5"):
+        check_active(CAT, "claude-3-5-sonnet", TODAY)
+    raw = {"routes": [{"name": "s", "model": "claude-3-5-sonnet-20240620", "location": "external"}]}
+    (found,) = config_findings(CAT, raw, TODAY)
+    assert found.severity == "retired"
+    assert "use claude-sonnet-5-5 (claude-sonnet-5-5)" in found.message
+    # a chain that ends without an active model says so
+    with pytest.raises(RetiredModel, match=r"2\.5-pro is retired too, and the catalog records no"):
+        check_active(CAT, "gemini-1.5-pro", TODAY)

@@ -109,6 +109,26 @@ def stale_facts(cat: Catalog, today: dt.date, max_age_days: int) -> list[StaleFa
     return out
 
 
+def live_replacement(cat: Catalog, e: CatalogEntry, today: dt.date) -> CatalogEntry | None:
+    """The replacement to suggest for ``e``: its ``replacement``, followed while that retired too.
+
+    Claude 3.5 Sonnet's replacement, Claude Sonnet 4.5, has itself retired: the
+    suggestion follows the chain to the first catalogued model still active (or
+    the last one known, if the chain ends in the catalog's gaps).
+    """
+    seen = {e.name}
+    cur = e
+    while cur.api is not None and cur.api.replacement:
+        nxt = cat.find(cur.api.replacement)
+        if nxt is None or nxt.name in seen:
+            break
+        seen.add(nxt.name)
+        cur = nxt
+        if cur.api is None or cur.api.status_on(today) == "active":
+            break
+    return None if cur is e else cur
+
+
 def config_findings(cat: Catalog, raw: Mapping[str, Any], today: dt.date) -> list[Finding]:
     """Routes in a config (parsed YAML) whose model id is retired, deprecated or a moving alias.
 
@@ -130,7 +150,7 @@ def config_findings(cat: Catalog, raw: Mapping[str, Any], today: dt.date) -> lis
             continue
         api = e.api
         status = api.status_on(today)
-        repl = cat.find(api.replacement) if api.replacement else None
+        repl = live_replacement(cat, e, today)
         use = (
             f"; use {repl.name} ({repl.api.id})"
             if repl is not None and repl.api is not None

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hybridgate.planner.catalog import Catalog, CatalogEntry, CatalogFilter
+from hybridgate.planner.check import live_replacement
 from hybridgate.planner.gpus import Gpu, find_gpu
 from hybridgate.planner.hardware import MissingFact, resolve_precision
 from hybridgate.planner.profiles import PROFILES, TIERS, Profile, Tier, WorkloadSpec
@@ -155,9 +156,14 @@ def check_active(cat: Catalog, name: str, today: dt.date) -> CatalogEntry:
         raise LookupError(f"{e.name} is an open-weight model, not an API")
     msg = _retired_message(e, today)
     if msg is not None:
-        repl = cat.find(e.api.replacement) if e.api and e.api.replacement else None
+        repl = live_replacement(cat, e, today)
         if repl is not None and repl.api is not None:
+            if e.api is not None and repl.name != e.api.replacement:
+                msg += f", which is no longer active either: use {repl.name}"
             msg += f" ({repl.api.id})"
+            now = repl.api.status_on(today)
+            if now != "active":
+                msg += f"; {repl.name} is {now} too, and the catalog records no active successor"
         raise RetiredModel(msg)
     return e
 
@@ -203,7 +209,7 @@ def _pick_api(cat: Catalog, p: Profile, prefs: tuple[str, ...], today: dt.date, 
             Reason(
                 "cost_at_volume",
                 f"${pr.input_per_mtok:g} in / ${pr.output_per_mtok:g} out per Mtok "
-                f"(catalog, as of {pr.as_of}): pay per use, no fixed cost",
+                f"(catalog, as of {pr.as_of or 'an unstated date'}): pay per use, no fixed cost",
             ),
             _licence_reason(e, p),
         ]
@@ -356,7 +362,8 @@ def _api_option(pick: Pick) -> ApiOption:
     e = pick.model
     assert e.pricing is not None
     pr = e.pricing
-    return ApiOption(e.name, pr.input_per_mtok, pr.output_per_mtok, f"catalog, as of {pr.as_of}")
+    when = pr.as_of or "an unstated date"
+    return ApiOption(e.name, pr.input_per_mtok, pr.output_per_mtok, f"catalog, as of {when}")
 
 
 def _decide(
