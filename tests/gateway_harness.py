@@ -123,8 +123,13 @@ def base_config(
 
 @contextmanager
 def running_gateway(
-    tmp: Path, *, route_prices: dict[str, dict[str, float]] | None = None, **overrides: Any
+    tmp: Path,
+    *,
+    route_prices: dict[str, dict[str, float]] | None = None,
+    route_timeout_s: float | None = None,
+    **overrides: Any,
 ) -> Iterator[Harness]:
+    """``route_timeout_s``: for tests whose bursts must not time out on a busy machine."""
     with (
         OpenAIUpstream(api_key="sk-upstream-secret-openai") as ext,
         AnthropicUpstream(api_key="sk-ant-upstream-secret") as claude,
@@ -134,6 +139,8 @@ def running_gateway(
         for route in raw["routes"]:
             if route_prices and route["name"] in route_prices:
                 route["price"] = route_prices[route["name"]]
+            if route_timeout_s is not None:
+                route["timeout_s"] = route_timeout_s
         config = parse_config(raw)
         app = create_app(config)
         gw: Gateway = app.state.gateway

@@ -17,7 +17,11 @@ PRICE: dict[str, float] = {"input_per_mtok": 0, "output_per_mtok": 1000}
 
 def test_200_concurrent_requests_never_overspend_a_budget_for_100(tmp_path: Path) -> None:
     budgets = [{"scope": "team", "name": "race", "usd_per_day": 1.0}]
-    with running_gateway(tmp_path, budgets=budgets, route_prices={"llama-onprem": PRICE}) as h:
+    # A 200-request burst on a busy machine can wait longer than a route's usual 2 s:
+    # a timeout would move requests to another route and prove nothing about budgets.
+    with running_gateway(
+        tmp_path, budgets=budgets, route_prices={"llama-onprem": PRICE}, route_timeout_s=30
+    ) as h:
         key = h.new_key("race")
         h.onprem.set_latency(0.05)  # keep requests in flight together
 

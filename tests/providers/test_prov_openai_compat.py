@@ -272,3 +272,40 @@ def test_recording_can_be_switched_off(openai_up: OpenAIUpstream) -> None:
     asyncio.run(p.chat(REQ))
     asyncio.run(p.aclose())
     assert openai_up.requests == []
+
+
+@pytest.mark.parametrize(
+    ("provider", "sent", "expected"),
+    [
+        # a self-hosted server may read only max_tokens: the limit is mirrored there
+        (
+            "openai_compat",
+            {"max_completion_tokens": 7},
+            {"max_completion_tokens": 7, "max_tokens": 7},
+        ),
+        ("vllm", {"max_completion_tokens": 7}, {"max_completion_tokens": 7, "max_tokens": 7}),
+        # OpenAI itself reads the newer field (and refuses max_tokens on reasoning models)
+        ("openai", {"max_completion_tokens": 7}, {"max_completion_tokens": 7}),
+        # a client's own max_tokens is never changed
+        (
+            "openai_compat",
+            {"max_completion_tokens": 7, "max_tokens": 3},
+            {"max_completion_tokens": 7, "max_tokens": 3},
+        ),
+        ("openai_compat", {}, {}),
+    ],
+)
+async def test_output_limit_reaches_servers_that_read_only_max_tokens(
+    openai_up: OpenAIUpstream, provider: str, sent: dict[str, int], expected: dict[str, int]
+) -> None:
+    route = RouteConfig(
+        name="oa", provider=provider, model="m", base_url=openai_up.base_url, location="on_prem"
+    )
+    p = OpenAICompatProvider(route)
+    try:
+        await p.chat({**REQ, **sent})
+    finally:
+        await p.aclose()
+    body = openai_up.requests[-1].body
+    got = {k: body[k] for k in ("max_completion_tokens", "max_tokens") if k in body}
+    assert got == expected

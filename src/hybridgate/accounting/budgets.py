@@ -30,7 +30,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -179,6 +179,20 @@ class _Limits:
     def windowed(self) -> bool:
         return self.requests_per_minute is not None or self.tokens_per_minute is not None
 
+    @property
+    def caps_spend(self) -> bool:
+        """Whether a limit depends on what a request costs, not only on its being made."""
+        return any(
+            v is not None
+            for v in (
+                self.usd_per_day,
+                self.usd_per_month,
+                self.tokens_per_day,
+                self.tokens_per_month,
+                self.tokens_per_minute,
+            )
+        )
+
 
 @dataclass
 class _Held:
@@ -213,6 +227,23 @@ def _merge_limits(budgets: Sequence[BudgetConfig]) -> dict[Subject, _Limits]:
         ):
             setattr(lim, int_field, _tightest(getattr(lim, int_field), getattr(b, int_field)))
     return out
+
+
+def spend_capped(
+    limits: Mapping[Subject, _Limits],
+    key_id: str | None,
+    team: str | None,
+    key_budget_usd: Decimal | None,
+) -> bool:
+    """Whether any limit on this key or its team caps spend (USD or tokens).
+
+    Only then must a reservation be a true upper bound on what the upstream can
+    bill; the pipeline sends an explicit output cap upstream when the client gave none.
+    """
+    if key_budget_usd is not None:
+        return True
+    subjects = [s for s in (("key", key_id), ("team", team)) if s[1] is not None]
+    return any(limits.get((scope, str(name)), _Limits()).caps_spend for scope, name in subjects)
 
 
 def periods_at(t: float) -> tuple[str, str]:
@@ -267,6 +298,12 @@ class BudgetManager:
                 c.usd, c.tokens = int(usd_nano), int(tokens)
 
     # -- the request path ---------------------------------------------------
+    def caps_spend(
+        self, *, key_id: str | None, team: str | None, key_budget_usd: Decimal | None
+    ) -> bool:
+        """Whether a reservation for this key must bound what the upstream can bill."""
+        return spend_capped(self._limits, key_id, team, key_budget_usd)
+
     def reserve(
         self,
         *,

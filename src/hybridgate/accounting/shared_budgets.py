@@ -51,6 +51,7 @@ from hybridgate.accounting.budgets import (
     _Limits,
     _merge_limits,
     periods_at,
+    spend_capped,
 )
 from hybridgate.accounting.pricing import format_usd, from_nano, to_nano
 from hybridgate.accounting.ratelimit import RateSubject, RedisRateLimiter
@@ -141,6 +142,12 @@ class SharedBudgetManager:
             self._rates.ping()
 
     # -- the request path ---------------------------------------------------------
+    def caps_spend(
+        self, *, key_id: str | None, team: str | None, key_budget_usd: Decimal | None
+    ) -> bool:
+        """Whether a reservation for this key must bound what the upstream can bill."""
+        return spend_capped(self._limits, key_id, team, key_budget_usd)
+
     def reserve(
         self,
         *,

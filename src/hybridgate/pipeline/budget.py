@@ -17,8 +17,73 @@ from hybridgate.pipeline.exchange import Exchange
 from hybridgate.providers.tokens import estimate_request_tokens
 from hybridgate.routing import Plan
 
-#: Completion tokens reserved when neither the request nor the route bounds them.
+#: Completion tokens reserved when neither the request nor the route bounds them and no
+#: limit caps the key's spend (the reservation is then only an estimate, as nothing bills
+#: against a cap).
 DEFAULT_COMPLETION_ESTIMATE = 1024
+
+#: The output cap the gateway sends upstream for a spend-capped key whose request bounds
+#: no output, on a route with no ``max_output_tokens`` of its own.
+UNBOUNDED_OUTPUT_CAP = 4096
+
+
+def cap_field(api: str, body: dict[str, Any]) -> str | None:
+    """The field ``body`` carries its output-token limit in, or None if it makes no output.
+
+    Decided by the body's shape as well as the client's API: a Responses
+    request bound for a route without the Responses API is already a chat body.
+    """
+    if "messages" in body:
+        return "max_tokens" if api == "anthropic.messages" else "max_completion_tokens"
+    if api == "openai.responses" and "input" in body:
+        return "max_output_tokens"
+    return None  # embeddings and the like: nothing is generated
+
+
+def asked_output(body: dict[str, Any], view: dict[str, Any]) -> int | None:
+    """The output-token limit the client set, in whichever field its API uses."""
+    for src, name in (
+        (view, "max_completion_tokens"),
+        (view, "max_tokens"),
+        (body, "max_output_tokens"),
+        (body, "max_tokens"),
+    ):
+        v = src.get(name)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return None
+
+
+def output_cap(
+    d: PipelineDeps,
+    ex: Exchange,
+    body: dict[str, Any],
+    plan: Plan,
+    estimate: dict[str, Any] | None = None,
+) -> int | None:
+    """The output cap the gateway must add to the request, or None when none is needed.
+
+    A budget or token limit on the key or its team is only exact if the
+    reservation bounds what the upstream can bill; without a client limit the
+    completion is unbounded, so the gateway sends one: the largest
+    ``max_output_tokens`` of the plan's routes (a route without one counts as
+    :data:`UNBOUNDED_OUTPUT_CAP`). Keys without such limits are sent as asked.
+    """
+    view = estimate if estimate is not None else body
+    if cap_field(ex.api, body) is None or asked_output(body, view) is not None:
+        return None
+    if not d.budgets.caps_spend(
+        key_id=ex.key.key_id, team=ex.key.team, key_budget_usd=ex.key.budget_usd
+    ):
+        return None
+    routes = d.table.routes
+    return max(routes[n].max_output_tokens or UNBOUNDED_OUTPUT_CAP for n in plan.routes)
+
+
+def with_output_cap(api: str, sent: dict[str, Any], cap: int) -> dict[str, Any]:
+    """``sent`` with ``cap`` in the field its API reads output limits from."""
+    field = cap_field(api, sent)
+    return sent if field is None else {**sent, field: cap}
 
 
 def reserve(
@@ -27,32 +92,35 @@ def reserve(
     body: dict[str, Any],
     plan: Plan,
     estimate: dict[str, Any] | None = None,
+    cap: int | None = None,
 ) -> Reservation:
     """Hold an upper bound of what any route of the plan can bill for this request.
 
     Prompt: no tokenizer makes more tokens than the UTF-8 bytes of the text
     it is given, so the bytes of the body sent (plus the estimator's
     per-message and per-image allowances) bound it whatever the text.
-    Completion: ``max_completion_tokens`` / ``max_tokens``, else the route's
-    ``max_output_tokens``, else an estimate; times ``n``.
+    Completion: the client's limit, else the cap the gateway sent
+    (:func:`output_cap`, bounded by the route's own ``max_output_tokens``), else
+    the route's ``max_output_tokens``, else an estimate; times ``n``.
     """
     sent_bytes = len(json.dumps(body, ensure_ascii=False).encode("utf-8", "replace"))
     view = estimate if estimate is not None else body  # chat-shaped
     prompt_bound = sent_bytes + estimate_request_tokens(view)
-    asked = (
-        view.get("max_completion_tokens")
-        or view.get("max_tokens")
-        or body.get("max_output_tokens")
-        or body.get("max_tokens")
-    )
+    asked = asked_output(body, view)
     n_asked = view.get("n")
     n: int = n_asked if isinstance(n_asked, int) else 1
     routes = d.table.routes
     est = Decimal(0)
     completion_bound = 0
     for name in plan.routes:
-        out = asked if isinstance(asked, int) else routes[name].max_output_tokens
-        completion = (out or DEFAULT_COMPLETION_ESTIMATE) * n
+        own = routes[name].max_output_tokens
+        if asked is not None:
+            out = asked
+        elif cap is not None:
+            out = min(cap, own) if own else cap
+        else:
+            out = own or DEFAULT_COMPLETION_ESTIMATE
+        completion = out * n
         completion_bound = max(completion_bound, completion)
         est = max(est, cost_usd(routes[name].price, prompt_bound, completion))
     return d.budgets.reserve(

@@ -236,9 +236,12 @@ class Pipeline:
             plan = d.hook.prepare(ex, body, decision, plan)
         ex.plan = plan
         sent, restorer = self._redact(body, segments, decision)
+        cap = budget.output_cap(d, ex, body, plan, estimate)
+        if cap is not None:  # a spend-capped key: the upstream may bill no more than held
+            sent = budget.with_output_cap(ex.api, sent, cap)
         ex.sent_body = sent
         ex.masked = len(decision.masks)
-        ex.reservation = self._reserve(ex, body, plan, estimate)
+        ex.reservation = self._reserve(ex, body, plan, estimate, cap)
         return Prepared(body=sent, vm=vm, plan=plan, restorer=restorer, adapter=ex.adapter)
 
     def close(self) -> None:
@@ -280,8 +283,9 @@ class Pipeline:
         body: dict[str, Any],
         plan: Plan,
         estimate: dict[str, Any] | None = None,
+        cap: int | None = None,
     ) -> Reservation:
-        return budget.reserve(self.deps, ex, body, plan, estimate)
+        return budget.reserve(self.deps, ex, body, plan, estimate, cap)
 
     # -- send -----------------------------------------------------------------
     async def complete(self, ex: Exchange, prepared: Prepared) -> dict[str, Any]:

@@ -72,6 +72,12 @@ class OpenAICompatProvider:
     def _body(self, request: dict[str, Any], *, stream: bool) -> dict[str, Any]:
         body = dict(request)
         body["model"] = self.route.model
+        limit = body.get("max_completion_tokens")
+        if self.route.provider != "openai" and limit is not None and "max_tokens" not in body:
+            # Self-hosted OpenAI-compatible servers (llama.cpp, Ollama, older vLLM) read
+            # only ``max_tokens``; one that ignored the newer field would generate past
+            # the limit the budget reservation counted on.
+            body["max_tokens"] = limit
         if stream:
             body["stream"] = True
             opts = body.get("stream_options")
