@@ -3,11 +3,13 @@
 Each speed-up keeps the slow, obvious version beside it; these properties
 compare the two on generated requests and texts: the request-wide sweep
 (one joined automaton pass, digit views built once per text) against one
-pass per segment, and the recursive segment walk against the explicit stack.
+pass per segment, the recursive segment walk against the explicit stack, and
+the literal-led searches against the class-led regexes they replace.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -16,6 +18,8 @@ from hypothesis import strategies as st
 
 from hybridgate.config import ScannerConfig
 from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request
+from hybridgate.scan.encoded import _B64_RUN, b64_runs
+from hybridgate.scan.normalize import _DECODE, _DECODER_TRIGGERS, led_matches
 
 #: Values, their spellings elsewhere (glued, grouped differently, upper case),
 #: look-alikes and filler: the sweep matters when a value found in one place
@@ -109,3 +113,23 @@ def test_deep_nesting_uses_the_stack_walk() -> None:
     segments, _ = extract_segments(body)
     assert segments[-1].text == "innermost 4111 1111 1111 1111"
     assert len(segments[-1].path) == 10_000
+
+
+_ENCODED = ["&amp;", "&#52;", "&#x34;", "&bogus", "%34", "%C3%A9", "%ZZ", "%", "\\u0034"]
+_ENCODED += ["\\ud83d\\ude00", "\\n", "\\", "&", "\u00ad", "\u200b", "ﬁ", "a", "4", " ", "="]
+encoded_texts = st.lists(st.sampled_from(_ENCODED), max_size=30).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=encoded_texts)
+def test_trigger_led_matching_equals_finditer(text: str) -> None:
+    specials = ["\u00ad", "\u200b", "ﬁ"]
+    rx = re.compile("|".join([_DECODE.pattern, *specials]))
+    expected = [m.span() for m in rx.finditer(text)]
+    assert [m.span() for m in led_matches(rx, text, [*_DECODER_TRIGGERS, *specials])] == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.text(alphabet="aZ09+/_-= .é\n", max_size=60))
+def test_base64_run_search_equals_the_class_regex(text: str) -> None:
+    assert b64_runs(text) == [m.span() for m in _B64_RUN.finditer(text)]

@@ -340,7 +340,7 @@ def _remember(values: dict[str, tuple[str, DataClass]], value: str, f: Finding) 
     key = lower_same_length(value.strip())
     if len(key) >= _SWEEP_MIN:
         values.setdefault(key, (f.type, f.data_class))
-    digits = "".join(c for c in key if c.isdigit())
+    digits = _NOT_DIGIT.sub("", key) if key.isascii() else "".join(c for c in key if c.isdigit())
     if len(digits) >= 9 and len(digits) >= 0.6 * len(key):  # the number however it is grouped
         values.setdefault(digits, (f.type, f.data_class))
 
@@ -460,6 +460,7 @@ _DIGIT_RUN = re.compile(r"[0-9](?:[ \-./_()+,]{0,3}[0-9])*")
 
 _DIGITS_ONLY = re.compile(r"[0-9|]+")
 _NOT_DIGIT = re.compile(r"[^0-9]+")
+_ONE_DIGIT = re.compile(r"[0-9]")
 
 
 def _cached_digit_view(a: Analysis) -> str:
@@ -484,8 +485,18 @@ def _digit_positions(a: Analysis) -> list[int]:
     """Where each character of the digit view came from (built once per text with a hit)."""
     pos = a.memo.get("digit_pos")
     if pos is None:
-        pos = a.memo["digit_pos"] = _digit_view_reference(a.lower)[1]
+        pos = a.memo["digit_pos"] = _digit_view_positions(a.lower)
     return pos  # type: ignore[return-value]
+
+
+def _digit_view_positions(text: str) -> list[int]:
+    """:func:`_digit_view_reference`'s positions, one regex pass per run (no per-digit test)."""
+    pos: list[int] = []
+    for m in _DIGIT_RUN.finditer(text):
+        s = m.start()
+        pos.extend(s + d.start() for d in _ONE_DIGIT.finditer(m.group()))
+        pos.append(m.end())
+    return pos
 
 
 def _digit_view_reference(text: str) -> tuple[str, list[int]]:

