@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from hybridgate.accounting.budget_sql import PG_BATCH, PG_SHARED
 from hybridgate.accounting.pricing import dec, format_usd, from_nano, to_nano
 from hybridgate.config import BudgetConfig
 from hybridgate.errors import BudgetExceeded, InvalidRequest, RateLimited
@@ -49,55 +50,6 @@ LIFETIME = "life"
 CounterKey = tuple[str, str, str]  # (scope, name, period)
 Subject = tuple[str, str]  # (scope, name)
 
-_PG_SHARED = """
-ALTER TABLE budget_spend ADD COLUMN usd_held BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE budget_spend ADD COLUMN tokens_held BIGINT NOT NULL DEFAULT 0;
-CREATE TABLE budget_holds (
-    id TEXT PRIMARY KEY,
-    scopes TEXT[] NOT NULL,
-    names TEXT[] NOT NULL,
-    periods TEXT[] NOT NULL,
-    usd_nano BIGINT NOT NULL,
-    tokens BIGINT NOT NULL,
-    expires_ns BIGINT NOT NULL
-);
-CREATE INDEX budget_holds_expiry ON budget_holds (expires_ns);
-CREATE FUNCTION hg_budget_reserve(
-    p_id TEXT, p_scopes TEXT[], p_names TEXT[], p_periods TEXT[],
-    p_usd_lim BIGINT[], p_tok_lim BIGINT[], p_usd BIGINT, p_tokens BIGINT, p_expires BIGINT
-) RETURNS VOID AS $$
-DECLARE i INT; n INT; cu BIGINT; ct BIGINT;
-BEGIN
-  FOR i IN 1 .. coalesce(array_length(p_scopes, 1), 0) LOOP
-    INSERT INTO budget_spend (scope, name, period, usd_nano, tokens)
-      VALUES (p_scopes[i], p_names[i], p_periods[i], 0, 0) ON CONFLICT DO NOTHING;
-    UPDATE budget_spend SET usd_held = usd_held + p_usd, tokens_held = tokens_held + p_tokens
-     WHERE scope = p_scopes[i] AND name = p_names[i] AND period = p_periods[i]
-       AND (p_usd_lim[i] IS NULL OR usd_nano + usd_held + p_usd <= p_usd_lim[i])
-       AND (p_tok_lim[i] IS NULL OR tokens + tokens_held + p_tokens <= p_tok_lim[i]);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n = 0 THEN
-      SELECT usd_nano + usd_held, tokens + tokens_held INTO cu, ct FROM budget_spend
-       WHERE scope = p_scopes[i] AND name = p_names[i] AND period = p_periods[i];
-      RAISE EXCEPTION 'budget exceeded' USING ERRCODE = 'HGB01',
-        DETAIL = format('%s %s %s', i, cu, ct);
-    END IF;
-  END LOOP;
-  INSERT INTO budget_holds VALUES (p_id, p_scopes, p_names, p_periods, p_usd, p_tokens, p_expires);
-END $$ LANGUAGE plpgsql;
-CREATE FUNCTION hg_budget_settle(p_id TEXT, p_usd BIGINT, p_tokens BIGINT) RETURNS BOOLEAN AS $$
-DECLARE h budget_holds%ROWTYPE; i INT;
-BEGIN
-  DELETE FROM budget_holds WHERE id = p_id RETURNING * INTO h;
-  IF NOT FOUND THEN RETURN FALSE; END IF;
-  FOR i IN 1 .. coalesce(array_length(h.scopes, 1), 0) LOOP
-    UPDATE budget_spend SET usd_held = usd_held - h.usd_nano, tokens_held = tokens_held - h.tokens,
-           usd_nano = usd_nano + p_usd, tokens = tokens + p_tokens
-     WHERE scope = h.scopes[i] AND name = h.names[i] AND period = h.periods[i];
-  END LOOP;
-  RETURN TRUE;
-END $$ LANGUAGE plpgsql
-"""
 
 _MIGRATIONS = [
     Migration(
@@ -117,7 +69,9 @@ _MIGRATIONS = [
     # PostgreSQL only (the SQLite manager keeps holds in memory, one process owning them):
     # shared holds and the two functions that take and settle them atomically, see
     # hybridgate.accounting.shared_budgets.
-    Migration("budgets", 2, "", postgres=_PG_SHARED),
+    Migration("budgets", 2, "", postgres=PG_SHARED),
+    # PostgreSQL only: reserve and settle whole batches in one statement each.
+    Migration("budgets", 3, "", postgres=PG_BATCH),
 ]
 
 UPSERT = (
@@ -353,6 +307,23 @@ class BudgetManager:
             )
             self._held[res.id] = _Held(res, usd_n, counters, events)
             return res
+
+    async def areserve(
+        self,
+        *,
+        key_id: str | None,
+        team: str | None,
+        usd: Decimal,
+        tokens: int,
+        key_budget_usd: Decimal | None = None,
+    ) -> Reservation:
+        """:meth:`reserve` for the request path (in memory here: it never waits).
+
+        The pipeline awaits this; the shared manager's version waits for its batch.
+        """
+        return self.reserve(
+            key_id=key_id, team=team, usd=usd, tokens=tokens, key_budget_usd=key_budget_usd
+        )
 
     def settle(self, res: Reservation, *, usd: Decimal, tokens: int) -> None:
         """Replace the hold by the actual spend; persisted without waiting for the disk."""

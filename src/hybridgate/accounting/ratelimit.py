@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 import redis.exceptions
+from redis.commands.core import Script
 
-from hybridgate.errors import RateLimited, ServiceUnavailable
+from hybridgate.errors import GatewayError, RateLimited, ServiceUnavailable
 
 log = logging.getLogger("hybridgate.budgets")
 
@@ -81,6 +83,30 @@ class RateSubject:
     tokens_per_minute: int | None
 
 
+def _args(subjects: Sequence[RateSubject], hold_id: str, tokens: int) -> list[str | int]:
+    args: list[str | int] = [WINDOW_MS, hold_id, tokens]
+    for s in subjects:
+        args += [
+            "" if s.requests_per_minute is None else s.requests_per_minute,
+            "" if s.tokens_per_minute is None else s.tokens_per_minute,
+        ]
+    return args
+
+
+def _refused(s: RateSubject, kind: int, used: int, tokens: int) -> RateLimited:
+    who = f"{s.scope} {s.name!r}"
+    if kind == 1:
+        return RateLimited(
+            f"rate limit for {who}: requests_per_minute {s.requests_per_minute} reached",
+            code="rate_limited",
+        )
+    return RateLimited(
+        f"rate limit for {who}: tokens_per_minute {s.tokens_per_minute} would be exceeded"
+        f" ({used} used, this request needs up to {tokens})",
+        code="rate_limited",
+    )
+
+
 def _unavailable(exc: Exception) -> ServiceUnavailable:
     return ServiceUnavailable(
         f"rate limits cannot be checked (Redis unavailable: {exc}); request refused",
@@ -108,44 +134,85 @@ class RedisRateLimiter:
 
     def reserve(self, subjects: Sequence[RateSubject], hold_id: str, tokens: int) -> None:
         """Count one request of ``tokens`` against every subject's window, or refuse (429)."""
-        if not subjects:
-            return
-        keys = [k for s in subjects for k in self._keys(s)]
-        args: list[str | int] = [WINDOW_MS, hold_id, tokens]
-        for s in subjects:
-            args += [
-                "" if s.requests_per_minute is None else s.requests_per_minute,
-                "" if s.tokens_per_minute is None else s.tokens_per_minute,
-            ]
+        err = self.reserve_many([(subjects, hold_id, tokens)])[0]
+        if err is not None:
+            raise err
+
+    def reserve_many(
+        self, asks: Sequence[tuple[Sequence[RateSubject], str, int]]
+    ) -> list[GatewayError | None]:
+        """Several requests' checks in one round trip (a pipeline of scripts), in order.
+
+        Each script is still atomic on the server, so requests of one batch count
+        against each other exactly as if they had come one by one. Returns, per
+        request, None (counted) or the error to answer: 429, or 503 for every
+        request when Redis cannot be reached.
+        """
+        todo = [(i, a) for i, a in enumerate(asks) if a[0]]
+        out: list[GatewayError | None] = [None] * len(asks)
+        if not todo:
+            return out
+        calls = [(self._all_keys(subj), _args(subj, hid, tok)) for _, (subj, hid, tok) in todo]
         try:
-            which, kind, used = (int(x) for x in self._reserve(keys=keys, args=args))
+            results = self._run(self._reserve, calls)
         except redis.exceptions.RedisError as exc:
-            raise _unavailable(exc) from exc
-        if which == 0:
-            return
-        s = subjects[which - 1]
-        who = f"{s.scope} {s.name!r}"
-        if kind == 1:
-            raise RateLimited(
-                f"rate limit for {who}: requests_per_minute {s.requests_per_minute} reached",
-                code="rate_limited",
-            )
-        raise RateLimited(
-            f"rate limit for {who}: tokens_per_minute {s.tokens_per_minute} would be exceeded"
-            f" ({used} used, this request needs up to {tokens})",
-            code="rate_limited",
-        )
+            for i, _ in todo:  # one error each: the exchange attaches its own headers
+                out[i] = _unavailable(exc)
+            return out
+        for (i, (subjects, _, tokens)), got in zip(todo, results, strict=True):
+            if isinstance(got, Exception):
+                out[i] = _unavailable(got)
+            else:
+                which, kind, used = (int(x) for x in got)
+                if which:
+                    out[i] = _refused(subjects[which - 1], kind, used, tokens)
+        return out
+
+    def _all_keys(self, subjects: Sequence[RateSubject]) -> list[str]:
+        return [k for s in subjects for k in self._keys(s)]
 
     def retoken(self, subjects: Sequence[RateSubject], hold_id: str, tokens: int) -> None:
-        """Replace a request's estimated tokens by its actual ones (best effort: a failure
-        leaves the estimate, which only errs towards refusing)."""
-        if not subjects:
+        """Replace a request's estimated tokens by its actual ones."""
+        self.retoken_many([(subjects, hold_id, tokens)])
+
+    def retoken_many(self, asks: Sequence[tuple[Sequence[RateSubject], str, int]]) -> None:
+        """Several corrections in one round trip (best effort: a failure leaves the
+        estimates, which only err towards refusing)."""
+        todo = [a for a in asks if a[0]]
+        if not todo:
             return
-        keys = [k for s in subjects for k in self._keys(s)[1:]]
+        calls = [
+            ([k for s in subj for k in self._keys(s)[1:]], [hid, tok]) for subj, hid, tok in todo
+        ]
         try:
-            self._retoken(keys=keys, args=[hold_id, tokens])
+            self._run(self._retoken, calls)
         except redis.exceptions.RedisError as exc:
             log.warning("could not correct rate-limit tokens: %s", exc)
+
+    def _run(self, script: Script, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """``EVALSHA`` each call in one pipeline (one round trip); results in order.
+
+        A Redis that restarted has forgotten the script: the calls it refused with
+        NOSCRIPT did not run, so they are run again once the script is loaded.
+        """
+        out: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for _attempt in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            for i in todo:
+                keys, args = calls[i]
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            results = pipe.execute(raise_on_error=False)
+            missing = []
+            for i, got in zip(todo, results, strict=True):
+                out[i] = got
+                if isinstance(got, redis.exceptions.NoScriptError):
+                    missing.append(i)
+            if not missing:
+                break
+            script.sha = self._redis.script_load(script.script)
+            todo = missing
+        return out
 
     def ping(self) -> None:
         try:

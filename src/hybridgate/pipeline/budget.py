@@ -86,7 +86,7 @@ def with_output_cap(api: str, sent: dict[str, Any], cap: int) -> dict[str, Any]:
     return sent if field is None else {**sent, field: cap}
 
 
-def reserve(
+async def reserve(
     d: PipelineDeps,
     ex: Exchange,
     body: dict[str, Any],
@@ -101,7 +101,8 @@ def reserve(
     per-message and per-image allowances) bound it whatever the text.
     Completion: the client's limit, else the cap the gateway sent
     (:func:`output_cap`, bounded by the route's own ``max_output_tokens``), else
-    the route's ``max_output_tokens``, else an estimate; times ``n``.
+    the route's ``max_output_tokens``, else an estimate; times ``n``. Awaited:
+    the shared budgets decide it in a batch with other requests' holds, off the loop.
     """
     sent_bytes = len(json.dumps(body, ensure_ascii=False).encode("utf-8", "replace"))
     view = estimate if estimate is not None else body  # chat-shaped
@@ -123,7 +124,7 @@ def reserve(
         completion = out * n
         completion_bound = max(completion_bound, completion)
         est = max(est, cost_usd(routes[name].price, prompt_bound, completion))
-    return d.budgets.reserve(
+    return await d.budgets.areserve(
         key_id=ex.key.key_id,
         team=ex.key.team,
         usd=est,

@@ -241,7 +241,7 @@ class Pipeline:
             sent = budget.with_output_cap(ex.api, sent, cap)
         ex.sent_body = sent
         ex.masked = len(decision.masks)
-        ex.reservation = self._reserve(ex, body, plan, estimate, cap)
+        ex.reservation = await self._reserve(ex, body, plan, estimate, cap)
         return Prepared(body=sent, vm=vm, plan=plan, restorer=restorer, adapter=ex.adapter)
 
     def close(self) -> None:
@@ -277,7 +277,7 @@ class Pipeline:
                 "redaction failed; nothing was sent", code="redaction_failed"
             ) from exc
 
-    def _reserve(
+    async def _reserve(
         self,
         ex: Exchange,
         body: dict[str, Any],
@@ -285,7 +285,7 @@ class Pipeline:
         estimate: dict[str, Any] | None = None,
         cap: int | None = None,
     ) -> Reservation:
-        return budget.reserve(self.deps, ex, body, plan, estimate, cap)
+        return await budget.reserve(self.deps, ex, body, plan, estimate, cap)
 
     # -- send -----------------------------------------------------------------
     async def complete(self, ex: Exchange, prepared: Prepared) -> dict[str, Any]:
