@@ -442,7 +442,11 @@ class SharedBudgetManager:
     # -- the batch threads ------------------------------------------------------------
     def _connect(self) -> PgConn:
         conn = self._store.connect()
-        conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        try:
+            conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _reserve_batch(self, conn: PgConn | None, asks: list[_Ask]) -> PgConn | None:
