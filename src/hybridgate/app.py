@@ -28,6 +28,7 @@ from hybridgate.api.errors import exception_handlers
 from hybridgate.api.exchange import ExchangeRunner
 from hybridgate.api.governance import governance_routes
 from hybridgate.api.mcp import tool_routes
+from hybridgate.api.mcp_tools import ToolDeps
 from hybridgate.api.openai import openai_routes
 from hybridgate.api.responses import responses_routes
 from hybridgate.config import GatewayConfig
@@ -157,8 +158,6 @@ def create_app(
     """
     gw = Gateway.build(config, providers=providers)
     pipeline = pipeline_for(gw)
-    # Modules not yet on narrow dependencies (Messages, Responses, tools) reach the gateway.
-    pipeline.gw = gw
     authenticate = make_authenticator(gw.keys)
     runner = ExchangeRunner(pipeline, authenticate, config.server.max_body_bytes)
     reload_policy = config_policy_loader(config_path, config.policy)
@@ -189,7 +188,9 @@ def create_app(
         gw.metrics.log_size.set(gw.ledger.size())
         return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    tools, tools_lifespan = tool_routes(pipeline)
+    tools, tools_lifespan = tool_routes(
+        ToolDeps(pipeline, gw.keys, gw.adapter_models, config.server.max_body_bytes)
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -218,8 +219,8 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *openai_routes(runner, gw.table, gw.policy, gw.alias_target),
-        *responses_routes(pipeline, gw.conversations),
-        *anthropic_routes(pipeline),
+        *responses_routes(runner, gw.conversations),
+        *anthropic_routes(runner),
         *admin_routes(
             AdminDeps(
                 authenticate=authenticate,

@@ -97,6 +97,8 @@ class HeaderFacts(Protocol):
     def route(self) -> RouteConfig | None: ...
     @property
     def masked(self) -> int: ...
+    @property
+    def conversation_id(self) -> str | None: ...
 
 
 def response_headers(facts: HeaderFacts) -> dict[str, str]:
@@ -115,6 +117,8 @@ def response_headers(facts: HeaderFacts) -> dict[str, str]:
         h["x-hybridgate-location"] = facts.route.location
     if facts.masked:
         h["x-hybridgate-masked"] = str(facts.masked)
+    if facts.conversation_id:
+        h["x-hybridgate-conversation"] = facts.conversation_id
     return h
 
 

@@ -12,11 +12,10 @@ from typing import Any
 
 from starlette.routing import Route
 
-from hybridgate.api.common import error_body, json_bytes
-from hybridgate.api.exchange import WireFormat
+from hybridgate.api.common import error_body, sse_event
+from hybridgate.api.exchange import ExchangeRunner, WireFormat
 from hybridgate.api.messages import MessagesAPI
 from hybridgate.errors import GatewayError
-from hybridgate.pipeline import Pipeline
 from hybridgate.translate.anthropic import (
     OpenAIToAnthropicStream,
     anthropic_request_to_openai,
@@ -24,22 +23,18 @@ from hybridgate.translate.anthropic import (
 )
 
 
-def _sse(event: dict[str, Any]) -> bytes:
-    return b"event: " + str(event["type"]).encode() + b"\ndata: " + json_bytes(event) + b"\n\n"
-
-
 class AnthropicFramer:
     def __init__(self, request: dict[str, Any]) -> None:
         self._stream = OpenAIToAnthropicStream(model=str(request.get("model", "")))
 
     def frames(self, chunk: dict[str, Any]) -> list[bytes]:
-        return [_sse(e) for e in self._stream.feed(chunk)]
+        return [sse_event(e) for e in self._stream.feed(chunk)]
 
     def end(self) -> list[bytes]:
-        return [_sse(e) for e in self._stream.finish()]
+        return [sse_event(e) for e in self._stream.finish()]
 
     def error(self, err: GatewayError) -> bytes:
-        return _sse(error_body(err, "anthropic"))
+        return sse_event(error_body(err, "anthropic"))
 
 
 MESSAGES = WireFormat(
@@ -51,9 +46,9 @@ MESSAGES = WireFormat(
 )
 
 
-def anthropic_routes(pipeline: Pipeline) -> list[Route]:
+def anthropic_routes(runner: ExchangeRunner) -> list[Route]:
     """Messages with same-family pass-through (see :mod:`hybridgate.api.messages`)."""
-    api = MessagesAPI(pipeline)
+    api = MessagesAPI(runner)
     return [
         Route("/v1/messages", api.create, methods=["POST"]),
         Route("/v1/messages/count_tokens", api.count_tokens, methods=["POST"]),

@@ -183,6 +183,11 @@ def json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def sse_event(event: dict[str, Any]) -> bytes:
+    """One named server-sent event (``event: <type>``), as Messages and Responses stream."""
+    return b"event: " + str(event["type"]).encode() + b"\ndata: " + json_bytes(event) + b"\n\n"
+
+
 class RawJSONResponse(Response):
     """A JSON response from bytes we already encoded (they also feed the commitment)."""
 

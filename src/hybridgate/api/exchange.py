@@ -34,6 +34,7 @@ from hybridgate.api.common import (
     json_bytes,
     parse_json,
     read_body,
+    sse_event,
 )
 from hybridgate.errors import ClientDisconnected, ErrorFormat, GatewayError, ServiceUnavailable
 from hybridgate.outcome import response_headers
@@ -43,11 +44,43 @@ log = logging.getLogger("hybridgate.api")
 
 
 class StreamFramer(Protocol):
-    """Turns internal (OpenAI) chunks into one wire format's SSE bytes."""
+    """Turns a stream's chunks (or events) into one wire format's SSE bytes.
+
+    ``frames`` may hold a terminal event back; ``end`` returns the terminal
+    frames (or raises :class:`GatewayError` when the stream lacked its final
+    event); ``error`` is the error event in the client's format.
+    """
 
     def frames(self, chunk: dict[str, Any]) -> list[bytes]: ...
     def end(self) -> list[bytes]: ...
     def error(self, err: GatewayError) -> bytes: ...
+
+
+class HeldFinalFramer:
+    """Named SSE events (``event: <type>``) whose final event is held back: ``end``
+    returns it once the stream is over, or refuses a stream that lacked it."""
+
+    #: The event types that end a stream.
+    final: frozenset[str] = frozenset()
+    #: Why a stream without a final event failed.
+    missing = "upstream stream ended without a final event"
+
+    def __init__(self) -> None:
+        self._final: dict[str, Any] | None = None
+
+    def frames(self, event: dict[str, Any]) -> list[bytes]:
+        if event.get("type") in self.final:
+            self._final = event
+            return []
+        return [sse_event(event)]
+
+    def end(self) -> list[bytes]:
+        if self._final is None:
+            raise GatewayError(self.missing)
+        return [sse_event(self._final)]
+
+    def error(self, err: GatewayError) -> bytes:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -69,19 +102,27 @@ class ExchangeRunner:
     authenticate: Authenticate
     max_body_bytes: int
 
-    async def run(self, request: Request, wire: WireFormat) -> Response:
+    async def open(
+        self, stack: contextlib.AsyncExitStack, request: Request, api: str, errors: ErrorFormat
+    ) -> Exchange:
+        """Authenticate, open the exchange on ``stack`` and read the body into it.
+
+        An unauthenticated refusal gets no receipt (anyone could grow the audit
+        log); everything after authentication belongs to the exchange.
+        """
         try:
             key = await self.authenticate(request)
         except GatewayError as err:
-            # Unauthenticated refusals get no receipt: anyone could grow the audit log.
             err.headers = gateway_headers("req_unauthenticated", None)
             raise
+        ex = await stack.enter_async_context(self.pipeline.exchange(api, key, errors=errors))
+        ex.raw_body = await _read(request, self.max_body_bytes)
+        return ex
+
+    async def run(self, request: Request, wire: WireFormat) -> Response:
         async with contextlib.AsyncExitStack() as stack:
-            ex = await stack.enter_async_context(
-                self.pipeline.exchange(wire.api, key, errors=wire.errors)
-            )
+            ex = await self.open(stack, request, wire.api, wire.errors)
             ex.task_header = request.headers.get("x-hybridgate-task")
-            ex.raw_body = await _read(request, self.max_body_bytes)
             body = wire.to_internal(parse_json(ex.raw_body))
             if wire.kind == "embeddings":
                 prepared = await self.pipeline.prepare_embeddings(ex, body)
@@ -93,19 +134,40 @@ class ExchangeRunner:
                     # Pull the first chunk before answering: failover and pre-stream
                     # errors still get a proper HTTP status, and the route is known.
                     first = await anext(chunks, None)
-                    framer = wire.framer(body)
-                    ex.mark_streaming()
-                    owned = stack.pop_all()  # the stream closes the exchange now
-                    return ExchangeStream(
-                        _frames(owned, ex, chunks, first, framer),
-                        owned,
-                        media_type="text/event-stream",
-                        headers={**ex.headers(), "cache-control": "no-cache"},
-                    )
+                    return stream_response(stack, ex, chunks, first, wire.framer(body))
                 data = json_bytes(wire.from_internal(await self.pipeline.complete(ex, prepared)))
             ex.sent(data)
-        assert ex.result is not None  # closed: the receipt is durable
-        return RawJSONResponse(data, headers=response_headers(ex.result))
+        return answer(ex, data)
+
+
+def answer(ex: Exchange, data: bytes) -> Response:
+    """The JSON answer of a closed exchange (its receipt is durable; ``data`` committed)."""
+    assert ex.result is not None
+    return RawJSONResponse(data, headers=response_headers(ex.result))
+
+
+def stream_response(
+    stack: contextlib.AsyncExitStack,
+    ex: Exchange,
+    chunks: AsyncIterator[dict[str, Any]],
+    first: dict[str, Any] | None,
+    framer: StreamFramer,
+) -> Response:
+    """Hand the exchange open on ``stack`` to a streaming response, which closes it.
+
+    ``chunks`` (after ``first``, already pulled so that failover and pre-stream
+    errors still got a proper HTTP status) are framed by ``framer``; the
+    terminal frames it returns from ``end`` (or its ``error`` frame) are
+    committed, the exchange closes, and only then are they sent.
+    """
+    ex.mark_streaming()
+    owned = stack.pop_all()  # the stream closes the exchange now
+    return ExchangeStream(
+        _frames(owned, ex, chunks, first, framer),
+        owned,
+        media_type="text/event-stream",
+        headers={**ex.headers(), "cache-control": "no-cache"},
+    )
 
 
 async def _read(request: Request, limit: int) -> bytes:
@@ -165,13 +227,15 @@ async def _frames(
                     for f in framer.frames(chunk):
                         ex.sent(f)
                         yield f
+                tail = framer.end()  # may refuse a stream that ended without its final event
             except GatewayError as err:
                 failure = err
             except Exception:
                 log.exception("stream failed in %s", ex.api)
                 failure = GatewayError("internal error while streaming")
             # The terminal frame is committed now and sent only once the exchange closed.
-            tail = [framer.error(failure)] if failure is not None else framer.end()
+            if failure is not None:
+                tail = [framer.error(failure)]
             for f in tail:
                 ex.sent(f)
             if failure is not None:

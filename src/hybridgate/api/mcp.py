@@ -30,10 +30,9 @@ from hybridgate.api.common import (
     presented_key,
     read_json,
 )
-from hybridgate.api.mcp_tools import call_tool, openai_tool, tool_definitions
+from hybridgate.api.mcp_tools import ToolDeps, call_tool, openai_tool, tool_definitions
 from hybridgate.errors import GatewayError, InvalidRequest
 from hybridgate.keys import KeyInfo
-from hybridgate.pipeline import Pipeline
 
 MCP_API = "mcp.tools_call"
 OPENAI_TOOLS_API = "openai.tools_call"
@@ -47,19 +46,19 @@ def _tool_meta(receipt_id: str, adapter_sha: str | None, route: str | None) -> d
     }
 
 
-def mcp_app(pipeline: Pipeline) -> tuple[Callable[[Scope, Receive, Send], Any], Any]:
+def mcp_app(deps: ToolDeps) -> tuple[Callable[[Scope, Receive, Send], Any], Any]:
     """The ``/mcp`` ASGI app and its lifespan (the SDK's session manager must run)."""
     import mcp.types as types
     from mcp.server.lowlevel.server import Server
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-    gw = pipeline.gw
+    keys = deps.keys
 
     def key_of(ctx: Any) -> KeyInfo:
         request = getattr(ctx, "request", None)
         if not isinstance(request, Request):
             raise InvalidRequest("MCP calls must come over HTTP")
-        return gw.keys.authenticate(presented_key(request))
+        return keys.authenticate(presented_key(request))
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
         key_of(ctx)
@@ -71,13 +70,13 @@ def mcp_app(pipeline: Pipeline) -> tuple[Callable[[Scope, Receive, Send], Any], 
                     input_schema=a.input_schema,
                     meta={"hybridgate/model": m, "hybridgate/adapter_sha256": a.sha256},
                 )
-                for m, a in tool_definitions(pipeline)
+                for m, a in tool_definitions(deps)
             ]
         )
 
     async def call(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         key = key_of(ctx)
-        result = await call_tool(pipeline, key, params.name, params.arguments or {}, api=MCP_API)
+        result = await call_tool(deps, key, params.name, params.arguments or {}, api=MCP_API)
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=result.text)],
             is_error=result.is_error,
@@ -99,7 +98,7 @@ def mcp_app(pipeline: Pipeline) -> tuple[Callable[[Scope, Receive, Send], Any], 
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
             request = Request(scope)
             try:  # refuse unauthenticated requests before the protocol layer sees them
-                gw.keys.authenticate(presented_key(request))
+                keys.authenticate(presented_key(request))
             except GatewayError as err:
                 await error_response(err, "openai", gateway_headers("req_mcp", None))(
                     scope, receive, send
@@ -115,23 +114,23 @@ def mcp_app(pipeline: Pipeline) -> tuple[Callable[[Scope, Receive, Send], Any], 
     return Endpoint(), lifespan
 
 
-def tool_routes(pipeline: Pipeline) -> tuple[list[Route | Mount], Any]:
+def tool_routes(deps: ToolDeps) -> tuple[list[Route | Mount], Any]:
     """Routes for ``/mcp`` and ``/v1/tools``, and the lifespan the MCP part needs."""
-    gw = pipeline.gw
-    endpoint, lifespan = mcp_app(pipeline)
+    keys = deps.keys
+    endpoint, lifespan = mcp_app(deps)
 
     async def list_openai(request: Request) -> Response:
         try:
-            gw.keys.authenticate(presented_key(request))
+            keys.authenticate(presented_key(request))
         except GatewayError as err:
             return error_response(err, "openai", gateway_headers("req_tools", None))
-        data = [openai_tool(a, m) for m, a in tool_definitions(pipeline)]
+        data = [openai_tool(a, m) for m, a in tool_definitions(deps)]
         return JSONResponse({"object": "list", "data": data})
 
     async def call_openai(request: Request) -> Response:
         try:
-            key = gw.keys.authenticate(presented_key(request))
-            body = await read_json(request, gw.config.server.max_body_bytes)
+            key = keys.authenticate(presented_key(request))
+            body = await read_json(request, deps.max_body_bytes)
             if not isinstance(body, dict) or not isinstance(body.get("name"), str):
                 raise InvalidRequest('body must be {"name": string, "arguments": object}')
         except GatewayError as err:
@@ -146,7 +145,7 @@ def tool_routes(pipeline: Pipeline) -> tuple[list[Route | Mount], Any]:
                 args = None
         max_tokens = body.get("max_tokens")
         result = await call_tool(
-            pipeline,
+            deps,
             key,
             body["name"],
             args,

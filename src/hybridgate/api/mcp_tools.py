@@ -13,18 +13,30 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hybridgate.adapters import DEFAULT_INPUT_SCHEMA, Adapter
 from hybridgate.api.common import json_bytes
 from hybridgate.errors import GatewayError, InvalidRequest, NotFound
-from hybridgate.keys import KeyInfo
-from hybridgate.pipeline import Pipeline
+from hybridgate.keys import KeyInfo, KeyStore
+from hybridgate.pipeline import Exchange, Pipeline
 
 log = logging.getLogger("hybridgate.api")
 
 MAX_ARGUMENT_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ToolDeps:
+    """What the tool endpoints use, and nothing else of the gateway."""
+
+    pipeline: Pipeline
+    keys: KeyStore
+    #: ``(model name, adapter)`` for every registered adapter some route serves (read per call).
+    adapter_models: Callable[[], list[tuple[str, Adapter]]]
+    max_body_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +49,9 @@ class ToolResult:
     error_code: str | None = None
 
 
-def tool_definitions(pipeline: Pipeline) -> list[tuple[str, Adapter]]:
+def tool_definitions(deps: ToolDeps) -> list[tuple[str, Adapter]]:
     """``(model name, adapter)`` for every adapter a route serves, sorted by tool name."""
-    return sorted(pipeline.gw.adapter_models(), key=lambda t: t[1].name)
+    return sorted(deps.adapter_models(), key=lambda t: t[1].name)
 
 
 def openai_tool(adapter: Adapter, model: str) -> dict[str, Any]:
@@ -81,7 +93,7 @@ def _check_arguments(adapter: Adapter, arguments: Any) -> dict[str, Any]:
 
 
 async def call_tool(
-    pipeline: Pipeline,
+    deps: ToolDeps,
     key: KeyInfo,
     name: str,
     arguments: Any,
@@ -89,60 +101,53 @@ async def call_tool(
     api: str,
     max_tokens: int | None = None,
 ) -> ToolResult:
-    """Run one adapter tool call through the pipeline; always ends in one receipt."""
+    """Run one adapter tool call through the pipeline; always ends in one receipt.
+
+    The exchange commits what the agent is given: the answer text, or the
+    refusal's message.
+    """
+    pipeline = deps.pipeline
     raw = json_bytes({"tool": name, "arguments": arguments})
-    ex = pipeline.begin(api, key, raw)
     found: tuple[str, Adapter] | None = None
+    ex: Exchange | None = None
     try:
-        if len(raw) > MAX_ARGUMENT_BYTES:
-            raise InvalidRequest("tool arguments are larger than 256 KiB", param="arguments")
-        found = next(((m, a) for m, a in tool_definitions(pipeline) if a.name == name), None)
-        if found is None:
-            raise NotFound(f"no tool named {name[:64]!r}", code="tool_not_found")
-        model, adapter = found
-        args = _check_arguments(adapter, arguments)
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": [
-                {"role": "system", "content": adapter.description},
-                {"role": "user", "content": _user_content(adapter, args)},
-            ],
-        }
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        prepared = await pipeline.prepare_chat(ex, body)
-        out = await pipeline.complete(ex, prepared)
-        message = out["choices"][0].get("message") or {}
-        text = message.get("content") or ""
-        ex.sent(text.encode("utf-8"))
-        await pipeline.finish(ex)  # durable receipt before the answer leaves
+        async with pipeline.exchange(api, key, error_bytes=_refusal_text) as ex:
+            ex.raw_body = raw
+            if len(raw) > MAX_ARGUMENT_BYTES:
+                raise InvalidRequest("tool arguments are larger than 256 KiB", param="arguments")
+            found = next(((m, a) for m, a in tool_definitions(deps) if a.name == name), None)
+            if found is None:
+                raise NotFound(f"no tool named {name[:64]!r}", code="tool_not_found")
+            model, adapter = found
+            args = _check_arguments(adapter, arguments)
+            body: dict[str, Any] = {
+                "model": model,
+                "messages": [
+                    {"role": "system", "content": adapter.description},
+                    {"role": "user", "content": _user_content(adapter, args)},
+                ],
+            }
+            if max_tokens is not None:
+                body["max_tokens"] = max_tokens
+            prepared = await pipeline.prepare_chat(ex, body)
+            out = await pipeline.complete(ex, prepared)
+            message = out["choices"][0].get("message") or {}
+            text = message.get("content") or ""
+            ex.sent(text.encode("utf-8"))
+        # closed: the receipt is durable before the answer leaves
+    except GatewayError as err:  # a refusal (unexpected errors arrive as internal errors)
+        assert ex is not None
         return ToolResult(
-            text, False, ex.receipt_id, ex.adapter, ex.route.name if ex.route else None
+            err.message,
+            True,
+            ex.receipt_id,
+            ex.adapter or (found[1] if found else None),
+            ex.route.name if ex.route else None,
+            err.code,
         )
-    except GatewayError as err:
-        return await _refused(pipeline, ex, err, found)
-    except Exception:  # never a traceback to the agent; the receipt still records it
-        log.exception("tool call %s failed", name[:64])
-        return await _refused(pipeline, ex, GatewayError("internal error"), found)
+    return ToolResult(text, False, ex.receipt_id, ex.adapter, ex.route.name if ex.route else None)
 
 
-async def _refused(
-    pipeline: Pipeline, ex: Any, err: GatewayError, found: tuple[str, Adapter] | None
-) -> ToolResult:
-    if not ex.finished:
-        ex.fail(err)
-        ex.sent(err.message.encode("utf-8"))
-        try:
-            await pipeline.finish(ex)
-        except GatewayError as receipt_err:
-            log.error(
-                "receipt for refused tool call %s not written: %s", ex.request_id, receipt_err
-            )
-    return ToolResult(
-        err.message,
-        True,
-        ex.receipt_id,
-        ex.adapter or (found[1] if found else None),
-        ex.route.name if ex.route else None,
-        err.code,
-    )
+def _refusal_text(err: GatewayError) -> bytes:
+    """A refused tool call answers with the error's message (committed as such)."""
+    return err.message.encode("utf-8")

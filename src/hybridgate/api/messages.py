@@ -15,7 +15,6 @@ policy permits no Anthropic route.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -24,19 +23,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from hybridgate.api.common import (
-    RawJSONResponse,
-    error_body,
-    error_response,
-    gateway_headers,
-    json_bytes,
-    make_authenticator,
-    parse_json,
-    read_body,
-)
-from hybridgate.errors import GatewayError, InvalidRequest, ServiceUnavailable
+from hybridgate.api.common import error_body, json_bytes, parse_json, sse_event
+from hybridgate.api.exchange import ExchangeRunner, HeldFinalFramer, answer, stream_response
+from hybridgate.errors import GatewayError, InvalidRequest
 from hybridgate.pipeline import Exchange, Pipeline, Prepared, restored_chunks
 from hybridgate.providers.base import Completion, Provider, Usage
 from hybridgate.providers.tokens import estimate_request_tokens
@@ -89,13 +80,8 @@ def _same(body: dict[str, Any]) -> dict[str, Any]:
 def native_possible(pipeline: Pipeline, model: str, provider: str) -> bool:
     """Whether some route the model may use speaks the client's API family (then the
     body is kept native and translated per attempt; otherwise it is translated once)."""
-    gw = pipeline.gw
-    resolved = gw.resolve_model(model)
+    resolved = pipeline.deps.resolve_model(model)
     return resolved is None or any(f.provider == provider for f in resolved[1])
-
-
-def _sse(event: dict[str, Any]) -> bytes:
-    return b"event: " + str(event["type"]).encode() + b"\ndata: " + json_bytes(event) + b"\n\n"
 
 
 def is_native(provider: Provider) -> bool:
@@ -297,47 +283,24 @@ def _native_usage(u: Any, prev: Usage | None = None) -> Usage | None:
     return Usage(pin, out, reported=True)
 
 
+class MessagesFramer(HeldFinalFramer):
+    """Messages events as SSE; ``message_stop`` is held back until the receipt is durable."""
+
+    final = frozenset({"message_stop"})
+    missing = "upstream stream ended without message_stop"
+
+    def error(self, err: GatewayError) -> bytes:
+        return sse_event(error_body(err, "anthropic"))
+
+
 class MessagesAPI:
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-        self._auth = make_authenticator(pipeline.gw)
-
-    def _headers(self, ex: Exchange) -> dict[str, str]:
-        d = ex.decision
-        return gateway_headers(
-            ex.request_id,
-            ex.route.name if ex.route else None,
-            ex.receipt_id,
-            action=d.action.value if d else None,
-            location=ex.route.location if ex.route else None,
-            data_classes=",".join(d.data_classes) if d and d.data_classes else None,
-            masked=str(ex.masked) if ex.masked else None,
-        )
-
-    async def _refuse(self, ex: Exchange, err: GatewayError) -> Response:
-        if not ex.finished:
-            ex.fail(err)
-            ex.sent(json_bytes(error_body(err, "anthropic")))
-            try:
-                await self.pipeline.finish(ex)
-            except GatewayError as receipt_err:
-                log.error("receipt for %s not written: %s", ex.request_id, receipt_err)
-        return error_response(err, "anthropic", self._headers(ex))
-
-    async def _finish_quietly(self, ex: Exchange) -> None:
-        try:
-            await self.pipeline.finish(ex)
-        except GatewayError as err:
-            log.error("receipt for %s not written: %s", ex.request_id, err)
+    def __init__(self, runner: ExchangeRunner) -> None:
+        self.runner = runner
+        self.pipeline = runner.pipeline
 
     async def create(self, request: Request) -> Response:
-        try:
-            key = await self._auth(request)
-        except GatewayError as err:
-            return error_response(err, "anthropic", gateway_headers("req_unauthenticated", None))
-        ex = self.pipeline.begin(API, key, b"")
-        try:
-            ex.raw_body = await read_body(request, self.pipeline.gw.config.server.max_body_bytes)
+        async with contextlib.AsyncExitStack() as stack:
+            ex = await self.runner.open(stack, request, API, "anthropic")
             body = _validate(parse_json(ex.raw_body))
             headers = {h: request.headers[h] for h in FORWARD_HEADERS if h in request.headers}
             native_ok = native_possible(self.pipeline, body["model"], "anthropic")
@@ -354,17 +317,11 @@ class MessagesAPI:
             )
             chat_of = to_chat if native_ok else _same
             if body.get("stream") is True:
-                return await self._start_stream(ex, body, prepared, headers, chat_of)
-            out = await self._complete(ex, body, prepared, headers, chat_of)
-            data = json_bytes(out)
+                events = await self._open_stream(ex, body, prepared, headers, chat_of)
+                return stream_response(stack, ex, events, None, MessagesFramer())
+            data = json_bytes(await self._complete(ex, body, prepared, headers, chat_of))
             ex.sent(data)
-            await self.pipeline.finish(ex)
-            return RawJSONResponse(data, headers=self._headers(ex))
-        except GatewayError as err:
-            return await self._refuse(ex, err)
-        except Exception:
-            log.exception("unhandled error in %s", API)
-            return await self._refuse(ex, GatewayError("internal error"))
+        return answer(ex, data)
 
     async def _complete(
         self,
@@ -393,14 +350,17 @@ class MessagesAPI:
         chat["model"] = body["model"]
         return openai_response_to_anthropic(chat)
 
-    async def _start_stream(
+    async def _open_stream(
         self,
         ex: Exchange,
         body: dict[str, Any],
         prepared: Prepared,
         headers: dict[str, str],
         chat_of: ChatOf,
-    ) -> Response:
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The stream's Messages events, opened through the plan (failover before the
+        first upstream event only)."""
+
         async def open_stream(p: Provider) -> tuple[str, Any, AsyncIterator[dict[str, Any]]]:
             if is_native(p):
                 it = p.messages_stream(prepared.body, headers).__aiter__()  # type: ignore[attr-defined]
@@ -415,16 +375,9 @@ class MessagesAPI:
             return kind, first, it
 
         kind, first, it = await self.pipeline.send(ex, prepared, open_stream)
-        events = (
-            self._native_events(ex, body, prepared, first, it)
-            if kind == "native"
-            else self._chat_events(ex, body, prepared, first, it)
-        )
-        return StreamingResponse(
-            self._frames(ex, events),
-            media_type="text/event-stream",
-            headers={**self._headers(ex), "cache-control": "no-cache"},
-        )
+        if kind == "native":
+            return self._native_events(ex, body, prepared, first, it)
+        return self._chat_events(ex, body, prepared, first, it)
 
     async def _native_events(
         self,
@@ -466,61 +419,11 @@ class MessagesAPI:
         for ev in conv.finish():
             yield ev
 
-    async def _frames(
-        self, ex: Exchange, events: AsyncIterator[dict[str, Any]]
-    ) -> AsyncIterator[bytes]:
-        terminal: dict[str, Any] | None = None
-        try:
-            async for ev in events:
-                if ev.get("type") == "message_stop":
-                    terminal = ev  # held back until the receipt is durable
-                    continue
-                frame = _sse(ev)
-                ex.sent(frame)
-                yield frame
-            if terminal is None:
-                raise GatewayError("upstream stream ended without message_stop")
-        except GatewayError as err:
-            ex.fail(err)
-            ex.outcome = "stream_failed"
-            yield _sse(error_body(err, "anthropic"))
-            await self._finish_quietly(ex)
-            return
-        except asyncio.CancelledError:
-            ex.outcome = "client_disconnected"
-            ex.status = 499
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._finish_quietly(ex))
-            raise
-        except Exception:
-            log.exception("stream failed in %s", API)
-            internal = GatewayError("internal error while streaming")
-            ex.fail(internal)
-            ex.outcome = "stream_failed"
-            yield _sse(error_body(internal, "anthropic"))
-            await self._finish_quietly(ex)
-            return
-        frame = _sse(terminal)
-        ex.sent(frame)
-        try:
-            await self.pipeline.finish(ex)
-        except GatewayError as err:
-            yield _sse(
-                error_body(ServiceUnavailable(err.message, code="receipt_unavailable"), "anthropic")
-            )
-            return
-        yield frame
-
     # -- count_tokens ---------------------------------------------------------------
     async def count_tokens(self, request: Request) -> Response:
         """Counted by an Anthropic route the policy permits, else estimated locally."""
-        try:
-            key = await self._auth(request)
-        except GatewayError as err:
-            return error_response(err, "anthropic", gateway_headers("req_unauthenticated", None))
-        ex = self.pipeline.begin("anthropic.count_tokens", key, b"")
-        try:
-            ex.raw_body = await read_body(request, self.pipeline.gw.config.server.max_body_bytes)
+        async with contextlib.AsyncExitStack() as stack:
+            ex = await self.runner.open(stack, request, "anthropic.count_tokens", "anthropic")
             body = parse_json(ex.raw_body)
             if not isinstance(body, dict):
                 raise InvalidRequest("request body must be a JSON object")
@@ -552,13 +455,6 @@ class MessagesAPI:
             out = await self.pipeline.send(ex, prepared, call)
             n = out.get("input_tokens")
             ex.usage = Usage(0, 0, reported=True)
-            result = {"input_tokens": n if isinstance(n, int) else 0}
-            data = json_bytes(result)
+            data = json_bytes({"input_tokens": n if isinstance(n, int) else 0})
             ex.sent(data)
-            await self.pipeline.finish(ex)
-            return RawJSONResponse(data, headers=self._headers(ex))
-        except GatewayError as err:
-            return await self._refuse(ex, err)
-        except Exception:
-            log.exception("unhandled error in count_tokens")
-            return await self._refuse(ex, GatewayError("internal error"))
+        return answer(ex, data)

@@ -16,7 +16,6 @@ turn, and a conversation confined on-prem once stays there.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -24,24 +23,23 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from hybridgate.api.common import (
     RawJSONResponse,
-    error_body,
     error_response,
     gateway_headers,
     json_bytes,
-    make_authenticator,
     parse_json,
-    read_body,
+    sse_event,
 )
+from hybridgate.api.exchange import ExchangeRunner, HeldFinalFramer, answer, stream_response
 from hybridgate.api.messages import native_possible
 from hybridgate.conversations import ConversationStore, StoredTurn
 from hybridgate.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from hybridgate.keys import KeyInfo
-from hybridgate.pipeline import Exchange, Pipeline, Prepared, restored_chunks
+from hybridgate.pipeline import Exchange, Prepared, restored_chunks
 from hybridgate.policy.model import Action
 from hybridgate.providers.base import Completion, Provider, Usage
 from hybridgate.routing.quality import prompt_text
@@ -68,10 +66,6 @@ def scope(key: KeyInfo) -> str:
 def is_native(provider: Provider) -> bool:
     """Routes that speak the Responses API themselves (OpenAI's own API)."""
     return provider.route.provider == "openai" and hasattr(provider, "responses")
-
-
-def _sse(event: dict[str, Any]) -> bytes:
-    return b"event: " + str(event["type"]).encode() + b"\ndata: " + json_bytes(event) + b"\n\n"
 
 
 def _validate(body: Any) -> dict[str, Any]:
@@ -158,46 +152,36 @@ def _usage_from_response(obj: dict[str, Any]) -> Usage | None:
     return None
 
 
+class ResponsesFramer(HeldFinalFramer):
+    """Responses events as SSE; the final event is held back until the turn is stored
+    and the receipt durable; an error event carries the next sequence number."""
+
+    final = _TERMINAL
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seq = 0
+
+    def frames(self, event: dict[str, Any]) -> list[bytes]:
+        self._seq = int(event.get("sequence_number", self._seq)) + 1
+        return super().frames(event)
+
+    def error(self, err: GatewayError) -> bytes:
+        return sse_event(
+            {"type": "error", "sequence_number": self._seq, "code": err.code}
+            | {"message": err.message, "param": None}
+        )
+
+
 class ResponsesAPI:
     """The endpoints; one instance per app."""
 
-    def __init__(self, pipeline: Pipeline, conversations: ConversationStore) -> None:
-        self.pipeline = pipeline
+    def __init__(self, runner: ExchangeRunner, conversations: ConversationStore) -> None:
+        self.runner = runner
+        self.pipeline = runner.pipeline
         self.convs = conversations
-        self._auth = make_authenticator(pipeline.gw)
 
     # -- helpers ----------------------------------------------------------
-    def _headers(self, ex: Exchange) -> dict[str, str]:
-        d = ex.decision
-        h = gateway_headers(
-            ex.request_id,
-            ex.route.name if ex.route else None,
-            ex.receipt_id,
-            action=d.action.value if d else None,
-            location=ex.route.location if ex.route else None,
-            data_classes=",".join(d.data_classes) if d and d.data_classes else None,
-            masked=str(ex.masked) if ex.masked else None,
-        )
-        if ex.conversation_id:
-            h["x-hybridgate-conversation"] = ex.conversation_id
-        return h
-
-    async def _refuse(self, ex: Exchange, err: GatewayError) -> Response:
-        if not ex.finished:
-            ex.fail(err)
-            ex.sent(json_bytes(error_body(err, "openai")))
-            try:
-                await self.pipeline.finish(ex)
-            except GatewayError as receipt_err:
-                log.error("receipt for %s not written: %s", ex.request_id, receipt_err)
-        return error_response(err, "openai", self._headers(ex))
-
-    async def _finish_quietly(self, ex: Exchange) -> None:
-        try:
-            await self.pipeline.finish(ex)
-        except GatewayError as err:
-            log.error("receipt for %s not written: %s", ex.request_id, err)
-
     async def _store(
         self,
         ex: Exchange,
@@ -240,13 +224,9 @@ class ResponsesAPI:
 
     # -- POST /v1/responses ------------------------------------------------------
     async def create(self, request: Request) -> Response:
-        try:
-            key = await self._auth(request)
-        except GatewayError as err:
-            return error_response(err, "openai", gateway_headers("req_unauthenticated", None))
-        ex = self.pipeline.begin(API, key, b"")
-        try:
-            ex.raw_body = await read_body(request, self.pipeline.gw.config.server.max_body_bytes)
+        async with contextlib.AsyncExitStack() as stack:
+            ex = await self.runner.open(stack, request, API, "openai")
+            key = ex.key
             req = _validate(parse_json(ex.raw_body))
             prev = req.get("previous_response_id")
             turns = self.convs.history(prev, scope(key)) if prev else []
@@ -269,18 +249,14 @@ class ResponsesAPI:
             if req.get("store") is not False:
                 ex.conversation_id = turns[0].conversation_id if turns else shell.id
             if req.get("stream") is True:
-                return await self._start_stream(ex, key, req, prepared, shell, confined, native_ok)
+                events = await self._open_stream(ex, prepared, shell, native_ok)
+                stored = self._stored(ex, key, req, shell, confined, events)
+                return stream_response(stack, ex, stored, None, ResponsesFramer())
             final = await self._complete(ex, prepared, shell, native_ok)
             await self._store(ex, key, req, shell, final, confined)
             data = json_bytes(final)
             ex.sent(data)
-            await self.pipeline.finish(ex)
-            return RawJSONResponse(data, headers=self._headers(ex))
-        except GatewayError as err:
-            return await self._refuse(ex, err)
-        except Exception:  # never a traceback to the client; the receipt still records it
-            log.exception("unhandled error in %s", API)
-            return await self._refuse(ex, GatewayError("internal error"))
+        return answer(ex, data)
 
     async def _complete(
         self, ex: Exchange, prepared: Prepared, shell: ResponseShell, native_ok: bool
@@ -306,16 +282,11 @@ class ResponsesAPI:
         return chat_to_response(body, shell)
 
     # -- streaming ------------------------------------------------------------------
-    async def _start_stream(
-        self,
-        ex: Exchange,
-        key: KeyInfo,
-        req: dict[str, Any],
-        prepared: Prepared,
-        shell: ResponseShell,
-        confined: bool,
-        native_ok: bool,
-    ) -> Response:
+    async def _open_stream(
+        self, ex: Exchange, prepared: Prepared, shell: ResponseShell, native_ok: bool
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The stream's Responses events, opened through the plan (failover before the
+        first upstream event only)."""
         upstream = {**prepared.body, "store": False}
 
         async def open_stream(p: Provider) -> tuple[str, Any, AsyncIterator[dict[str, Any]]]:
@@ -333,16 +304,30 @@ class ResponsesAPI:
             return kind, first, it
 
         kind, first, it = await self.pipeline.send(ex, prepared, open_stream)
-        events = (
-            self._native_events(ex, prepared, shell, first, it)
-            if kind == "native"
-            else self._chat_events(ex, prepared, shell, first, it)
-        )
-        return StreamingResponse(
-            self._frames(ex, key, req, shell, confined, events),
-            media_type="text/event-stream",
-            headers={**self._headers(ex), "cache-control": "no-cache"},
-        )
+        if kind == "native":
+            return self._native_events(ex, prepared, shell, first, it)
+        return self._chat_events(ex, prepared, shell, first, it)
+
+    async def _stored(
+        self,
+        ex: Exchange,
+        key: KeyInfo,
+        req: dict[str, Any],
+        shell: ResponseShell,
+        confined: bool,
+        events: AsyncIterator[dict[str, Any]],
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The events up to the final one; once the framer holds the final event back,
+        the turn is stored (a failure ends the stream with an error, not the answer)."""
+        async for ev in events:
+            yield ev
+            if ev.get("type") in _TERMINAL:
+                try:
+                    await self._store(ex, key, req, shell, ev["response"], confined)
+                except GatewayError as err:
+                    log.error("%s: turn not written; ending the stream with an error", API)
+                    raise ServiceUnavailable(err.message, code="receipt_unavailable") from err
+                return
 
     async def _native_events(
         self,
@@ -385,76 +370,9 @@ class ResponsesAPI:
         for ev in conv.finish():
             yield ev
 
-    async def _frames(
-        self,
-        ex: Exchange,
-        key: KeyInfo,
-        req: dict[str, Any],
-        shell: ResponseShell,
-        confined: bool,
-        events: AsyncIterator[dict[str, Any]],
-    ) -> AsyncIterator[bytes]:
-        seq = 0
-        terminal: dict[str, Any] | None = None
-        try:
-            async for ev in events:
-                seq = int(ev.get("sequence_number", seq)) + 1
-                if ev.get("type") in _TERMINAL:
-                    terminal = ev  # held back until stored and receipted
-                    break
-                frame = _sse(ev)
-                ex.sent(frame)
-                yield frame
-            if terminal is None:
-                raise GatewayError("upstream stream ended without a final event")
-        except GatewayError as err:
-            ex.fail(err)
-            ex.outcome = "stream_failed"
-            frame = _sse(
-                {"type": "error", "sequence_number": seq, "code": err.code, "message": err.message}
-                | {"param": None}
-            )
-            ex.sent(frame)
-            yield frame
-            await self._finish_quietly(ex)
-            return
-        except asyncio.CancelledError:
-            ex.outcome = "client_disconnected"
-            ex.status = 499
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._finish_quietly(ex))
-            raise
-        except Exception:
-            log.exception("stream failed in %s", API)
-            internal = GatewayError("internal error while streaming")
-            ex.fail(internal)
-            ex.outcome = "stream_failed"
-            frame = _sse(
-                {"type": "error", "sequence_number": seq, "code": internal.code}
-                | {"message": internal.message, "param": None}
-            )
-            yield frame
-            await self._finish_quietly(ex)
-            return
-        try:
-            await self._store(ex, key, req, shell, terminal["response"], confined)
-            frame = _sse(terminal)
-            ex.sent(frame)
-            await self.pipeline.finish(ex)
-        except GatewayError as err:
-            log.error("%s: turn or receipt not written; ending the stream with an error", API)
-            unavailable = ServiceUnavailable(err.message, code="receipt_unavailable")
-            yield _sse(
-                {"type": "error", "sequence_number": seq, "code": unavailable.code}
-                | {"message": unavailable.message, "param": None}
-            )
-            await self._finish_quietly(ex)
-            return
-        yield frame
-
     # -- stored responses ----------------------------------------------------------
     async def _key(self, request: Request) -> KeyInfo:
-        return await self._auth(request)
+        return await self.runner.authenticate(request)
 
     def _turn(self, key: KeyInfo, response_id: str) -> StoredTurn:
         turn = self.convs.get(response_id, scope(key))
@@ -528,8 +446,8 @@ class ResponsesAPI:
         return await self._read(request, fn)
 
 
-def responses_routes(pipeline: Pipeline, conversations: ConversationStore) -> list[Route]:
-    api = ResponsesAPI(pipeline, conversations)
+def responses_routes(runner: ExchangeRunner, conversations: ConversationStore) -> list[Route]:
+    api = ResponsesAPI(runner, conversations)
     return [
         Route("/v1/responses", api.create, methods=["POST"]),
         Route("/v1/responses/{response_id}", api.retrieve, methods=["GET"]),

@@ -32,7 +32,7 @@ log = logging.getLogger("hybridgate.pipeline")
 
 
 async def close_exchange(
-    d: PipelineDeps, ex: Exchange, exc: BaseException | None, *, legacy: bool = False
+    d: PipelineDeps, ex: Exchange, exc: BaseException | None
 ) -> BaseException | None:
     """Freeze the outcome, settle, record and append the receipt.
 
@@ -40,22 +40,14 @@ async def close_exchange(
     attached), the original exception, or None on a durable success.
     """
     kind, status, code = classify(exc, streaming=ex.streaming)
-    if legacy:  # the caller recorded its outcome and committed its bytes itself
-        kind = OutcomeKind(ex._kind) if ex._kind else kind
-        status = ex._status if ex._status is not None else status
     err: GatewayError | None = None
     if isinstance(exc, GatewayError):
         err = exc
     elif exc is not None and kind is not OutcomeKind.CLIENT_DISCONNECTED:
         log.error("unhandled error in %s", ex.api, exc_info=exc)
         err = GatewayError("internal error while streaming" if ex.streaming else "internal error")
-    if (
-        err is not None
-        and not legacy
-        and not ex.streaming
-        and kind is not OutcomeKind.CLIENT_DISCONNECTED
-    ):
-        ex.sent(err.render(ex.errors))
+    if err is not None and not ex.streaming and kind is not OutcomeKind.CLIENT_DISCONNECTED:
+        ex.sent(ex.error_bytes(err) if ex.error_bytes is not None else err.render(ex.errors))
     outcome = build_outcome(d, ex, kind, status, code)
     ex.result = outcome
     try:

@@ -26,7 +26,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -34,6 +34,7 @@ from hybridgate.accounting import Reservation
 from hybridgate.config import VirtualModel
 from hybridgate.errors import (
     ErrorFormat,
+    GatewayError,
     NoRouteAvailable,
     NotFound,
     PolicyBlocked,
@@ -56,9 +57,6 @@ from hybridgate.routing.quality import prompt_text
 from hybridgate.scan import Scanner
 from hybridgate.scan.findings import Segment
 
-if TYPE_CHECKING:
-    from hybridgate.runtime import Gateway
-
 T = TypeVar("T")
 
 
@@ -70,9 +68,6 @@ class Pipeline:
         #: Closes still running after their caller was cancelled (kept referenced).
         self._closing: set[asyncio.Task[BaseException | None]] = set()
         self._scans = ScanPool()
-        #: Legacy: the whole gateway, for API modules not yet given narrow dependencies
-        #: (set by ``create_app``).
-        self.gw: Gateway
 
     @property
     def scanner(self) -> Scanner:
@@ -85,7 +80,12 @@ class Pipeline:
     # -- the exchange: open, and the one close ---------------------------------
     @contextlib.asynccontextmanager
     async def exchange(
-        self, api: str, key: KeyInfo, *, errors: ErrorFormat = "openai"
+        self,
+        api: str,
+        key: KeyInfo,
+        *,
+        errors: ErrorFormat = "openai",
+        error_bytes: Callable[[GatewayError], bytes] | None = None,
     ) -> AsyncIterator[Exchange]:
         """Open an exchange; closing it settles the budget and appends the receipt.
 
@@ -94,8 +94,11 @@ class Pipeline:
         exception becomes a 500 ``internal_error`` (logged with its traceback);
         a client disconnect or cancellation is receipted and re-raised. On
         success, a receipt that could not be made durable raises 503.
+        A refusal is committed as ``err.render(errors)`` unless ``error_bytes``
+        says what the client is sent instead.
         """
         ex = self._open(api, key, errors)
+        ex.error_bytes = error_bytes
         try:
             yield ex
         except BaseException as exc:
@@ -119,30 +122,11 @@ class Pipeline:
             response_mac=ledger.committer(),
         )
 
-    def begin(self, api: str, key: KeyInfo, raw_body: bytes) -> Exchange:
-        """Legacy opening, for modules not yet on :meth:`exchange`; pair with :meth:`finish`.
-
-        The caller records its refusal (``ex.fail``), commits the bytes it sends,
-        and calls :meth:`finish` exactly once; closing is the same code path.
-        """
-        ex = self._open(api, key, "anthropic" if api.startswith("anthropic") else "openai")
-        ex.raw_body = raw_body
-        return ex
-
-    async def finish(self, ex: Exchange) -> None:
-        """Legacy closing: settle and receipt through the one close (once per exchange)."""
-        if ex.result is not None:
-            return
-        failure = ex._failure
-        out = await self._close_shielded(ex, failure, legacy=True)
-        if failure is None and out is not None:
-            raise out  # the receipt could not be made durable
-
     async def _close_shielded(
-        self, ex: Exchange, exc: BaseException | None, *, legacy: bool = False
+        self, ex: Exchange, exc: BaseException | None
     ) -> BaseException | None:
         """Close even when the caller is being cancelled: the receipt is owed regardless."""
-        task = asyncio.ensure_future(close_exchange(self.deps, ex, exc, legacy=legacy))
+        task = asyncio.ensure_future(close_exchange(self.deps, ex, exc))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
         out: BaseException | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -18,7 +19,7 @@ from hybridgate.adapters import Adapter
 from hybridgate.config import RouteConfig, VirtualModel
 from hybridgate.errors import ErrorFormat, GatewayError
 from hybridgate.keys import KeyInfo
-from hybridgate.outcome import Outcome, OutcomeKind, response_headers
+from hybridgate.outcome import Outcome, response_headers
 from hybridgate.policy import Decision, Restorer
 from hybridgate.providers.base import Usage
 from hybridgate.routing import Plan
@@ -66,39 +67,18 @@ class Exchange:
     conversation_id: str | None = None
     #: The frozen outcome, set once, when the exchange closes.
     result: Outcome | None = None
-    # Legacy closing (``Pipeline.begin``/``finish``): what the caller recorded.
-    _failure: GatewayError | None = None
-    _kind: str | None = None
-    _status: int | None = None
+    #: How a refusal is committed when the client is not sent the API's JSON error
+    #: (a tool call answers with the message text); None: ``err.render(errors)``.
+    error_bytes: Callable[[GatewayError], bytes] | None = None
 
     @property
     def outcome(self) -> str:
         """How the exchange ended, an :class:`OutcomeKind` value ("" while it is open)."""
-        if self.result is not None:
-            return self.result.kind.value
-        return self._kind or ""
-
-    @outcome.setter
-    def outcome(self, kind: str) -> None:  # legacy callers of ``Pipeline.finish``
-        self._kind = OutcomeKind(kind).value
+        return self.result.kind.value if self.result is not None else ""
 
     @property
     def status(self) -> int:
-        if self.result is not None:
-            return self.result.status
-        return self._status if self._status is not None else 200
-
-    @status.setter
-    def status(self, status: int) -> None:  # legacy callers of ``Pipeline.finish``
-        self._status = status
-
-    @property
-    def finished(self) -> bool:
-        return self.result is not None
-
-    def fail(self, err: GatewayError) -> None:
-        """Legacy: record the error a ``Pipeline.finish`` caller refused with."""
-        self._failure = err
+        return self.result.status if self.result is not None else 200
 
     @property
     def cost(self) -> Decimal:
