@@ -15,11 +15,17 @@ route that speaks it (``provider: openai``, passed through to the upstream's
 Chat Completions and back), each against the upstream called directly in the
 same API.
 
-If ``litellm`` is importable (install it in a separate venv and pass
-``--litellm-python``), the same cells are measured against LiteLLM's proxy in
-front of the same upstream and the throughput ratio is printed.
+Then the peers, in the same run and in front of the same upstream (each skipped
+with a note when not installed; see ``overhead_peers.py`` for how to install them):
+LiteLLM's proxy and the Portkey OSS gateway beside hybridgate and the upstream
+called directly, measured with wrk where it is installed, at concurrency 1, 16
+and 64, with hybridgate's throughput as a multiple of each; agent-size prompts
+(10, 100 and 400 KB of fresh content, and a conversation whose history grows
+turn by turn); and 100 concurrent streams from an upstream that paces its
+events (time to the first chunk over direct).
 
     .venv/bin/python benchmarks/overhead.py [--requests 2000] [--durability power_loss] [--wire]
+        [--skip peers,agent,streams]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -40,8 +47,9 @@ from typing import Any
 import aiohttp
 import yaml
 
+import overhead_peers as peers
+
 PROMPT = "Hello! Could you tell me a short fact about the ocean?"
-LITELLM_KEY = "sk-bench-" + "0" * 32
 
 
 def free_port() -> int:
@@ -150,9 +158,17 @@ async def load_body(
     return Cell(lat, seconds, errors)
 
 
-def start_upstream(port: int) -> subprocess.Popen[bytes]:
+def start_upstream(port: int, chunk_interval_s: float = 0.0) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hybridgate.testing", "--openai-port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "hybridgate.testing",
+            "--openai-port",
+            str(port),
+            "--chunk-interval",
+            str(chunk_interval_s),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -161,7 +177,7 @@ def start_upstream(port: int) -> subprocess.Popen[bytes]:
 
 
 def start_gateway(
-    home: Path, upstream: int, port: int, durability: str
+    home: Path, upstream: int, port: int, durability: str, paced: int | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     cfg = {
         "home": str(home),
@@ -185,6 +201,14 @@ def start_gateway(
                 "location": "on_prem",
                 "price": {"input_per_mtok": 0.1, "output_per_mtok": 0.1},
             },
+            {  # the same, in front of the upstream that paces its stream events
+                "name": "bench-paced",
+                "provider": "openai_compat",
+                "base_url": f"http://127.0.0.1:{paced or upstream}/v1",
+                "model": "bench-model",
+                "location": "on_prem",
+                "price": {"input_per_mtok": 0.1, "output_per_mtok": 0.1},
+            },
         ],
     }
     path = home / "hybridgate.yaml"
@@ -204,31 +228,6 @@ def start_gateway(
     return proc, key
 
 
-def start_litellm(python: str, upstream: int, port: int, home: Path) -> subprocess.Popen[bytes]:
-    cfg = {
-        "model_list": [
-            {
-                "model_name": "bench",
-                "litellm_params": {
-                    "model": "openai/bench-model",
-                    "api_base": f"http://127.0.0.1:{upstream}/v1",
-                    "api_key": LITELLM_KEY,
-                },
-            }
-        ]
-    }
-    path = home / "litellm.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen(
-        [str(Path(python).parent / "litellm"), "--config", str(path), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": LITELLM_KEY},
-    )
-    wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout=120)
-    return proc
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -236,31 +235,75 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000, help="per cell at concurrency 16")
     ap.add_argument("--requests-c1", type=int, default=600, help="per cell at concurrency 1")
     ap.add_argument("--durability", choices=["power_loss", "process_crash"], default="power_loss")
-    ap.add_argument("--litellm-python", default=None, help="a python with litellm[proxy] installed")
+    ap.add_argument(
+        "--litellm-python", default=None, help=f"default {peers.LITELLM_PYTHON} when present"
+    )
+    ap.add_argument("--portkey-js", default=None, help=f"default {peers.PORTKEY_JS} when present")
     ap.add_argument(
         "--wire", action="store_true", help="also: Responses API pass-through vs translated"
     )
+    ap.add_argument("--skip", default="", help="comma list of: main, peers, agent, streams")
+    ap.add_argument("--concurrency", default="1,16,64", help="peer table concurrencies")
+    ap.add_argument("--seconds", type=float, default=5.0, help="per wrk cell")
+    ap.add_argument("--agent-kb", default="10,100,400", help="agent prompt sizes")
+    ap.add_argument("--turns", type=int, default=20, help="turns of the growing conversation")
+    ap.add_argument("--streams", type=int, default=100, help="concurrent streams")
+    ap.add_argument("--stream-rounds", type=int, default=3)
+    ap.add_argument(
+        "--chunk-interval", type=float, default=0.02, help="paced upstream: s between events"
+    )
     args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
 
     tmp = Path(tempfile.mkdtemp(prefix="hg-bench-"))
-    up_port, gw_port, lt_port = free_port(), free_port(), free_port()
+    up_port, paced_port, gw_port = free_port(), free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
+    notes: list[str] = []
+    rows: list[list[str]] = []
+    wire: list[list[str]] = []
+    tables: list[str] = []
     try:
-        upstream = start_upstream(up_port)
-        procs.append(upstream)
-        gateway, key = start_gateway(tmp / "home", up_port, gw_port, args.durability)
+        procs.append(start_upstream(up_port))
+        procs.append(start_upstream(paced_port, args.chunk_interval))
+        gateway, key = start_gateway(
+            tmp / "home", up_port, gw_port, args.durability, paced=paced_port
+        )
         procs.append(gateway)
-        litellm = None
-        if args.litellm_python:
-            litellm = start_litellm(args.litellm_python, up_port, lt_port, tmp)
-            procs.append(litellm)
-        rows, ratios = run_cells(args, up_port, gw_port, lt_port, key, gateway, litellm)
-        wire = run_wire(args, up_port, gw_port, key) if args.wire else []
+        gw_url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
+        auth = {"authorization": f"Bearer {key}"}
+        targets = [
+            peers.Target(
+                "direct",
+                f"http://127.0.0.1:{up_port}/v1/chat/completions",
+                paced=peers.Target("direct", f"http://127.0.0.1:{paced_port}/v1/chat/completions"),
+            ),
+            peers.Target(
+                "hybridgate",
+                gw_url,
+                auth,
+                gateway.pid,
+                paced=peers.Target("hybridgate", gw_url, auth, gateway.pid, "bench-paced"),
+            ),
+        ]
+        if not skip >= {"peers", "agent", "streams"}:
+            targets += start_peers(args, tmp, up_port, paced_port, procs, notes)
+        if "main" not in skip:
+            rows = run_cells(args, up_port, gw_port, key, gateway)
+        if args.wire:
+            wire = run_wire(args, up_port, gw_port, key)
+        if "peers" not in skip:
+            concs = tuple(int(c) for c in args.concurrency.split(","))
+            tables += peers.peer_table(targets, PROMPT, concs, args.seconds, args.requests)
+        if "agent" not in skip:
+            sizes = [int(k) for k in args.agent_kb.split(",")]
+            tables += peers.agent_table(targets, sizes, args.turns, seed=7)
+        if "streams" not in skip:
+            tables += peers.stream_table(targets, PROMPT, args.streams, args.stream_rounds)
     finally:
         for p in procs:
             p.terminate()
             p.wait(15)
-    report(args, rows, ratios)
+    report(args, rows)
     if wire:
         print("\nResponses API through the gateway: passed through vs translated")
         print(
@@ -270,6 +313,44 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|---|")
         for r in wire:
             print("| " + " | ".join(r) + " |")
+    print("\n".join(tables))
+    for note in notes:
+        print(f"\n({note})")
+
+
+def start_peers(
+    args: argparse.Namespace,
+    tmp: Path,
+    up_port: int,
+    paced_port: int,
+    procs: list[subprocess.Popen[bytes]],
+    notes: list[str],
+) -> list[peers.Target]:
+    """The peer gateways that are installed; a note for each that is not."""
+    out: list[peers.Target] = []
+    js = peers.portkey_js(args.portkey_js)
+    if js is None:
+        notes.append(
+            "Portkey not measured: `npm install --prefix /tmp/portkey @portkey-ai/gateway` "
+            "(and node), or pass --portkey-js"
+        )
+    else:
+        proc, target = peers.start_portkey(js, up_port, paced_port, free_port(), wait_http)
+        procs.append(proc)
+        out.append(target)
+    py = peers.litellm_python(args.litellm_python)
+    if py is None:
+        notes.append(
+            "LiteLLM not measured: install litellm[proxy] in /tmp/litellm-venv, "
+            "or pass --litellm-python"
+        )
+    else:
+        proc, target = peers.start_litellm(py, up_port, paced_port, free_port(), tmp, wait_http)
+        procs.append(proc)
+        out.append(target)
+    if shutil.which("wrk") is None:
+        notes.append("wrk not installed (`apt-get install wrk`): the peer table used aiohttp")
+    return out
 
 
 def run_wire(args: argparse.Namespace, up_port: int, gw_port: int, key: str) -> list[list[str]]:
@@ -316,13 +397,10 @@ def run_cells(
     args: argparse.Namespace,
     up_port: int,
     gw_port: int,
-    lt_port: int,
     key: str,
     gateway: subprocess.Popen[bytes],
-    litellm: subprocess.Popen[bytes] | None,
-) -> tuple[list[list[str]], list[str]]:
+) -> list[list[str]]:
     rows: list[list[str]] = []
-    ratios: list[str] = []
     for stream in (False, True):
         for conc in (1, 16):
             n = args.requests_c1 if conc == 1 else args.requests
@@ -347,25 +425,14 @@ def run_cells(
                     str(via.errors),
                 ]
             )
-            if litellm is not None:
-                lt = asyncio.run(
-                    load(
-                        f"http://127.0.0.1:{lt_port}/v1/chat/completions",
-                        LITELLM_KEY,
-                        n,
-                        conc,
-                        stream,
-                    )
-                )
-                ratios.append(
-                    f"| {mode} | {conc} | {lt.pct(0.5):.2f} | {lt.rps:,.0f} | "
-                    f"{via.rps / lt.rps if lt.rps else float('nan'):.1f}x | {lt.errors} |"
-                )
-    return rows, ratios
+    return rows
 
 
-def report(args: argparse.Namespace, rows: list[list[str]], ratios: list[str]) -> None:
+def report(args: argparse.Namespace, rows: list[list[str]]) -> None:
     print(f"durability={args.durability}, {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    if not rows:
+        return
+    print("\nhybridgate against the upstream called directly (aiohttp client):")
     print(
         "| mode | conc | direct p50 ms | gateway p50 ms | added p50 ms | added p99 ms "
         "| direct req/s | gateway req/s | gateway RSS MB | errors |"
@@ -373,12 +440,6 @@ def report(args: argparse.Namespace, rows: list[list[str]], ratios: list[str]) -
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
-    if ratios:
-        print("\n| mode | conc | LiteLLM p50 ms | LiteLLM req/s | hybridgate / LiteLLM | errors |")
-        print("|---|---|---|---|---|---|")
-        print("\n".join(ratios))
-    else:
-        print("\n(LiteLLM not measured: pass --litellm-python with litellm[proxy] installed)")
 
 
 if __name__ == "__main__":

@@ -48,3 +48,37 @@ def test_port_validation_and_restart() -> None:
         assert up.port == port
     finally:
         up.stop()
+
+
+def _stream_body(base: str) -> bytes:
+    body = json.dumps(
+        {"model": "m", "stream": True, "messages": [{"role": "user", "content": "a b c d"}]}
+    ).encode()
+    req = urllib.request.Request(
+        base + "/chat/completions", data=body, headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return bytes(r.read())
+
+
+def test_paced_stream_sends_the_same_events() -> None:
+    """``chunk_interval_s`` only spaces the events out: same events, same end."""
+    with OpenAIUpstream(reply="one two three four") as plain:
+        expected = _stream_body(plain.base_url)
+    with OpenAIUpstream(reply="one two three four", chunk_interval_s=0.005) as paced:
+        got = _stream_body(paced.base_url)
+
+    def events(raw: bytes) -> list[str]:
+        out = []
+        for frame in raw.decode().split("\n\n"):
+            if frame.startswith("data: {"):
+                ev = json.loads(frame[6:])
+                ev.pop("id", None)
+                ev.pop("created", None)
+                out.append(json.dumps(ev, sort_keys=True))
+            elif frame:
+                out.append(frame)
+        return out
+
+    assert events(got) == events(expected)
+    assert len(events(got)) > 3 and events(got)[-1] == "data: [DONE]"

@@ -20,10 +20,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reply", default=None, help="fixed reply (default: echo the last user text)")
     ap.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     ap.add_argument(
+        "--chunk-interval", type=float, default=0.0, help="streams: seconds between events"
+    )
+    ap.add_argument(
         "--tools", action="store_true", help="answer tool-offering requests with a call"
     )
     args = ap.parse_args(argv)
-    knobs = {"reply": args.reply, "latency_s": args.latency, "tool_calls": args.tools}
+    knobs = {
+        "reply": args.reply,
+        "latency_s": args.latency,
+        "chunk_interval_s": args.chunk_interval,
+        "tool_calls": args.tools,
+    }
     oa = OpenAIUpstream(port=args.openai_port, record=False, **knobs)
     an = AnthropicUpstream(port=args.anthropic_port, record=False, **knobs)
     stop = threading.Event()

@@ -25,6 +25,8 @@ class Behaviour:
     #: answer with ``respond(last user text)`` instead (a stand-in that does a task)
     respond: Callable[[str], str] | None = None
     latency_s: float = 0.0
+    #: streaming: pause this long between events (an upstream that generates at a pace)
+    chunk_interval_s: float = 0.0
     #: hold every request this long before answering (> the client's timeout)
     stall_s: float = 0.0
     #: streaming: close the connection after this many events, with no final event

@@ -276,20 +276,26 @@ class LoopbackUpstream:
 
 
 async def write_events(
-    request: web.Request, frames: list[bytes], cut_after: int | None
+    request: web.Request, frames: list[bytes], cut_after: int | None, interval_s: float = 0.0
 ) -> web.StreamResponse:
-    """Send SSE frames; with ``cut_after`` close the connection early, mid-stream."""
+    """Send SSE frames; with ``cut_after`` close the connection early, mid-stream;
+    with ``interval_s`` pause that long between frames."""
     resp = web.StreamResponse(
         headers={"content-type": "text/event-stream", "cache-control": "no-cache"}
     )
     await resp.prepare(request)
-    if cut_after is None:
+    if cut_after is None and interval_s <= 0:
         # One write: events stay separate on the wire, the upstream stays cheap to run.
         await resp.write(b"".join(frames))
         await resp.write_eof()
         return resp
-    for frame in frames[:cut_after]:
+    for i, frame in enumerate(frames[:cut_after]):
+        if i and interval_s > 0:
+            await asyncio.sleep(interval_s)
         await resp.write(frame)
+    if cut_after is None:
+        await resp.write_eof()
+        return resp
     if request.transport is not None:
         request.transport.close()
     return resp

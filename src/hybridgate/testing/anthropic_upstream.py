@@ -138,7 +138,9 @@ class AnthropicUpstream(LoopbackUpstream):
             "usage": usage,
         }
         if body.get("stream") is True:
-            return await write_events(request, _stream_frames(msg), beh.cut_after)
+            return await write_events(
+                request, _stream_frames(msg), beh.cut_after, beh.chunk_interval_s
+            )
         return web.Response(body=_dumps(msg), content_type="application/json")
 
 

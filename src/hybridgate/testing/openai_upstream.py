@@ -127,7 +127,9 @@ class OpenAIUpstream(LoopbackUpstream):
         final = build_response(body, call.behaviour, call.n)
         if body.get("stream") is True:
             frames = sse_frames(response_events(final))
-            return await write_events(request, frames, call.behaviour.cut_after)
+            return await write_events(
+                request, frames, call.behaviour.cut_after, call.behaviour.chunk_interval_s
+            )
         return web.Response(body=_dumps(final), content_type="application/json")
 
     async def _chat(self, request: web.Request, call: Call) -> web.StreamResponse:
@@ -188,7 +190,7 @@ class OpenAIUpstream(LoopbackUpstream):
                 call.n,
                 with_usage,
             )
-            return await write_events(request, frames, beh.cut_after)
+            return await write_events(request, frames, beh.cut_after, beh.chunk_interval_s)
         message: dict[str, Any] = {
             "role": "assistant",
             "content": None if tool else text,
