@@ -32,7 +32,7 @@ from hybridgate.api.mcp_tools import ToolDeps
 from hybridgate.api.openai import openai_routes
 from hybridgate.api.responses import responses_routes
 from hybridgate.config import GatewayConfig
-from hybridgate.console import console_routes
+from hybridgate.console import ConsoleDeps, console_routes
 from hybridgate.errors import RequestTimeout
 from hybridgate.governance.service import GovernanceService
 from hybridgate.governance.store import GovernanceStore
@@ -235,7 +235,22 @@ def create_app(
         ),
         *action_routes(gw.actions, authenticate),
         *governance_routes(governance, authenticate),
-        *console_routes(gw, governance),
+        *console_routes(
+            ConsoleDeps(
+                store=gw.store,
+                keys=gw.keys,
+                usage=gw.usage,
+                budget_configs=config.budgets,
+                budgets=gw.budgets,
+                health=gw.health,
+                table=gw.table,
+                policy=gw.policy,
+                actions=gw.actions,
+                ledger=gw.ledger,
+                verifiers=gw.ledger_verifiers,
+                governance=governance,
+            )
+        ),
         *tools,
     ]
     app = Starlette(

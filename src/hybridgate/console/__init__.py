@@ -10,6 +10,7 @@ approver's own Ed25519 key (WebCrypto) and verified by the gateway exactly as
 the CLI's are.
 """
 
+from hybridgate.console.data import ConsoleDeps
 from hybridgate.console.routes import console_routes
 
-__all__ = ["console_routes"]
+__all__ = ["ConsoleDeps", "console_routes"]

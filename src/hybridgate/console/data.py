@@ -7,17 +7,50 @@ A team session sees only what its own key did (the same scope as
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from hybridgate.accounting import BudgetManager, UsageLog
+from hybridgate.actions import ActionService
+from hybridgate.config import BudgetConfig
 from hybridgate.console.session import Session
-from hybridgate.runtime import Gateway
+from hybridgate.keys import KeyStore
+from hybridgate.ledger import Ledger, VerifierKey
+from hybridgate.policy import PolicyHolder
+from hybridgate.routing import RouteHealth
+from hybridgate.routing.table import RouteTable
+from hybridgate.store import Store
+
+if TYPE_CHECKING:
+    from hybridgate.accounting.shared_budgets import SharedBudgetManager
+    from hybridgate.governance.service import GovernanceService
 
 SCAN_LIMIT = 2000
 
 
-def recent_receipts(gw: Gateway, s: Session, *, limit: int = 50) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ConsoleDeps:
+    """What the console reads and acts through, and nothing else of the gateway."""
+
+    store: Store
+    keys: KeyStore
+    usage: UsageLog
+    budget_configs: Sequence[BudgetConfig]
+    budgets: BudgetManager | SharedBudgetManager
+    health: RouteHealth
+    table: RouteTable
+    policy: PolicyHolder
+    actions: ActionService
+    ledger: Ledger
+    #: Public keys receipts verify with, the active one first.
+    verifiers: Callable[[], list[VerifierKey]]
+    governance: GovernanceService | None = None
+
+
+def recent_receipts(deps: ConsoleDeps, s: Session, *, limit: int = 50) -> list[dict[str, Any]]:
     """The newest receipt bodies this session may see, newest first."""
-    rows = gw.store.query(
+    rows = deps.store.query(
         "SELECT data FROM ledger_entries ORDER BY idx DESC LIMIT ?", (SCAN_LIMIT,)
     )
     out: list[dict[str, Any]] = []
@@ -36,9 +69,9 @@ def recent_receipts(gw: Gateway, s: Session, *, limit: int = 50) -> list[dict[st
     return out
 
 
-def key_active(gw: Gateway, key_id: str | None) -> bool:
+def key_active(deps: ConsoleDeps, key_id: str | None) -> bool:
     """False once a team's key is revoked: its console sessions end with it."""
-    rows = gw.store.query("SELECT revoked_ns FROM virtual_keys WHERE key_id = ?", (key_id,))
+    rows = deps.store.query("SELECT revoked_ns FROM virtual_keys WHERE key_id = ?", (key_id,))
     return bool(rows) and rows[0][0] is None
 
 
@@ -57,42 +90,42 @@ TRAFFIC_FIELDS = (
 )
 
 
-def traffic(gw: Gateway, s: Session, *, limit: int = 50) -> list[dict[str, Any]]:
+def traffic(deps: ConsoleDeps, s: Session, *, limit: int = 50) -> list[dict[str, Any]]:
     """Recent request receipts, reduced to what the traffic table shows."""
     return [
         {k: b.get(k) for k in TRAFFIC_FIELDS}
-        for b in recent_receipts(gw, s, limit=limit)
+        for b in recent_receipts(deps, s, limit=limit)
         if b.get("kind") == "request"
     ]
 
 
-def usage(gw: Gateway, s: Session) -> dict[str, Any]:
+def usage(deps: ConsoleDeps, s: Session) -> dict[str, Any]:
     scope = None if s.is_admin else s.key.key_id
     return {
-        "summary": gw.usage.summary(key_id=scope),
-        "days": gw.usage.report(by="day", key_id=scope),
-        "locations": gw.usage.report(by="location", key_id=scope),
-        "routes": gw.usage.report(by="route", key_id=scope),
+        "summary": deps.usage.summary(key_id=scope),
+        "days": deps.usage.report(by="day", key_id=scope),
+        "locations": deps.usage.report(by="location", key_id=scope),
+        "routes": deps.usage.report(by="route", key_id=scope),
     }
 
 
-def budgets(gw: Gateway, s: Session) -> list[dict[str, Any]]:
+def budgets(deps: ConsoleDeps, s: Session) -> list[dict[str, Any]]:
     out = []
-    for b in gw.config.budgets:
+    for b in deps.budget_configs:
         if not s.is_admin and not (
             (b.scope == "team" and b.name == s.key.team)
             or (b.scope == "key" and b.name == s.key.key_id)
         ):
             continue
-        st = gw.budgets.status(b.scope, b.name)
+        st = deps.budgets.status(b.scope, b.name)
         out.append({"config": b.model_dump(mode="json"), "status": st})
     return out
 
 
-def route_health(gw: Gateway) -> list[dict[str, Any]]:
-    snap = gw.health.snapshot()
+def route_health(deps: ConsoleDeps) -> list[dict[str, Any]]:
+    snap = deps.health.snapshot()
     out = []
-    for name, r in gw.routes.items():
+    for name, r in deps.table.routes.items():
         stats = snap.get(name)
         out.append(
             {
@@ -100,7 +133,7 @@ def route_health(gw: Gateway) -> list[dict[str, Any]]:
                 "provider": r.provider,
                 "location": r.location,
                 "region": r.region,
-                "breaker": gw.health.state(name),
+                "breaker": deps.health.state(name),
                 "latency_ewma_ms": None
                 if stats is None or stats.latency_ewma_ms is None
                 else round(stats.latency_ewma_ms, 1),

@@ -34,6 +34,7 @@ from starlette.routing import BaseRoute, Route
 from hybridgate.actions.model import parse_decision
 from hybridgate.api.common import error_body, read_body, read_json
 from hybridgate.console import data, views
+from hybridgate.console.data import ConsoleDeps
 from hybridgate.console.session import COOKIE, LOGIN_COOKIE, Session, Sessions, same_token
 from hybridgate.errors import (
     AuthenticationError,
@@ -43,7 +44,6 @@ from hybridgate.errors import (
     PermissionDenied,
 )
 from hybridgate.governance.service import GovernanceService
-from hybridgate.runtime import Gateway
 
 log = logging.getLogger("hybridgate.console")
 
@@ -89,7 +89,8 @@ def _static(name: str) -> bytes:
     return resources.files("hybridgate.console").joinpath("static", name).read_bytes()
 
 
-def console_routes(gw: Gateway, governance: GovernanceService | None) -> list[BaseRoute]:
+def console_routes(deps: ConsoleDeps) -> list[BaseRoute]:
+    governance = deps.governance
     sessions = Sessions()
     assets = {name: _static(name) for name in STATIC_FILES}
 
@@ -104,7 +105,7 @@ def console_routes(gw: Gateway, governance: GovernanceService | None) -> list[Ba
 
     def current(request: Request) -> Session | None:
         s = sessions.get(request.cookies.get(COOKIE))
-        if s is not None and not s.is_admin and not data.key_active(gw, s.key.key_id):
+        if s is not None and not s.is_admin and not data.key_active(deps, s.key.key_id):
             sessions.drop(s.sid)
             return None
         return s
@@ -171,7 +172,7 @@ def console_routes(gw: Gateway, governance: GovernanceService | None) -> list[Ba
             return _login_page(request, "the sign-in form expired; try again", 403)
         key = (form.get("key") or [""])[0].strip()
         try:
-            info = gw.keys.authenticate(key)
+            info = deps.keys.authenticate(key)
         except AuthenticationError:
             log.info("console sign-in refused")
             return _login_page(request, "that key is not valid", 401)
@@ -201,14 +202,14 @@ def console_routes(gw: Gateway, governance: GovernanceService | None) -> list[Ba
 
     # -- pages ------------------------------------------------------------------------
     async def overview(_: Request, s: Session) -> Response:
-        receipts = data.recent_receipts(gw, s)
+        receipts = data.recent_receipts(deps, s)
         html = views.overview(
             s,
             receipts,
-            data.usage(gw, s),
-            data.budgets(gw, s),
-            data.route_health(gw),
-            gw.policy.current[1],
+            data.usage(deps, s),
+            data.budgets(deps, s),
+            data.route_health(deps),
+            deps.policy.current[1],
         )
         return HTMLResponse(html)
 
@@ -219,7 +220,7 @@ def console_routes(gw: Gateway, governance: GovernanceService | None) -> list[Ba
         return HTMLResponse(views.receipt(s, rid))
 
     async def approvals_page(_: Request, s: Session) -> Response:
-        held = gw.actions.list_approvals("pending", 200)
+        held = deps.actions.list_approvals("pending", 200)
         held = [h for h in held if h.get("params") is not None]
         if not s.is_admin:
             held = [h for h in held if h.get("team") == s.key.team]
@@ -235,23 +236,23 @@ def console_routes(gw: Gateway, governance: GovernanceService | None) -> list[Ba
     # -- JSON for the page script ----------------------------------------------------------
     async def receipt_bundle(request: Request, s: Session) -> Response:
         rid = request.path_params["receipt_id"]
-        signed = gw.ledger.get_receipt(rid) if len(rid) <= 100 else None
+        signed = deps.ledger.get_receipt(rid) if len(rid) <= 100 else None
         if signed is None or (not s.is_admin and signed["receipt"].get("key_id") != s.key.key_id):
             raise NotFound("no such receipt for this session")
-        bundle = await asyncio.to_thread(gw.ledger.bundle, rid)
+        bundle = await asyncio.to_thread(deps.ledger.bundle, rid)
         if bundle is None:
             raise NotFound("no such receipt for this session")
         return JSONResponse(bundle)
 
     async def traffic(_: Request, s: Session) -> Response:
-        return JSONResponse({"data": data.traffic(gw, s)})
+        return JSONResponse({"data": data.traffic(deps, s)})
 
     async def log_key(_: Request, __: Session) -> Response:
-        return JSONResponse({"keys": [v.to_string() for v in gw.ledger_verifiers()]})
+        return JSONResponse({"keys": [v.to_string() for v in deps.verifiers()]})
 
     async def decide(request: Request, _: Session) -> Response:
         dec = parse_decision(await read_json(request, 16 * 1024))
-        return JSONResponse(await gw.actions.decide(request.path_params["approval_id"], dec))
+        return JSONResponse(await deps.actions.decide(request.path_params["approval_id"], dec))
 
     def _gov() -> GovernanceService:
         if governance is None:
