@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 from hybridgate.cli import catalog_cmd, plan_cmd
 from hybridgate.planner.catalog import ReleaseFacts, ThroughputFact, load_catalog
 from hybridgate.planner.check import check_counts, config_findings, stale_facts
-from hybridgate.planner.gpus import find_gpu
+from hybridgate.planner.gpus import GPUS, find_gpu
 from hybridgate.planner.options import self_host_option
 from hybridgate.planner.recommend import Constraints, RetiredModel, check_active, recommend
 from hybridgate.planner.tco import Workload
@@ -146,7 +147,7 @@ def test_checked_via_needs_a_day_and_a_bare_day_means_live() -> None:
 
 def test_every_unchecked_fact_is_listed_and_checked_ones_are_not() -> None:
     counts = check_counts(CAT)
-    assert counts.stored_copy >= 20 and counts.live == 0
+    assert counts.stored_copy >= 50 and counts.live == 0
     listed = stale_facts(CAT, TODAY, 180)
     never = [s for s in listed if s.checked is None]
     assert len(never) == counts.unchecked
@@ -184,3 +185,14 @@ def test_the_suggested_replacement_is_one_still_active() -> None:
     # a chain that ends without an active model says so
     with pytest.raises(RetiredModel, match=r"2\.5-pro is retired too, and the catalog records no"):
         check_active(CAT, "gemini-1.5-pro", TODAY)
+
+
+def test_gpu_datasheet_figures_are_listed_until_checked() -> None:
+    listed = {s.model: s for s in stale_facts(CAT, TODAY, 180)}
+    h100 = listed["gpu:H100 80GB"]
+    assert h100.checked is None and h100.group == "datasheet"
+    assert "nvidia.com/en-us/data-center/h100" in h100.source
+    checked = [dataclasses.replace(g, checked=TODAY) for g in GPUS]
+    assert not [s for s in stale_facts(CAT, TODAY, 180, checked) if s.model.startswith("gpu:")]
+    assert check_counts(CAT, checked).live == len(GPUS)
+    assert check_counts(CAT).total == check_counts(CAT, ()).total + len(GPUS)

@@ -319,8 +319,8 @@ def check(
                 t.add_row(model, ", ".join(never) or "-", "; ".join(old) or "-")
             Console(width=160).print(t)
         typer.echo(
-            f"{len(stale)} fact group(s) in {len(by_model)} model(s) due for re-checking "
-            f"against their sources (as of {day})"
+            f"{len(stale)} fact group(s) in {len(by_model)} model(s) and GPU(s) due for "
+            f"re-checking against their sources (as of {day})"
         )
         typer.echo(
             f"{counts.live + counts.stored_copy} of {counts.total} fact group(s) compared with "

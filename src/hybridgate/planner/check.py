@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from hybridgate.planner.catalog import Catalog, CatalogEntry, _Facts
+from hybridgate.planner.gpus import GPUS, Gpu
 
 Severity = Literal["retired", "deprecated", "moving", "unknown"]
 
@@ -77,18 +78,34 @@ class CheckCounts:
         return self.total - self.live - self.stored_copy
 
 
-def check_counts(cat: Catalog) -> CheckCounts:
+def check_counts(cat: Catalog, gpus: Sequence[Gpu] = GPUS) -> CheckCounts:
+    """Fact groups of the catalog plus the GPU datasheet figures sizing rests on."""
     groups = [g for e in cat for _, g in _groups(e)]
     live = sum(1 for g in groups if g.checked is not None and g.checked_via != "stored-copy")
+    live += sum(1 for g in gpus if g.checked is not None)
     stored = sum(1 for g in groups if g.checked is not None and g.checked_via == "stored-copy")
-    return CheckCounts(len(groups), live, stored)
+    return CheckCounts(len(groups) + len(gpus), live, stored)
 
 
-def stale_facts(cat: Catalog, today: dt.date, max_age_days: int) -> list[StaleFact]:
+def _gpu_facts(gpus: Sequence[Gpu], today: dt.date, max_age_days: int) -> list[StaleFact]:
+    out = []
+    for g in gpus:
+        age = None if g.checked is None else (today - g.checked).days
+        if age is None or age > max_age_days:
+            src = g.source if g.tflops_source is None else f"{g.source}; {g.tflops_source}"
+            out.append(StaleFact(f"gpu:{g.name}", "datasheet", g.checked, age, src))
+    return out
+
+
+def stale_facts(
+    cat: Catalog, today: dt.date, max_age_days: int, gpus: Sequence[Gpu] = GPUS
+) -> list[StaleFact]:
     """Fact groups never checked, or checked more than ``max_age_days`` before ``today``.
 
     A price is also stale when its ``as_of`` is older than the allowed age,
-    even if someone re-checked other facts of the same group.
+    even if someone re-checked other facts of the same group. The GPU
+    datasheet figures (memory, bandwidth, tensor rate) are listed too, as
+    ``gpu:<name>``: replica counts rest on them as much as on the catalog.
     """
     out: list[StaleFact] = []
     for e in cat:
@@ -106,7 +123,7 @@ def stale_facts(cat: Catalog, today: dt.date, max_age_days: int) -> list[StaleFa
                     else None
                 )
                 out.append(StaleFact(e.name, name, checked, age, g.source, note))
-    return out
+    return out + _gpu_facts(gpus, today, max_age_days)
 
 
 def live_replacement(cat: Catalog, e: CatalogEntry, today: dt.date) -> CatalogEntry | None:

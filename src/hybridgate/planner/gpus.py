@@ -7,6 +7,7 @@ overhead the estimate already adds.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +22,9 @@ class Gpu:
     #: dense 16-bit tensor TFLOPS (no sparsity); None where not recorded
     tflops_16bit: float | None = None
     tflops_source: str | None = None
+    #: the day these datasheet figures were last compared with the datasheet; None: never
+    #: (``hybridgate catalog check`` lists them with the catalog's facts)
+    checked: dt.date | None = None
 
 
 GPUS: tuple[Gpu, ...] = (
