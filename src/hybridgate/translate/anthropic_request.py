@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from hybridgate.errors import InvalidRequest
+from hybridgate.translate.parts import content_parts, part_text, part_type
 
 DEFAULT_MAX_TOKENS = 4096
 #: Chat fields that would change the answer and that Messages cannot express: refused.
@@ -52,20 +53,15 @@ def _text_of_parts(content: Any, where: str) -> str:
         return ""
     if isinstance(content, str):
         return content
-    if isinstance(content, list):
-        texts: list[str] = []
-        for part in content:
-            if isinstance(part, str):
-                texts.append(part)
-            elif isinstance(part, dict) and part.get("type") == "text":
-                text = part.get("text")
-                if not isinstance(text, str):
-                    raise _bad(f"{where}: text part without a string `text`")
-                texts.append(text)
-            else:
-                raise _bad(f"{where}: only text content is supported here")
-        return "\n".join(texts)
-    raise _bad(f"{where}: content must be a string or a list of parts")
+    texts: list[str] = []
+    for part in content_parts(content, where):
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict) and part.get("type") == "text":
+            texts.append(part_text(part, where))
+        else:
+            raise _bad(f"{where}: only text content is supported here")
+    return "\n".join(texts)
 
 
 # --------------------------------------------------------------------------
@@ -95,18 +91,12 @@ def _image_block(url: Any, where: str) -> dict[str, Any]:
 def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
-    if not isinstance(content, list):
-        raise _bad(f"{where}: content must be a string or a list of parts")
     blocks: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
+    for j, part in enumerate(content_parts(content, where)):
         pw = f"{where}.content[{j}]"
-        if not isinstance(part, dict):
-            raise _bad(f"{pw}: each part must be an object")
-        ptype = part.get("type")
+        ptype = part_type(part, pw)
         if ptype == "text":
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise _bad(f"{pw}: text part without a string `text`")
+            text = part_text(part, pw)
             if text:
                 blocks.append({"type": "text", "text": text})
         elif ptype == "image_url":
@@ -335,11 +325,9 @@ def _tool_result_text(block: dict[str, Any], where: str) -> str:
     elif isinstance(content, list):
         parts: list[str] = []
         for k, item in enumerate(content):
-            if not isinstance(item, dict) or item.get("type") != "text":
+            if part_type(item, f"{where}.content[{k}]") != "text":
                 raise _bad(f"{where}.content[{k}]: only text is supported inside tool_result")
-            if not isinstance(item.get("text"), str):
-                raise _bad(f"{where}.content[{k}]: text block without a string `text`")
-            parts.append(item["text"])
+            parts.append(part_text(item, f"{where}.content[{k}]"))
         text = "\n".join(parts)
     else:
         raise _bad(f"{where}: tool_result content must be a string or a list of blocks")
@@ -349,14 +337,10 @@ def _tool_result_text(block: dict[str, Any], where: str) -> str:
 
 
 def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    if not isinstance(content, list):
-        raise _bad(f"{where}: content must be a string or a list of blocks")
-    for j, b in enumerate(content):
-        if not isinstance(b, dict) or not isinstance(b.get("type"), str):
-            raise _bad(f"{where}.content[{j}]: each block must be an object with a type")
-    return content
+    blocks = content_parts(content, where, noun="blocks")
+    for j, b in enumerate(blocks):
+        part_type(b, f"{where}.content[{j}]")
+    return blocks
 
 
 def _anthropic_message_to_openai(msg: Any, where: str) -> list[dict[str, Any]]:
@@ -371,9 +355,7 @@ def _anthropic_message_to_openai(msg: Any, where: str) -> list[dict[str, Any]]:
             bw = f"{where}.content[{j}]"
             btype = b["type"]
             if btype == "text":
-                if not isinstance(b.get("text"), str):
-                    raise _bad(f"{bw}: text block without a string `text`")
-                parts.append({"type": "text", "text": b["text"]})
+                parts.append({"type": "text", "text": part_text(b, bw)})
             elif btype == "image":
                 parts.append(_image_part(b, bw))
             elif btype == "tool_result":
@@ -399,9 +381,7 @@ def _anthropic_message_to_openai(msg: Any, where: str) -> list[dict[str, Any]]:
             bw = f"{where}.content[{j}]"
             btype = b["type"]
             if btype == "text":
-                if not isinstance(b.get("text"), str):
-                    raise _bad(f"{bw}: text block without a string `text`")
-                texts.append(b["text"])
+                texts.append(part_text(b, bw))
             elif btype == "tool_use":
                 tid, name, inp = b.get("id"), b.get("name"), b.get("input", {})
                 if not isinstance(tid, str) or not isinstance(name, str):

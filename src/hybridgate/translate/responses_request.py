@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from hybridgate.errors import InvalidRequest
+from hybridgate.translate.parts import content_parts, part_text, part_type
 
 #: Responses fields copied unchanged into the chat body.
 _SAME_NAME = (
@@ -71,14 +72,9 @@ def _bad(message: str, param: str | None = None) -> InvalidRequest:
 
 
 def _user_part(part: Any, where: str) -> dict[str, Any]:
-    if not isinstance(part, dict):
-        raise _bad(f"{where}: each content part must be an object", where)
-    ptype = part.get("type")
+    ptype = part_type(part, where)
     if ptype in ("input_text", "output_text", "text"):
-        text = part.get("text")
-        if not isinstance(text, str):
-            raise _bad(f"{where}: {ptype} part without a string `text`", where)
-        return {"type": "text", "text": text}
+        return {"type": "text", "text": part_text(part, where)}
     if ptype == "input_image":
         url = part.get("image_url")
         if not isinstance(url, str) or not url:
@@ -108,15 +104,13 @@ def _assistant_text(content: Any, where: str) -> tuple[str, str | None]:
     """An assistant message's text and refusal (output_text / refusal parts)."""
     if isinstance(content, str):
         return content, None
-    if not isinstance(content, list):
-        raise _bad(f"{where}: content must be a string or a list of parts", where)
     texts: list[str] = []
     refusal: str | None = None
-    for j, part in enumerate(content):
+    for j, part in enumerate(content_parts(content, where)):
         pw = f"{where}.content[{j}]"
-        ptype = part.get("type") if isinstance(part, dict) else None
-        if ptype in ("output_text", "input_text", "text") and isinstance(part.get("text"), str):
-            texts.append(part["text"])
+        ptype = part_type(part, pw)
+        if ptype in ("output_text", "input_text", "text"):
+            texts.append(part_text(part, pw))
         elif ptype == "refusal" and isinstance(part.get("refusal"), str):
             refusal = part["refusal"]
         else:
@@ -137,9 +131,9 @@ def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
         return msg
     if isinstance(content, str):
         return {"role": role, "content": content}
-    if not isinstance(content, list):
-        raise _bad(f"{where}: content must be a string or a list of parts", where)
-    parts = [_user_part(p, f"{where}.content[{j}]") for j, p in enumerate(content)]
+    parts = [
+        _user_part(p, f"{where}.content[{j}]") for j, p in enumerate(content_parts(content, where))
+    ]
     if role in ("system", "developer"):
         if any(p["type"] != "text" for p in parts):
             raise _bad(f"{where}: {role} messages may only hold text", where)
