@@ -3,13 +3,16 @@
 Each speed-up keeps the slow, obvious version beside it; these properties
 compare the two on generated requests and texts: the request-wide sweep
 (one joined automaton pass, digit views built once per text) against one
-pass per segment, the recursive segment walk against the explicit stack, and
-the literal-led searches against the class-led regexes they replace.
+pass per segment, the recursive segment walk against the explicit stack, the
+literal-led searches against the class-led regexes they replace, the
+detector prefilter against running every detector, and overlap resolution by
+bisection against comparing every pair.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,7 +22,9 @@ from hypothesis import strategies as st
 from hybridgate.config import ScannerConfig
 from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request
 from hybridgate.scan.encoded import _B64_RUN, b64_runs
+from hybridgate.scan.findings import DataClass, Finding
 from hybridgate.scan.normalize import _DECODE, _DECODER_TRIGGERS, led_matches
+from hybridgate.scan.scanner import _rank, _resolve_cluster
 
 #: Values, their spellings elsewhere (glued, grouped differently, upper case),
 #: look-alikes and filler: the sweep matters when a value found in one place
@@ -133,3 +138,54 @@ def test_trigger_led_matching_equals_finditer(text: str) -> None:
 @given(text=st.text(alphabet="aZ09+/_-= .é\n", max_size=60))
 def test_base64_run_search_equals_the_class_regex(text: str) -> None:
     assert b64_runs(text) == [m.span() for m in _B64_RUN.finditer(text)]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts | st.lists(texts, min_size=2, max_size=5).map("\n".join))
+def test_prefilter_skips_only_detectors_that_find_nothing(plain: Scanner, text: str) -> None:
+    """Skipping number detectors on digit-free text and all but terms on short words."""
+    everything = replace(plain, prefilter=False)
+    fast, slow = plain.analyze(text), everything.analyze(text)
+    assert (fast.result, fast.norm_findings) == (slow.result, slow.norm_findings)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(contents=st.lists(texts, min_size=1, max_size=6))
+def test_request_scan_equals_the_reference_scan(plain: Scanner, contents: list[str]) -> None:
+    segments, unscannable = extract_segments(_body(contents, []))
+    slow = scan_request(replace(plain, prefilter=False), segments, unscannable, reference=True)
+    assert scan_request(plain, segments, unscannable) == slow
+
+
+def _resolve_plainly(cluster: list[Finding]) -> list[Finding]:
+    """Overlap resolution as first written: every finding against every kept one."""
+    kept: list[Finding] = []
+    extra: list[set[DataClass]] = []
+    for f in sorted(cluster, key=_rank):
+        hit = [i for i, k in enumerate(kept) if f.start < k.end and k.start < f.end]
+        if not hit:
+            kept.append(f)
+            extra.append(set(f.absorbed))
+        for i in hit:
+            extra[i].add(f.data_class)
+            extra[i].update(f.absorbed)
+    out = []
+    for f, classes in zip(kept, extra, strict=True):
+        classes.discard(f.data_class)
+        out.append(replace(f, absorbed=tuple(sorted(classes, key=lambda c: c.value))))
+    return sorted(out, key=lambda f: (f.start, f.end))
+
+
+findings = st.builds(
+    lambda s, n, cls, conf: Finding("T" + cls.name, cls, s, s + n, conf, "d"),
+    st.integers(0, 40),
+    st.integers(1, 12),
+    st.sampled_from(list(DataClass)),
+    st.sampled_from([0.8, 0.9, 1.0]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(cluster=st.lists(findings, min_size=1, max_size=25))
+def test_overlap_resolution_equals_the_plain_version(cluster: list[Finding]) -> None:
+    assert _resolve_cluster(cluster) == _resolve_plainly(cluster)

@@ -228,6 +228,7 @@ class CachedScanner(Scanner):
             detectors=scanner.detectors,
             lexicon=scanner.lexicon,
             decode_runs=scanner.decode_runs,
+            prefilter=scanner.prefilter,
             cache=cache,
             identity=fingerprint,
         )

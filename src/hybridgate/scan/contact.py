@@ -97,6 +97,8 @@ class PhoneDetector:
     """
 
     name = "phone"
+    #: Finds nothing in a text without an ASCII digit (the scanner skips it there).
+    digits_required = True
     validation_budget = 2000
 
     def __init__(self, regions: Sequence[str]) -> None:

@@ -40,6 +40,8 @@ def _date_ok(m: re.Match[str]) -> bool:
 
 class MrnDetector:
     name = "medical_record_number"
+    #: Finds nothing in a text without an ASCII digit (the scanner skips it there).
+    digits_required = True
 
     def detect(self, view: TextView) -> list[Finding]:
         out: list[Finding] = []
@@ -58,6 +60,8 @@ class MrnDetector:
 
 class DobDetector:
     name = "date_of_birth"
+    #: Finds nothing in a text without an ASCII digit (the scanner skips it there).
+    digits_required = True
 
     def detect(self, view: TextView) -> list[Finding]:
         out: list[Finding] = []

@@ -126,6 +126,8 @@ class CardDetector:
     """
 
     name = "credit_card"
+    #: Finds nothing in a text without an ASCII digit (the scanner skips it there).
+    digits_required = True
 
     def detect(self, view: TextView) -> list[Finding]:
         out: list[Finding] = []
@@ -258,6 +260,8 @@ class IbanDetector:
     """
 
     name = "iban"
+    #: Finds nothing in a text without an ASCII digit (the scanner skips it there).
+    digits_required = True
     _prefix = re.compile(r"AA00")
 
     def detect(self, view: TextView) -> list[Finding]:
@@ -336,6 +340,8 @@ class IdSpec:
     separators: tuple[int, ...] = ()
     #: Does an order/invoice label silence it: "any" form, or only the "bare" digits?
     negative_label: str = "any"
+    #: True when every match of ``shape`` holds a digit: texts without one are skipped.
+    digits_required: bool = False
 
     @property
     def category(self) -> str | None:
@@ -346,6 +352,7 @@ class IdDetector:
     def __init__(self, spec: IdSpec) -> None:
         self.spec = spec
         self.name = spec.name
+        self.digits_required = spec.digits_required
         self._re = re.compile(spec.shape)
 
     def detect(self, view: TextView) -> list[Finding]:
@@ -393,6 +400,8 @@ class NinoDetector:
     """UK National Insurance numbers (``AB 12 34 56 C``), found from their digits."""
 
     name = "uk_nino"
+    #: Finds nothing in a text without an ASCII digit (the scanner skips it there).
+    digits_required = True
     _digits = re.compile(r"00 ?00 ?00 ?A")
 
     def detect(self, view: TextView) -> list[Finding]:
@@ -418,6 +427,8 @@ class NinoDetector:
 
 class Ipv4Detector:
     name = "ip_address"
+    #: Finds nothing in a text without an ASCII digit (the scanner skips it there).
+    digits_required = True
     # ``00?0?`` is ``0{1,3}`` led by a literal, which the engine searches for fast
     _re = re.compile(r"00?0?\.00?0?\.00?0?\.00?0?")
 
@@ -457,6 +468,7 @@ def default_id_specs() -> list[IdSpec]:
             require_context="bare",
             separators=(0, 2),
             negative_label="bare",
+            digits_required=True,
         ),
         IdSpec(
             name="uk_nhs",
@@ -468,6 +480,7 @@ def default_id_specs() -> list[IdSpec]:
             context=NHS,
             require_context="always",
             separators=(0, 2),
+            digits_required=True,
         ),
         IdSpec(
             name="us_bank_routing",
@@ -479,5 +492,6 @@ def default_id_specs() -> list[IdSpec]:
             context=ROUTING,
             require_context="always",
             context_before=64,
+            digits_required=True,
         ),
     ]
