@@ -108,7 +108,9 @@ def start_litellm(
     port: int,
     home: Path,
     wait: Callable[[str, float], None],
+    workers: int = 1,
 ) -> tuple[subprocess.Popen[bytes], Target]:
+    """LiteLLM's proxy in front of the upstream (and the paced one), ``workers`` processes."""
     cfg = {
         "model_list": [
             {
@@ -122,15 +124,28 @@ def start_litellm(
             for name, up in (("bench", upstream), ("bench-paced", paced))
         ]
     }
-    path = home / "litellm.yaml"
+    path = home / f"litellm-{port}.yaml"
     path.write_text(yaml.safe_dump(cfg))
+    cmd = [str(python.parent / "litellm"), "--config", str(path), "--port", str(port)]
+    if workers > 1:  # its uvicorn workers fail to bind here ("address already in use")
+        cmd += ["--num_workers", str(workers), "--run_gunicorn"]
     proc = subprocess.Popen(
-        [str(python.parent / "litellm"), "--config", str(path), "--port", str(port)],
+        cmd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": LITELLM_KEY},
+        env={
+            **os.environ,
+            "LITELLM_LOG": "ERROR",
+            "LITELLM_MASTER_KEY": LITELLM_KEY,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch at start (no internet here)
+        },
     )
-    wait(f"http://127.0.0.1:{port}/health/liveliness", 180.0)
+    try:
+        wait(f"http://127.0.0.1:{port}/health/liveliness", 180.0)
+    except BaseException:  # never leave it (and its workers) running
+        proc.terminate()
+        proc.wait(30)
+        raise
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     headers = {"authorization": f"Bearer {LITELLM_KEY}"}
     target = Target("LiteLLM", url, headers, proc.pid)

@@ -1,27 +1,32 @@
-"""Scale-out figures: workers and stores, the shared log, budget reserves, replicas.
+"""Scale-out figures: workers and stores beside LiteLLM, the shared log, budgets, replicas.
 
-1. Requests/s and added p50/p99 (gateway minus the same upstream called directly) with
-   1 and 2 workers, on SQLite and on PostgreSQL + Redis. The full path: scan, policy,
-   route, budget reserve/settle, usage row, receipt. SQLite with 2 workers is refused by
-   design (one process owns an embedded home), so it is reported as such.
+1. Requests/s, added p50/p99 (gateway minus the same upstream called directly) and
+   CPU per request (the serving process and its workers) with 1 and 2 workers, on
+   SQLite and on PostgreSQL + Redis, and LiteLLM's proxy with the same number of
+   workers in front of the same upstream, in one run. The full path: scan, policy,
+   route, budget reserve/settle (a team budget, and on PostgreSQL a Redis rate limit),
+   usage row, receipt. SQLite with 2 workers is refused by design (one process owns an
+   embedded home), so it is reported as such. LiteLLM is skipped with a note when it
+   is not installed (``overhead_peers.py`` says how).
 2. Receipts/s through the shared PostgreSQL log (durable queue appends, and how fast the
    elected sequencer merges them into the tree).
-3. Budget reserves: the PostgreSQL conditional UPDATE (``hg_budget_reserve``) against an
-   equivalent Redis Lua check-and-hold, from 1 and 8 threads.
-4. Cost against replicas: 1-8 simulated replicas (processes), each appending receipts and
-   reserving/settling a budget on the shared PostgreSQL for a bounded time.
+3. Budget reserves: the PostgreSQL batch (``hg_budget_reserve_many``) from 1 and 8
+   threads and 64 concurrent requests, against an equivalent Redis Lua check-and-hold.
+4. Cost against replicas: 1-8 simulated replicas (processes), each reserving, appending
+   a receipt and settling on the shared PostgreSQL for a bounded time.
 
 Needs PostgreSQL and Redis (``HYBRIDGATE_TEST_PG`` / ``HYBRIDGATE_TEST_REDIS``, defaults
 as the tests); each run uses a private database and Redis key prefix, dropped afterwards.
+Two cores shared with other work give lower figures than the machine alone: the CPU
+column (milliseconds of the serving processes per request) varies least with that.
 
-    .venv/bin/python benchmarks/scale_bench.py [--requests 1500] [--seconds 3]
+    flock /tmp/bench.lock .venv/bin/python benchmarks/scale_bench.py [--requests 3000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import multiprocessing as mp
 import os
 import secrets
@@ -36,30 +41,12 @@ from typing import Any
 
 import yaml
 
+import overhead
+import overhead_peers as peers
 from hybridgate.testing.services import pg_database, redis_url
 
-
-def _overhead() -> Any:
-    """The load generator and process helpers of ``benchmarks/overhead.py``."""
-    spec = importlib.util.spec_from_file_location(
-        "overhead", Path(__file__).with_name("overhead.py")
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["overhead"] = mod  # its dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_oh = _overhead()
-free_port, load, start_upstream, wait_http = (
-    _oh.free_port,
-    _oh.load,
-    _oh.start_upstream,
-    _oh.wait_http,
-)
-
 HG = [sys.executable, "-m", "hybridgate.cli.main"]
+CONCURRENCY = 16
 
 
 def gateway_config(home: Path, upstream: int, port: int, dsn: str | None) -> Path:
@@ -106,7 +93,7 @@ def run_gateway(path: Path, port: int, workers: int) -> tuple[subprocess.Popen[b
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=90)
+    overhead.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=90)
     return proc, key
 
 
@@ -116,47 +103,120 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(20)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait(5)
 
 
-def throughput(args: argparse.Namespace, tmp: Path) -> list[list[str]]:
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and every process below it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(d.name)] = int(fields[1])
+        cpu[int(d.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu.get(p, 0.0)
+        todo += [c for c, pp in parents.items() if pp == p]
+    return total
+
+
+def measure(
+    url: str, key: str | None, n: int, pid: int | None
+) -> tuple[overhead.Cell, float | None]:
+    """One load cell, and the CPU milliseconds per request the serving processes spent."""
+    before = tree_cpu_s(pid) if pid is not None else 0.0
+    cell = asyncio.run(overhead.load(url, key, n, CONCURRENCY, False))
+    if pid is None or not cell.latencies_ms:
+        return cell, None
+    # the warm-up requests are inside the CPU window too
+    done = len(cell.latencies_ms) + min(50, n)
+    return cell, (tree_cpu_s(pid) - before) * 1000.0 / done
+
+
+def _row(
+    name: str, workers: str, cell: overhead.Cell, direct: overhead.Cell, cpu: float | None
+) -> list[str]:
+    """One table row; also shown on stderr at once, so a long run shows its progress."""
+    row = [
+        name,
+        workers,
+        f"{cell.rps:,.0f}",
+        f"{cell.pct(0.5) - direct.pct(0.5):+.2f}",
+        f"{cell.pct(0.99) - direct.pct(0.99):+.2f}",
+        "" if cpu is None else f"{cpu:.2f}",
+        str(cell.errors),
+    ]
+    print(" | ".join(row), file=sys.stderr, flush=True)
+    return row
+
+
+def throughput(args: argparse.Namespace, tmp: Path, notes: list[str]) -> list[list[str]]:
     rows: list[list[str]] = []
-    up = free_port()
-    upstream = start_upstream(up)
+    up = overhead.free_port()
+    upstream = overhead.start_upstream(up)
     try:
         url = f"http://127.0.0.1:{up}/v1/chat/completions"
-        direct = asyncio.run(load(url, None, args.requests, 16, False))
-        for store in ("sqlite", "postgres+redis"):
+        direct, _ = measure(url, None, args.requests, None)
+        rows.append(_row("upstream direct", "-", direct, direct, None))
+        for store in ("SQLite", "PostgreSQL + Redis"):
             for workers in (1, 2):
-                if store == "sqlite" and workers == 2:
-                    rows.append([store, "2", "refused: one process per SQLite home", "", ""])
+                if store == "SQLite" and workers == 2:
+                    rows.append([store, "2", "refused: one process per SQLite home", *[""] * 4])
                     continue
-                port = free_port()
-                ctx = pg_database() if store != "sqlite" else None
+                port = overhead.free_port()
+                ctx = pg_database() if store != "SQLite" else None
                 dsn = ctx.__enter__() if ctx is not None else None
                 try:
-                    home = tmp / f"{store}-{workers}"
-                    path = gateway_config(home, up, port, dsn)
+                    path = gateway_config(tmp / f"{store[:2]}-{workers}", up, port, dsn)
                     proc, key = run_gateway(path, port, workers)
                     try:
                         gw_url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                        via = asyncio.run(load(gw_url, key, args.requests, 16, False))
+                        cell, cpu = measure(gw_url, key, args.requests, proc.pid)
                     finally:
                         stop(proc)
                 finally:
                     if ctx is not None:
                         ctx.__exit__(None, None, None)
-                rows.append(
-                    [
-                        store,
-                        str(workers),
-                        f"{via.rps:,.0f}",
-                        f"{via.pct(0.5) - direct.pct(0.5):+.2f}",
-                        f"{via.pct(0.99) - direct.pct(0.99):+.2f}",
-                    ]
-                )
+                rows.append(_row(f"hybridgate, {store}", str(workers), cell, direct, cpu))
+        rows += litellm_rows(args, tmp, up, direct, notes)
     finally:
         stop(upstream)
-    rows.insert(0, ["upstream direct", "-", f"{direct.rps:,.0f}", "0", "0"])
+    return rows
+
+
+def litellm_rows(
+    args: argparse.Namespace, tmp: Path, up: int, direct: overhead.Cell, notes: list[str]
+) -> list[list[str]]:
+    py = peers.litellm_python(args.litellm_python)
+    if py is None:
+        notes.append(
+            "LiteLLM not measured: install litellm[proxy] in /tmp/litellm-venv,"
+            " or pass --litellm-python"
+        )
+        return []
+    rows: list[list[str]] = []
+    for workers in (1, 2):
+        port = overhead.free_port()
+        try:
+            proc, target = peers.start_litellm(
+                py, up, up, port, tmp, overhead.wait_http, workers=workers
+            )
+        except RuntimeError as exc:
+            notes.append(f"LiteLLM with {workers} workers not measured: {exc}")
+            continue
+        try:
+            cell, cpu = measure(target.url, peers.LITELLM_KEY, args.requests, proc.pid)
+        finally:
+            stop(proc)
+        rows.append(_row("LiteLLM proxy", str(workers), cell, direct, cpu))
     return rows
 
 
@@ -252,11 +312,27 @@ def reserves(seconds: float) -> list[list[str]]:
                     t.join()
             rows.append(
                 [
-                    str(threads),
+                    f"{threads} thread{'s' if threads > 1 else ''}",
                     f"{counts['pg'] / seconds:,.0f}",
                     f"{counts['redis'] / seconds:,.0f}",
                 ]
             )
+
+        async def concurrent(stop_at: float) -> int:
+            n = 0
+
+            async def one() -> None:
+                nonlocal n
+                while time.perf_counter() < stop_at:
+                    res = await bm.areserve(key_id=None, team="t", usd=Decimal("0.001"), tokens=10)
+                    bm.release(res)
+                    n += 1
+
+            await asyncio.gather(*(one() for _ in range(64)))
+            return n
+
+        done = asyncio.run(concurrent(time.perf_counter() + seconds))
+        rows.append(["64 concurrent (one event loop)", f"{done / seconds:,.0f}", ""])
         bm.close()
         r.delete(*keys)
         store.close()
@@ -286,7 +362,7 @@ def _replica(dsn: str, home: str, seconds: float, out: Any) -> None:
         async def worker() -> None:
             nonlocal n
             while time.perf_counter() < stop_at:
-                res = bm.reserve(key_id=None, team="t", usd=Decimal("0.001"), tokens=10)
+                res = await bm.areserve(key_id=None, team="t", usd=Decimal("0.001"), tokens=10)
                 await led.append(led.new_receipt_id(), {"kind": "request"})
                 bm.settle(res, usd=Decimal("0.0005"), tokens=5)
                 n += 1
@@ -338,21 +414,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--requests", type=int, default=1500, help="per throughput cell (c=16)")
+    ap.add_argument("--requests", type=int, default=3000, help="per throughput cell (c=16)")
     ap.add_argument("--seconds", type=float, default=3.0, help="per timed cell")
     ap.add_argument("--max-replicas", type=int, default=8, choices=range(2, 9))
+    ap.add_argument("--litellm-python", default=None, help="a python with litellm[proxy]")
     ap.add_argument("--only", choices=["throughput", "log", "reserve", "replicas"], default=None)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hg-scale-"))
-    print(f"# scale_bench on {os.cpu_count()} CPUs")
+    notes: list[str] = []
+    load = os.getloadavg()[0]
+    print(f"# scale_bench on {os.cpu_count()} CPUs (load average {load:.1f} at the start)")
     if args.only in (None, "throughput"):
-        print("\n## Requests/s and added latency (ms), concurrency 16, non-streaming\n")
-        print(
-            table(
-                ["store", "workers", "requests/s", "added p50", "added p99"],
-                throughput(args, tmp),
-            )
-        )
+        print(f"\n## Requests/s, added latency (ms), concurrency {CONCURRENCY}, non-streaming\n")
+        head = ["gateway", "workers", "requests/s", "added p50", "added p99"]
+        head += ["CPU ms/request", "errors"]
+        print(table(head, throughput(args, tmp, notes)))
     if args.only in (None, "log"):
         r = log_rate(args.seconds, tmp)
         print(
@@ -362,7 +438,8 @@ def main() -> None:
         )
     if args.only in (None, "reserve"):
         print("\n## Budget reserve+release per second\n")
-        print(table(["threads", "PostgreSQL UPDATE", "Redis Lua"], reserves(args.seconds)))
+        head = ["callers", "PostgreSQL batch", "Redis Lua"]
+        print(table(head, reserves(args.seconds)))
     if args.only in (None, "replicas"):
         print("\n## Simulated replicas (reserve, append, settle), requests/s\n")
         print(
@@ -370,6 +447,8 @@ def main() -> None:
                 ["replicas", "total", "per replica"], replicas(args.seconds, tmp, args.max_replicas)
             )
         )
+    for note in notes:
+        print(f"\n({note})")
 
 
 if __name__ == "__main__":
