@@ -189,7 +189,7 @@ def create_app(
         return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
     tools, tools_lifespan = tool_routes(
-        ToolDeps(pipeline, gw.keys, gw.adapter_models, config.server.max_body_bytes)
+        ToolDeps(pipeline, authenticate, gw.adapter_models, config.server.max_body_bytes)
     )
 
     @contextlib.asynccontextmanager

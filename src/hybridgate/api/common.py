@@ -129,13 +129,8 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def make_authenticator(source: KeyStore | Any) -> Authenticate:
-    """The app's one authenticator: every endpoint that needs a key uses it.
-
-    ``source`` is the key store (or, for modules not yet given narrow
-    dependencies, anything with a ``keys`` attribute).
-    """
-    keys: KeyStore = source if isinstance(source, KeyStore) else source.keys
+def make_authenticator(keys: KeyStore) -> Authenticate:
+    """The app's one authenticator: every endpoint that needs a key uses it."""
 
     async def authenticate(request: Request) -> KeyInfo:
         return keys.authenticate(presented_key(request))

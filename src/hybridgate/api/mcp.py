@@ -27,7 +27,6 @@ from starlette.types import Receive, Scope, Send
 from hybridgate.api.common import (
     error_response,
     gateway_headers,
-    presented_key,
     read_json,
 )
 from hybridgate.api.mcp_tools import ToolDeps, call_tool, openai_tool, tool_definitions
@@ -52,16 +51,14 @@ def mcp_app(deps: ToolDeps) -> tuple[Callable[[Scope, Receive, Send], Any], Any]
     from mcp.server.lowlevel.server import Server
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-    keys = deps.keys
-
-    def key_of(ctx: Any) -> KeyInfo:
+    async def key_of(ctx: Any) -> KeyInfo:
         request = getattr(ctx, "request", None)
         if not isinstance(request, Request):
             raise InvalidRequest("MCP calls must come over HTTP")
-        return keys.authenticate(presented_key(request))
+        return await deps.authenticate(request)
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
-        key_of(ctx)
+        await key_of(ctx)
         return types.ListToolsResult(
             tools=[
                 types.Tool(
@@ -75,7 +72,7 @@ def mcp_app(deps: ToolDeps) -> tuple[Callable[[Scope, Receive, Send], Any], Any]
         )
 
     async def call(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        key = key_of(ctx)
+        key = await key_of(ctx)
         result = await call_tool(deps, key, params.name, params.arguments or {}, api=MCP_API)
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=result.text)],
@@ -98,7 +95,7 @@ def mcp_app(deps: ToolDeps) -> tuple[Callable[[Scope, Receive, Send], Any], Any]
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
             request = Request(scope)
             try:  # refuse unauthenticated requests before the protocol layer sees them
-                keys.authenticate(presented_key(request))
+                await deps.authenticate(request)
             except GatewayError as err:
                 await error_response(err, "openai", gateway_headers("req_mcp", None))(
                     scope, receive, send
@@ -116,12 +113,11 @@ def mcp_app(deps: ToolDeps) -> tuple[Callable[[Scope, Receive, Send], Any], Any]
 
 def tool_routes(deps: ToolDeps) -> tuple[list[Route | Mount], Any]:
     """Routes for ``/mcp`` and ``/v1/tools``, and the lifespan the MCP part needs."""
-    keys = deps.keys
     endpoint, lifespan = mcp_app(deps)
 
     async def list_openai(request: Request) -> Response:
         try:
-            keys.authenticate(presented_key(request))
+            await deps.authenticate(request)
         except GatewayError as err:
             return error_response(err, "openai", gateway_headers("req_tools", None))
         data = [openai_tool(a, m) for m, a in tool_definitions(deps)]
@@ -129,7 +125,7 @@ def tool_routes(deps: ToolDeps) -> tuple[list[Route | Mount], Any]:
 
     async def call_openai(request: Request) -> Response:
         try:
-            key = keys.authenticate(presented_key(request))
+            key = await deps.authenticate(request)
             body = await read_json(request, deps.max_body_bytes)
             if not isinstance(body, dict) or not isinstance(body.get("name"), str):
                 raise InvalidRequest('body must be {"name": string, "arguments": object}')

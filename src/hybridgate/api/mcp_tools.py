@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybridgate.adapters import DEFAULT_INPUT_SCHEMA, Adapter
-from hybridgate.api.common import json_bytes
+from hybridgate.api.common import Authenticate, json_bytes
 from hybridgate.errors import GatewayError, InvalidRequest, NotFound
-from hybridgate.keys import KeyInfo, KeyStore
+from hybridgate.keys import KeyInfo
 from hybridgate.pipeline import Exchange, Pipeline
 
 log = logging.getLogger("hybridgate.api")
@@ -33,7 +33,8 @@ class ToolDeps:
     """What the tool endpoints use, and nothing else of the gateway."""
 
     pipeline: Pipeline
-    keys: KeyStore
+    #: The app's one authenticator.
+    authenticate: Authenticate
     #: ``(model name, adapter)`` for every registered adapter some route serves (read per call).
     adapter_models: Callable[[], list[tuple[str, Adapter]]]
     max_body_bytes: int
