@@ -1,7 +1,9 @@
 """The app factory: ``create_app(config)`` builds one gateway, with no globals.
 
 Built-in features are mounted the same way a plugin would be: each API module
-contributes a list of routes built from the :class:`Gateway` it is handed.
+contributes a list of routes built from the collaborators it is handed (the
+exchange runner, or a small deps dataclass such as ``AdminDeps``, ``ToolDeps``,
+``ConsoleDeps``), never the whole :class:`Gateway`.
 """
 
 from __future__ import annotations
