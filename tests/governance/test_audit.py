@@ -1,16 +1,18 @@
-"""The offline trace rejects a log whose governance story does not hold."""
+"""The offline trace rejects a log whose governance story does not hold.
+
+The log is written by a gateway driven in-process (``httpx.ASGITransport``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from gateway_harness import ADMIN_KEY, running_gateway
+from asgi_harness import ADMIN_KEY, asgi_gateway
 from governance.gov_fixtures import doc, keys, proposal_sig, write
 from hybridgate.governance.audit import trace_governance
 
@@ -26,30 +28,37 @@ def _bodies(db: Path) -> list[dict[str, Any]]:
         conn.close()
 
 
-def _log(tmp: Path) -> tuple[list[dict[str, Any]], str]:
+async def _write_log(tmp: Path) -> tuple[list[dict[str, Any]], str]:
     ks = keys("alice", "bob")
     v1 = doc(list(ks.values()), 2)
     gov = write(tmp / "governance.yaml", v1)
-    with running_gateway(tmp, governance_file=str(gov)) as h:
-        c = httpx.Client(base_url=h.url, headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    async with asgi_gateway(tmp, governance_file=str(gov)) as h:
+        c, admin = h.client, {"authorization": f"Bearer {ADMIN_KEY}"}
         for classes, signers in (
             ({"person": "allow"}, ("alice", "bob")),
             ({"person": "block"}, ("bob",)),
         ):
             policy = h.gw.policy.current[0].model_dump(mode="json")
             policy["classes"].update(classes)
-            p = c.post("/v1/admin/policy/proposals", json={"policy": policy}).json()
+            r = await c.post("/v1/admin/policy/proposals", json={"policy": policy}, headers=admin)
+            p = r.json()
             for n in signers:
-                c.post(
+                await c.post(
                     f"/v1/admin/policy/proposals/{p['proposal_id']}/signatures",
                     json={"approver": n, "signature": proposal_sig(ks[n], p)},
+                    headers=admin,
                 )
-            assert c.post(f"/v1/admin/policy/proposals/{p['proposal_id']}/apply").status_code == 200
-            h.openai().chat.completions.create(
-                model="auto", messages=[{"role": "user", "content": "x"}]
-            )
-        db = h.config.database_path
+            r = await c.post(f"/v1/admin/policy/proposals/{p['proposal_id']}/apply", headers=admin)
+            assert r.status_code == 200
+            chat = {"model": "auto", "messages": [{"role": "user", "content": "x"}]}
+            r = await c.post("/v1/chat/completions", json=chat, headers=h.auth())
+            assert r.status_code == 200
+        db = h.gw.config.database_path
     return _bodies(db), v1.hash()
+
+
+def _log(tmp: Path) -> tuple[list[dict[str, Any]], str]:
+    return asyncio.run(_write_log(tmp))
 
 
 def test_trace_of_an_honest_log(tmp_path: Path) -> None:
