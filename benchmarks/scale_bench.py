@@ -169,7 +169,8 @@ def throughput(args: argparse.Namespace, tmp: Path, notes: list[str]) -> list[li
         for store in ("SQLite", "PostgreSQL + Redis"):
             for workers in (1, 2):
                 if store == "SQLite" and workers == 2:
-                    rows.append([store, "2", "refused: one process per SQLite home", *[""] * 4])
+                    refused = "refused: one process per SQLite home"
+                    rows.append([f"hybridgate, {store}", "2", refused, *[""] * 4])
                     continue
                 port = overhead.free_port()
                 ctx = pg_database() if store != "SQLite" else None

@@ -42,6 +42,7 @@ from hybridgate.planner.recommend import (
 from hybridgate.planner.tco import ApiOption, SelfHostOption, TcoReport, Workload, tco
 from hybridgate.planner.usage_source import (
     UsageGroup,
+    UsageSource,
     UsageUnavailable,
     measured_route_throughput,
     read_usage_sample,
@@ -153,14 +154,15 @@ def _measured_lookup(config: Path | None, home: Path | None, days: float) -> Mea
     return lookup
 
 
-def _database(config: Path | None, home: Path | None) -> Path:
+def _database(config: Path | None, home: Path | None) -> UsageSource:
+    """Where the usage log is: the home's SQLite file, or the configured PostgreSQL store."""
     try:
         cfg = load_config(config) if config else GatewayConfig()
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     if home is not None:
         cfg = cfg.model_copy(update={"home": str(home), "database": None})
-    return cfg.database_path
+    return cfg if cfg.store.kind == "postgres" else cfg.database_path
 
 
 def _report_json(r: TcoReport, notes: list[str], plot: Path | None) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from hybridgate.accounting.usage import UsageLog
-from hybridgate.config import load_config
+from hybridgate.config import GatewayConfig, load_config
 from hybridgate.errors import ConfigError, GatewayError
-from hybridgate.store.sqlite import SQLiteStore
+from hybridgate.store.factory import build_store
 
 app = typer.Typer(name="usage", help="Usage, cost and savings reports.", no_args_is_help=True)
 
@@ -42,8 +42,9 @@ class Format(StrEnum):
     json = "json"
 
 
-def database_path(home: Path | None, config: Path | None) -> Path:
-    """``--config`` names the database (``database:`` or its home); else the home's gateway.db."""
+def _config(home: Path | None, config: Path | None) -> GatewayConfig:
+    """``--config`` names the store (SQLite ``database:`` or home, or PostgreSQL); else the
+    home (``--home``, ``$HYBRIDGATE_HOME`` or ~/.hybridgate) and its gateway.db."""
     if config is not None:
         try:
             cfg = load_config(config)
@@ -52,9 +53,9 @@ def database_path(home: Path | None, config: Path | None) -> Path:
             raise typer.Exit(2) from exc
         if home is not None:
             cfg = cfg.model_copy(update={"home": str(home)})
-        return cfg.database_path
+        return cfg
     base = home or Path(os.environ.get("HYBRIDGATE_HOME") or "~/.hybridgate")
-    return base.expanduser() / "gateway.db"
+    return GatewayConfig(home=str(base.expanduser()))
 
 
 def _money(v: str) -> str:
@@ -126,12 +127,14 @@ def report(
     ``--by adapter`` shows what each adapter's calls would have cost and taken
     on the frontier route it took over from.
     """
-    path = database_path(home, config)
-    if not path.exists():
+    cfg = _config(home, config)
+    path = cfg.database_path
+    if cfg.store.kind == "sqlite" and not path.exists():
         typer.echo(f"no gateway database at {path}", err=True)
         raise typer.Exit(1)
     since_ns = None if since_days is None else time.time_ns() - int(since_days * 86400e9)
-    store = SQLiteStore(path)
+    store = build_store(cfg)  # SQLite, or the PostgreSQL database every replica writes
+    where = "PostgreSQL" if cfg.store.kind == "postgres" else str(path)
     try:
         store.open(UsageLog.migrations())
         log = UsageLog(store)
@@ -141,7 +144,7 @@ def report(
         typer.echo(f"cannot read usage: {exc.message}", err=True)
         raise typer.Exit(1) from exc
     except sqlite3.Error as exc:
-        typer.echo(f"cannot read usage from {path}: {exc}", err=True)
+        typer.echo(f"cannot read usage from {where}: {exc}", err=True)
         raise typer.Exit(1) from exc
     finally:
         store.close()

@@ -445,15 +445,22 @@ def _cancel(pending: list[Any]) -> None:
 
 
 # -- export ---------------------------------------------------------------------------------
-def export_log(db: Path, out: Path, checkpoint: str, keys: Sequence[VerifierKey]) -> int:
+def export_log(
+    source: Store | Path, out: Path, checkpoint: str, keys: Sequence[VerifierKey]
+) -> int:
     """Write the entries a checkpoint covers, the checkpoint and the public keys to ``out``.
 
-    Only entries below the checkpoint's size are written, so the export is a
-    consistent snapshot even while the gateway keeps appending.
+    ``source`` is an SQLite database file or a store (SQLite or the shared
+    PostgreSQL log). Only entries below the checkpoint's size are written, so the
+    export is a consistent snapshot even while gateways keep appending.
     """
     cp = verify_checkpoint(checkpoint, keys)
     out.mkdir(parents=True, exist_ok=True)
-    conn = _connect_ro(db)
+    conn: Any
+    if not isinstance(source, Path) and source.dialect == "postgres":
+        conn = _connect_pg(source)
+    else:
+        conn = _connect_ro(_sqlite_path(source))
     written = 0
     try:
         with (out / RECEIPTS_FILE).open("wb") as fh:

@@ -1,6 +1,7 @@
 """A TCO workload measured from the gateway's own usage log instead of typed in.
 
-The log (``usage_log`` in ``<home>/gateway.db``, written by
+The log (``usage_log`` in ``<home>/gateway.db``, or in the shared PostgreSQL
+database of ``store.kind: postgres``, written by
 :class:`hybridgate.accounting.usage.UsageLog`) holds one row per request. Over
 a window of the last ``days`` days we take the answered requests of one team
 or virtual model (or all), their mean prompt and completion tokens, and scale
@@ -13,18 +14,24 @@ scaled up from minutes.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from hybridgate.accounting.usage import UsageLog
+from hybridgate.config import GatewayConfig
 from hybridgate.errors import GatewayError
 from hybridgate.planner.tco import Workload
-from hybridgate.store.sqlite import SQLiteStore
+from hybridgate.store.base import Store
+from hybridgate.store.factory import reading_store, table_exists
 
 DAYS_PER_MONTH = 30.4375  # 365.25 / 12
 NS_PER_DAY = 86_400 * 10**9
 UsageGroup = Literal["team", "model"]
+#: An SQLite database file, or a gateway configuration naming its store (either kind).
+UsageSource = Path | GatewayConfig
 
 
 class UsageUnavailable(ValueError):
@@ -61,7 +68,7 @@ def workload_from_sample(
 
 
 def read_usage_sample(
-    db: Path,
+    source: UsageSource,
     *,
     by: UsageGroup | None = None,
     group: str | None = None,
@@ -69,21 +76,13 @@ def read_usage_sample(
     now_ns: int | None = None,
 ) -> UsageSample:
     """Totals from the usage log; reads only (the database is never created or migrated)."""
-    if not db.is_file():
-        raise UsageUnavailable(f"{db}: no gateway database (has the gateway run?)")
     if days <= 0:
         raise UsageUnavailable("days must be positive")
     if (by is None) != (group is None):
         raise UsageUnavailable("give both the grouping (team/model) and the group's name")
     now = time.time_ns() if now_ns is None else now_ns
     since = now - int(days * NS_PER_DAY)
-    store = SQLiteStore(db)
-    try:
-        tables = store.query(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name=?", ["usage_log"]
-        )
-        if not tables:
-            raise UsageUnavailable(f"{db}: no usage_log table (no requests recorded yet)")
+    with _usage_store(source) as store:
         log = UsageLog(store)
         if by is None:
             rows = [log.summary(since_ns=since)]
@@ -94,10 +93,6 @@ def read_usage_sample(
                 raise UsageUnavailable(f"no usage for {by} {group!r} in the last {days:g} days")
             rows, label = found, f"{by} {group}"
         first = store.query("SELECT MIN(time_ns) FROM usage_log WHERE time_ns >= ?", [since])
-    except GatewayError as exc:
-        raise UsageUnavailable(f"{db}: cannot read usage: {exc}") from exc
-    finally:
-        store.close()
     start = max(since, int(first[0][0]) if first and first[0][0] is not None else now)
     row = rows[0]
     return UsageSample(
@@ -110,37 +105,25 @@ def read_usage_sample(
 
 
 def measured_route_throughput(
-    db: Path, route: str, *, days: float = 30.0, now_ns: int | None = None
+    source: UsageSource, route: str, *, days: float = 30.0, now_ns: int | None = None
 ) -> tuple[float, str]:
     """A route's busiest minute in the usage log: tokens (in + out) served per second.
 
     What the route *did* sustain, not what it could: a floor on its capacity
     unless it was saturated in that minute. Reads only.
     """
-    if not db.is_file():
-        raise UsageUnavailable(f"{db}: no gateway database (has the gateway run?)")
     if days <= 0:
         raise UsageUnavailable("days must be positive")
     now = time.time_ns() if now_ns is None else now_ns
     since = now - int(days * NS_PER_DAY)
     minute = 60 * 10**9
-    store = SQLiteStore(db)
-    try:
-        tables = store.query(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name=?", ["usage_log"]
-        )
-        if not tables:
-            raise UsageUnavailable(f"{db}: no usage_log table (no requests recorded yet)")
+    with _usage_store(source) as store:
         rows = store.query(
             "SELECT time_ns / ? AS m, SUM(prompt_tokens + completion_tokens) AS t, COUNT(*) "
             "FROM usage_log WHERE route = ? AND outcome = 'ok' AND time_ns >= ? "
             "GROUP BY m ORDER BY t DESC LIMIT 1",
             [minute, route, since],
         )
-    except GatewayError as exc:
-        raise UsageUnavailable(f"{db}: cannot read usage: {exc}") from exc
-    finally:
-        store.close()
     if not rows or rows[0][1] is None or int(rows[0][1]) <= 0:
         raise UsageUnavailable(f"no answered requests on route {route!r} in the last {days:g} days")
     tokens, count = int(rows[0][1]), int(rows[0][2])
@@ -149,3 +132,22 @@ def measured_route_throughput(
         f"measured: route {route}'s busiest minute in the usage log ({count:,} requests, "
         f"{tokens:,} tokens / 60 s = {tps:,.1f} tokens/s per replica)"
     )
+
+
+@contextmanager
+def _usage_store(source: UsageSource) -> Iterator[Store]:
+    """The store holding the usage log, open for reading; every failure a UsageUnavailable."""
+    cfg = source if isinstance(source, GatewayConfig) else None
+    if cfg is None:
+        assert isinstance(source, Path)
+        cfg = GatewayConfig(database=str(source))
+    where = "the PostgreSQL store" if cfg.store.kind == "postgres" else str(cfg.database_path)
+    try:
+        with reading_store(cfg) as store:
+            if not table_exists(store, "usage_log"):
+                raise UsageUnavailable(f"{where}: no usage_log table (no requests recorded yet)")
+            yield store
+    except FileNotFoundError as exc:
+        raise UsageUnavailable(str(exc)) from exc
+    except GatewayError as exc:
+        raise UsageUnavailable(f"{where}: cannot read usage: {exc}") from exc
