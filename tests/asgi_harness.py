@@ -8,14 +8,15 @@ for SDKs, stream cut-offs and kill/restart.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
 from hybridgate.app import create_app
 from hybridgate.config import parse_config
@@ -71,16 +72,48 @@ def memory_config(tmp: Path, **overrides: Any) -> dict[str, Any]:
     return cfg
 
 
+def _memory_app(tmp: Path, up: MemoryUpstream, overrides: dict[str, Any]) -> Starlette:
+    config = parse_config(memory_config(tmp, **overrides))
+    return create_app(config, providers=default_registry().register("memory", up.factory))
+
+
 @asynccontextmanager
 async def asgi_gateway(
     tmp: Path, upstream: MemoryUpstream | None = None, **overrides: Any
 ) -> AsyncIterator[AsgiHarness]:
     up = upstream or MemoryUpstream()
-    config = parse_config(memory_config(tmp, **overrides))
-    app = create_app(config, providers=default_registry().register("memory", up.factory))
+    app = _memory_app(tmp, up, overrides)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
             gw: Gateway = app.state.gateway
             key = gw.keys.create("default")
             yield AsgiHarness(app, gw, app.state.pipeline, client, up, key)
+
+
+@dataclass
+class SyncAsgiHarness:
+    """:class:`AsgiHarness` for synchronous tests: ``client`` is a blocking client."""
+
+    app: Starlette
+    gw: Gateway
+    client: TestClient
+    upstream: MemoryUpstream
+    key: str
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"authorization": f"Bearer {key or self.key}"}
+
+
+@contextmanager
+def asgi_gateway_sync(
+    tmp: Path, upstream: MemoryUpstream | None = None, **overrides: Any
+) -> Iterator[SyncAsgiHarness]:
+    """The same in-process app for synchronous tests: Starlette's ``TestClient`` runs
+    the lifespan and every request on one event loop in a helper thread (still no
+    sockets). A bug answers 500 as it would on the wire instead of raising here."""
+    up = upstream or MemoryUpstream()
+    app = _memory_app(tmp, up, overrides)
+    with TestClient(app, base_url="http://gateway", raise_server_exceptions=False) as client:
+        gw: Gateway = app.state.gateway
+        yield SyncAsgiHarness(app, gw, client, up, gw.keys.create("default"))

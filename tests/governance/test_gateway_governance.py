@@ -1,5 +1,8 @@
-"""Governance on a real gateway: propose, sign, thresholds, emergency tightening, refused
-reloads, stale proposals, rotation across restarts, and the CLI end to end."""
+"""Governance on a gateway: propose, sign, thresholds, emergency tightening, refused
+reloads, stale proposals, rotation across restarts, and the CLI end to end.
+
+The gateway runs in-process (``asgi_gateway_sync``: Starlette's test client, no
+sockets) except where the CLI must reach it over HTTP."""
 
 from __future__ import annotations
 
@@ -8,10 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
+from asgi_harness import SyncAsgiHarness, asgi_gateway_sync
 from gateway_harness import ADMIN_KEY, Harness, running_gateway
 from governance.gov_fixtures import doc, keys, proposal_sig, save_keys, signed, write
 from hybridgate.cli.main import app as cli
@@ -22,11 +26,13 @@ from hybridgate.scan.findings import DataClass
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 
 
-def _api(h: Harness) -> httpx.Client:
-    return httpx.Client(base_url=h.url, headers=ADMIN, timeout=30)
+def _api(h: SyncAsgiHarness) -> TestClient:
+    """The harness's client, speaking as the admin unless a request says otherwise."""
+    h.client.headers.update(ADMIN)
+    return h.client
 
 
-def _policy(h: Harness, **changes: Any) -> dict[str, Any]:
+def _policy(h: Harness | SyncAsgiHarness, **changes: Any) -> dict[str, Any]:
     data: dict[str, Any] = h.gw.policy.current[0].model_dump(mode="json")
     for k, v in changes.items():
         if k == "classes":
@@ -36,14 +42,15 @@ def _policy(h: Harness, **changes: Any) -> dict[str, Any]:
     return data
 
 
-def _propose(c: httpx.Client, policy: dict[str, Any]) -> dict[str, Any]:
+def _propose(c: TestClient, policy: dict[str, Any]) -> dict[str, Any]:
     r = c.post("/v1/admin/policy/proposals", json={"policy": policy, "note": "test"})
     assert r.status_code == 201, r.text
     out: dict[str, Any] = r.json()
     return out
 
 
-def _sign(c: httpx.Client, p: dict[str, Any], k: SigningKey) -> httpx.Response:
+def _sign(c: TestClient, p: dict[str, Any], k: SigningKey) -> Any:
+    """The response (the test client's own response type: httpx's or httpx2's)."""
     return c.post(
         f"/v1/admin/policy/proposals/{p['proposal_id']}/signatures",
         json={"approver": k.name, "signature": proposal_sig(k, p)},
@@ -63,7 +70,8 @@ def test_loosening_needs_m_signatures_and_requests_carry_the_approved_hash(
     tmp_path: Path, approvers: dict[str, SigningKey]
 ) -> None:
     gov = _gov_file(tmp_path, approvers)
-    with running_gateway(tmp_path, governance_file=str(gov)) as h, _api(h) as c:
+    with asgi_gateway_sync(tmp_path, governance_file=str(gov)) as h:
+        c = _api(h)
         st = c.get("/v1/admin/governance").json()
         assert st["threshold"] == 2 and st["governance_version"] == 1
         assert [a["name"] for a in st["approvers"]] == ["alice", "bob", "carol"]
@@ -108,9 +116,9 @@ def test_loosening_needs_m_signatures_and_requests_carry_the_approved_hash(
         # applying twice is a conflict
         assert c.post(f"/v1/admin/policy/proposals/{p['proposal_id']}/apply").status_code == 409
 
-        out = h.openai().chat.completions.with_raw_response.create(
-            model="auto", messages=[{"role": "user", "content": "hello"}]
-        )
+        chat = {"model": "auto", "messages": [{"role": "user", "content": "hello"}]}
+        out = c.post("/v1/chat/completions", json=chat, headers=h.auth())
+        assert out.status_code == 200, out.text
         rid = out.headers["x-hybridgate-receipt"]
         body = h.gw.ledger.get_receipt(rid)
         assert body is not None and body["receipt"]["policy_hash"] == p["policy_hash"]
@@ -120,7 +128,8 @@ def test_unapproved_policy_is_refused_by_reload(
     tmp_path: Path, approvers: dict[str, SigningKey]
 ) -> None:
     gov = _gov_file(tmp_path, approvers)
-    with running_gateway(tmp_path, governance_file=str(gov)) as h, _api(h) as c:
+    with asgi_gateway_sync(tmp_path, governance_file=str(gov)) as h:
+        c = _api(h)
         before = h.gw.policy.current[1]
         r = c.post("/v1/admin/policy/reload", json=_policy(h, classes={"secret": "allow"}))
         assert r.status_code == 400
@@ -132,7 +141,8 @@ def test_unapproved_policy_is_refused_by_reload(
 
 
 def test_without_governance_reload_works_as_before(tmp_path: Path) -> None:
-    with running_gateway(tmp_path) as h, _api(h) as c:
+    with asgi_gateway_sync(tmp_path) as h:
+        c = _api(h)
         r = c.post("/v1/admin/policy/reload", json=_policy(h, classes={"person": "allow"}))
         assert r.status_code == 200
         assert c.get("/v1/admin/policy/proposals").status_code == 404
@@ -142,7 +152,8 @@ def test_one_approver_may_apply_only_a_tightening_logged_as_emergency(
     tmp_path: Path, approvers: dict[str, SigningKey]
 ) -> None:
     gov = _gov_file(tmp_path, approvers, m=3)
-    with running_gateway(tmp_path, governance_file=str(gov)) as h, _api(h) as c:
+    with asgi_gateway_sync(tmp_path, governance_file=str(gov)) as h:
+        c = _api(h)
         tight = _propose(c, _policy(h, classes={"financial": "block"}))
         assert tight["tightens_only"] is True
         assert _sign(c, tight, approvers["carol"]).status_code == 200
@@ -157,7 +168,8 @@ def test_a_proposal_made_against_an_older_policy_goes_stale(
     tmp_path: Path, approvers: dict[str, SigningKey]
 ) -> None:
     gov = _gov_file(tmp_path, approvers, m=1)
-    with running_gateway(tmp_path, governance_file=str(gov)) as h, _api(h) as c:
+    with asgi_gateway_sync(tmp_path, governance_file=str(gov)) as h:
+        c = _api(h)
         a = _propose(c, _policy(h, classes={"person": "block"}))
         b = _propose(c, _policy(h, classes={"contact": "block"}))
         for p in (a, b):
@@ -173,7 +185,8 @@ def test_a_proposal_made_against_an_older_policy_goes_stale(
 
 def test_bad_input_gets_clear_errors(tmp_path: Path, approvers: dict[str, SigningKey]) -> None:
     gov = _gov_file(tmp_path, approvers)
-    with running_gateway(tmp_path, governance_file=str(gov)) as h, _api(h) as c:
+    with asgi_gateway_sync(tmp_path, governance_file=str(gov)) as h:
+        c = _api(h)
         assert (
             c.post("/v1/admin/policy/proposals", json={"policy": {"classes": {"x": 1}}}).status_code
             == 400
@@ -199,20 +212,22 @@ def test_rotation_across_restarts_and_the_offline_trace(
     dave = SigningKey.generate("dave")
     v1 = doc(list(approvers.values()), 2)
     gov = write(tmp_path / "governance.yaml", v1)
-    with running_gateway(tmp_path, governance_file=str(gov)) as h, _api(h) as c:
+    with asgi_gateway_sync(tmp_path, governance_file=str(gov)) as h:
+        c = _api(h)
         p = _propose(c, _policy(h, classes={"contact": "allow"}))
         for k in ("alice", "bob"):
             _sign(c, p, approvers[k])
         applied = c.post(f"/v1/admin/policy/proposals/{p['proposal_id']}/apply").json()
-        out = h.openai().chat.completions.with_raw_response.create(
-            model="auto", messages=[{"role": "user", "content": "hi"}]
-        )
+        chat = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+        out = c.post("/v1/chat/completions", json=chat, headers=h.auth())
+        assert out.status_code == 200, out.text
         traced_rid = out.headers["x-hybridgate-receipt"]
 
     # a rotation signed by one current approver only is not accepted: v1 stays
     v2 = doc([approvers["alice"], approvers["bob"], dave], 2, version=2, previous=v1.hash())
     write(gov, signed(v2, approvers["alice"], dave))
-    with running_gateway(tmp_path, governance_file=str(gov)) as h, _api(h) as c:
+    with asgi_gateway_sync(tmp_path, governance_file=str(gov)) as h:
+        c = _api(h)
         st = c.get("/v1/admin/governance").json()
         assert st["governance_version"] == 1 and "not accepted" in st["file_error"]
         # the approved policy survived the restart, not the config's
@@ -220,7 +235,8 @@ def test_rotation_across_restarts_and_the_offline_trace(
 
     # M of the current approvers and M of the new ones: accepted
     write(gov, signed(v2, approvers["alice"], approvers["bob"]))
-    with running_gateway(tmp_path, governance_file=str(gov)) as h, _api(h) as c:
+    with asgi_gateway_sync(tmp_path, governance_file=str(gov)) as h:
+        c = _api(h)
         st = c.get("/v1/admin/governance").json()
         assert st["governance_version"] == 2 and st["file_error"] is None
         assert "dave" in [a["name"] for a in st["approvers"]]
@@ -233,7 +249,7 @@ def test_rotation_across_restarts_and_the_offline_trace(
             == "emergency"
         )
         pub = h.gw.ledger_verifiers()[0].to_string()
-        home = h.config.home
+        home = h.gw.config.home
 
     runner = CliRunner()
     res = runner.invoke(
@@ -307,10 +323,10 @@ def test_a_second_replica_adopts_an_applied_policy_after_checking_its_receipt(
 ) -> None:
     gov = _gov_file(tmp_path, approvers)
     with (
-        running_gateway(tmp_path, governance_file=str(gov)) as a,
-        running_gateway(tmp_path, governance_file=str(gov)) as b,
-        _api(a) as c,
+        asgi_gateway_sync(tmp_path, governance_file=str(gov)) as a,
+        asgi_gateway_sync(tmp_path, governance_file=str(gov)) as b,
     ):
+        c = _api(a)
         assert a.gw.policy.current[1] == b.gw.policy.current[1]
         p = _propose(c, _policy(a, classes={"contact": "allow"}))
         for k in ("alice", "bob"):
@@ -322,8 +338,8 @@ def test_a_second_replica_adopts_an_applied_policy_after_checking_its_receipt(
             time.sleep(0.01)
         assert b.gw.policy.current[1] == p["policy_hash"]
         # and b's gate now admits exactly that policy
-        r = httpx.post(
-            b.url + "/v1/admin/policy/reload",
+        r = b.client.post(
+            "/v1/admin/policy/reload",
             json=_policy(a, classes={"contact": "block"}),
             headers=ADMIN,
         )
@@ -336,9 +352,8 @@ def test_sync_refuses_a_version_row_without_a_valid_receipt(
     from hybridgate.governance.store import GovernanceStore, PolicyVersion
 
     gov = _gov_file(tmp_path, approvers)
-    with running_gateway(tmp_path, governance_file=str(gov)) as h:
-        app: Any = h.server.server.config.app
-        svc = app.state.governance
+    with asgi_gateway_sync(tmp_path, governance_file=str(gov)) as h:
+        svc = h.app.state.governance
         forged = _policy(h, classes={"secret": "allow"})
         from hybridgate.policy.model import PolicyConfig
 
