@@ -2,8 +2,8 @@
 reserve, send (fallbacks only inside the plan), restore, account, receipt.
 
 Decision logic lives in pure modules (scan, policy, routing, accounting
-pricing); this module only sequences them and does the I/O. Three rules are
-enforced here and nowhere else:
+pricing); :class:`Pipeline` only sequences them and does the I/O. Three rules
+are enforced in this package and nowhere else:
 
 * an exchange is opened and closed by :meth:`Pipeline.exchange`, an async
   context manager whose exit — on success, error, client disconnect or
