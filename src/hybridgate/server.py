@@ -8,15 +8,17 @@ import sys
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 #: Seconds a client has to send a request line and headers (slowloris defence).
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 
 
-def header_deadline_protocol(header_timeout_s: float) -> type[asyncio.Protocol]:
+class HeaderDeadlineProtocol(HttpToolsProtocol):
     """uvicorn's httptools HTTP protocol with a header read deadline.
 
     uvicorn closes idle keep-alive connections but never one that trickles its
@@ -24,67 +26,75 @@ def header_deadline_protocol(header_timeout_s: float) -> type[asyncio.Protocol]:
     hold every connection slot. The deadline is armed when a connection opens
     and after each response, and disarmed once a request's headers are complete;
     a body is the app's to bound (``BodyDeadline``).
+
+    The deadline is the ``header_timeout_s`` attribute of uvicorn's config
+    (:func:`uvicorn_config` sets it). A module-level class configured that way,
+    rather than a class made per value, is what ``serve --workers`` needs: the
+    config travels to each worker process by pickling, and a class travels by name.
     """
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class HeaderDeadlineProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
+    _header_timer: asyncio.TimerHandle | None = None
 
-        def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(header_timeout_s, self._expired)
+    def _arm(self) -> None:
+        self._disarm()
+        timeout = getattr(self.config, "header_timeout_s", DEFAULT_HEADER_TIMEOUT_S)
+        self._header_timer = self.loop.call_later(timeout, self._expired)
 
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _expired(self) -> None:
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
             self._header_timer = None
-            cycle = self.cycle
-            if cycle is not None and not cycle.response_complete:
-                return  # a request is being served: its headers arrived
-            if not self.transport.is_closing():
-                self.transport.close()
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+    def _expired(self) -> None:
+        self._header_timer = None
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            return  # a request is being served: its headers arrived
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
             self._arm()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
 
-        def on_headers_complete(self) -> None:
-            self._disarm()
-            super().on_headers_complete()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing():
-                self._arm()
-
-    return HeaderDeadlineProtocol
-
-
-def _uvicorn_config(
-    app: ASGIApp,
+def uvicorn_config(
+    app: ASGIApp | str,
     host: str,
     port: int,
     log_level: str,
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+    **extra: Any,
 ) -> uvicorn.Config:
-    return uvicorn.Config(
+    """The one uvicorn configuration of every way the gateway is served (``extra``:
+    ``workers`` and ``factory`` for ``serve --workers``)."""
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
         access_log=False,
         loop="auto",
-        http=header_deadline_protocol(header_timeout_s),
+        http=HeaderDeadlineProtocol,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        **extra,
     )
+    config.header_timeout_s = header_timeout_s  # type: ignore[attr-defined]
+    return config
 
 
 def serve_forever(
@@ -99,7 +109,7 @@ def serve_forever(
     # whole interval for the GIL after handing over a write; 0.5 ms measured
     # ~1.4 ms less added latency per request (see benchmarks/overhead.py).
     sys.setswitchinterval(0.0005)
-    uvicorn.Server(_uvicorn_config(app, host, port, log_level, header_timeout_s)).run()
+    uvicorn.Server(uvicorn_config(app, host, port, log_level, header_timeout_s)).run()
 
 
 class ServerThread:
@@ -112,7 +122,7 @@ class ServerThread:
         port: int = 0,
         header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
     ) -> None:
-        self.server = uvicorn.Server(_uvicorn_config(app, host, port, "warning", header_timeout_s))
+        self.server = uvicorn.Server(uvicorn_config(app, host, port, "warning", header_timeout_s))
         # uvicorn installs signal handlers only on the main thread, never here.
         self._thread = threading.Thread(target=self._run, name="hybridgate-server", daemon=True)
         self.host = host

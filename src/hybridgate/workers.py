@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import uvicorn
 from starlette.applications import Starlette
 
 from hybridgate.config import GatewayConfig, load_config
@@ -48,19 +47,30 @@ def worker_app() -> Starlette:
 
 
 def serve_workers(
-    config_path: Path, home: Path | None, host: str, port: int, workers: int, log_level: str
+    config_path: Path,
+    home: Path | None,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    header_timeout_s: float,
 ) -> None:
+    """uvicorn's supervisor over ``workers`` processes on one socket, each serving with the
+    same protocol (header deadline included) as a single-process ``serve``."""
+    from uvicorn.supervisors import Multiprocess
+
+    from hybridgate.server import uvicorn_config
+
     os.environ[ENV_CONFIG] = str(config_path.resolve())
     if home is not None:
         os.environ[ENV_HOME] = str(home)
-    uvicorn.run(
+    config = uvicorn_config(
         "hybridgate.workers:worker_app",
+        host,
+        port,
+        log_level,
+        header_timeout_s,
         factory=True,
-        host=host,
-        port=port,
         workers=workers,
-        log_level=log_level,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
     )
+    Multiprocess(config, sockets=[config.bind_socket()]).run()

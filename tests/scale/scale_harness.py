@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -134,3 +135,17 @@ async def burst(
     finally:
         for cl in clients:
             await cl.aclose()
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    """Until a replica process answers /readyz (bounded; its stderr if it exits)."""
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise AssertionError(f"replica exited: {proc.stderr.read() if proc.stderr else ''!r}")
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("replica did not become ready")

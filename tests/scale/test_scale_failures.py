@@ -30,7 +30,7 @@ from hybridgate.ledger.shared import LOG_LOCK, Sequencer, SharedLedger
 from hybridgate.store.postgres import PostgresStore
 from hybridgate.testing import OpenAIUpstream
 from hybridgate.testing.services import free_port, pg_database, throwaway_postgres, throwaway_redis
-from scale.scale_harness import SECRET, Cluster, burst, cluster, cluster_config
+from scale.scale_harness import SECRET, Cluster, burst, cluster, cluster_config, wait_ready
 
 BUDGET = [{"scope": "team", "name": "race", "usd_per_day": 0.5}]
 
@@ -144,19 +144,6 @@ def _spawn(cfg_path: Path, port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise AssertionError(f"replica exited: {proc.stderr.read() if proc.stderr else ''!r}")
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("replica did not become ready")
-
-
 def test_sequencer_replica_sigkilled_under_load(tmp_path: Path, pg_dsn: str, redis: str) -> None:
     with (
         OpenAIUpstream(api_key="sk-upstream-secret-openai") as ext,
@@ -183,7 +170,7 @@ def test_sequencer_replica_sigkilled_under_load(tmp_path: Path, pg_dsn: str, red
                 port = free_port()
                 urls[name] = f"http://127.0.0.1:{port}"
                 procs[name] = _spawn(path, port)
-                _wait_ready(urls[name], procs[name])  # one at a time: home keys created once
+                wait_ready(urls[name], procs[name])  # one at a time: home keys created once
             try:
                 cfg = parse_config(yaml.safe_load((tmp_path / "alpha.yaml").read_text()))
                 store = PostgresStore(pg_dsn)

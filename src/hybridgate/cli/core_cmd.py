@@ -71,7 +71,9 @@ def register(root: typer.Typer) -> None:
         )
         if workers > 1:
             assert config is not None
-            serve_workers(config, home, h, p, workers, cfg.server.log_level)
+            serve_workers(
+                config, home, h, p, workers, cfg.server.log_level, cfg.server.header_timeout_s
+            )
             return
         app = create_app(cfg, config_path=str(config) if config else None, handle_sighup=True)
         serve_forever(app, h, p, cfg.server.log_level, cfg.server.header_timeout_s)
