@@ -47,7 +47,7 @@ SENSITIVE = [
 ]
 
 
-def _prose(rng: random.Random, size: int) -> str:
+def prose(rng: random.Random, size: int) -> str:
     out: list[str] = []
     n = 0
     while n < size:
@@ -73,11 +73,11 @@ def _tools(rng: random.Random, size: int) -> list[dict[str, Any]]:
             "type": "function",
             "function": {
                 "name": f"tool_{i}",
-                "description": _prose(rng, 300),
+                "description": prose(rng, 300),
                 "parameters": {
                     "type": "object",
                     "properties": {
-                        f"arg_{k}": {"type": "string", "description": _prose(rng, 80)}
+                        f"arg_{k}": {"type": "string", "description": prose(rng, 80)}
                         for k in range(4)
                     },
                     "required": ["arg_0"],
@@ -93,12 +93,12 @@ def conversation(target: int, turns: int, seed: int) -> list[dict[str, Any]]:
     """Request bodies of one agent session, each the previous plus one more exchange."""
     rng = random.Random(seed)
     fixed = int(target * 0.4)
-    messages: list[dict[str, Any]] = [{"role": "system", "content": _prose(rng, fixed // 2)}]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": prose(rng, fixed // 2)}]
     tools = _tools(rng, fixed // 2)
     per_turn = max((target - fixed) // turns, 200)
     bodies = []
     for t in range(turns):
-        messages.append({"role": "user", "content": _prose(rng, per_turn // 4)})
+        messages.append({"role": "user", "content": prose(rng, per_turn // 4)})
         call_id = f"call_{t}"
         messages.append(
             {
@@ -110,16 +110,16 @@ def conversation(target: int, turns: int, seed: int) -> list[dict[str, Any]]:
                         "type": "function",
                         "function": {
                             "name": "tool_0",
-                            "arguments": json.dumps({"arg_0": _prose(rng, 60)}),
+                            "arguments": json.dumps({"arg_0": prose(rng, 60)}),
                         },
                     }
                 ],
             }
         )
         messages.append(
-            {"role": "tool", "tool_call_id": call_id, "content": _prose(rng, per_turn // 2)}
+            {"role": "tool", "tool_call_id": call_id, "content": prose(rng, per_turn // 2)}
         )
-        messages.append({"role": "assistant", "content": _prose(rng, per_turn // 4)})
+        messages.append({"role": "assistant", "content": prose(rng, per_turn // 4)})
         bodies.append(
             {"model": "auto", "messages": json.loads(json.dumps(messages)), "tools": tools}
         )

@@ -13,10 +13,14 @@ One run prints:
    each value leak after masking, ordinary and adversarial reported apart,
    beside Presidio on the same texts when available;
 5. the false-flag rate on the corpus' hard negatives;
-6. what normalization costs, the whole-request scan of a chat body, and the
-   worst 1 MB adversarial input (with the 256 KB time, to show linearity).
+6. what normalization costs and the whole-request scan of a 1 KB chat body;
+7. fresh text (never seen, no cache) as one chat request of 10 KB, 100 KB and
+   1 MB: CPU ms and ms per KB, for agent prose and for the 1 KB prompts joined;
+8. every hostile input at 256 KB and 1 MB (CPU seconds, one scan; the ratio
+   shows linearity) and the worst 1 MB case.
 
     .venv/bin/python benchmarks/scan_bench.py --presidio-python /tmp/presidio-venv/bin/python
+    .venv/bin/python benchmarks/scan_bench.py --sections fresh,adversarial   # speed only
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from agent_scan_bench import prose as agent_prose  # benchmarks/ is on sys.path
 from hybridgate.config import ScannerConfig
 from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request
 from hybridgate.scan.normalize import normalize
@@ -45,6 +51,7 @@ from hybridgate.scan.variants import (
     variant_corpus,
 )
 
+SECTIONS = ("accuracy", "spelling", "fresh", "adversarial")
 PRESIDIO_TYPES = (
     "CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS",
 )  # fmt: skip
@@ -199,12 +206,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--presidio-python", help="interpreter of a venv with presidio-analyzer")
     ap.add_argument("--seed", type=int, default=20260101)
     ap.add_argument("--docs-per-type", type=int, default=60)
+    ap.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)",
+    )
     args = ap.parse_args(argv)
+    sections = set(args.sections.split(","))
+    if sections - set(SECTIONS):
+        ap.error(f"unknown section(s): {', '.join(sorted(sections - set(SECTIONS)))}")
 
     rnd = random.Random(args.seed)
     corpus = generate_corpus(rnd, args.docs_per_type)
     terms = sorted({d.term for d in corpus if d.term})
     scanner = build_scanner(ScannerConfig(terms=terms))
+    prompts = generate_prompts_1kb(random.Random(args.seed + 1), 400)
+    if "accuracy" in sections:
+        accuracy_section(args, corpus, scanner, prompts)
+    if "spelling" in sections:
+        spelling_section(args, prompts)
+    if "fresh" in sections:
+        fresh_section(scanner, args.seed + 4)
+    if "adversarial" in sections:
+        adversarial_section(scanner)
+    return 0
+
+
+def accuracy_section(
+    args: argparse.Namespace, corpus: list[Any], scanner: Scanner, prompts: list[str]
+) -> None:
+    """Sections 1-3: the Presidio set, the generated corpus, and the 1 KB prompt speed."""
+    terms = sorted({d.term for d in corpus if d.term})
     shared_scanner = build_scanner(ScannerConfig())
 
     # --- 1. Presidio research synthetic set ---------------------------------
@@ -270,7 +302,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  false alarm [{d.negative}]: {shown}")
 
     # --- 3. Speed -----------------------------------------------------------------
-    prompts = generate_prompts_1kb(random.Random(args.seed + 1), 400)
     med, p95 = prompt_latency(scanner, prompts)
     rows = [["hybridgate", f"{hg_cps / 1e6:.2f}", f"{med:.3f}", f"{p95:.3f}"]]
     big_terms = [*terms, *(f"codename {i:05d}" for i in range(20_000))]
@@ -290,9 +321,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"throughput ratio hybridgate / Presidio: {hg_cps / pr_cps:.0f}x")
     avg_len = statistics.mean(len(x) for x in prompts)
     print(f"(1 KB prompts: {len(prompts)}, mean {avg_len:.0f} chars)\n")
-
-    spelling_section(args, prompts)
-    return 0
 
 
 def _mask(text: str, spans: list[Span]) -> str:
@@ -436,12 +464,15 @@ def spelling_section(args: argparse.Namespace, prompts: list[str]) -> None:
     rows.append(["whole request (extract + scan + seams + sweep), 1 KB chat", f"{req:.4f}"])
     print(table("Normalization and request cost (median ms)", ["what", "ms"], rows))
 
+
+def adversarial_section(scanner: Scanner) -> None:
+    """Each hostile pattern at 256 KB and 1 MB: one scan each, CPU seconds."""
     rows = []
     worst = ("", 0.0)
     for name, text in adversarial_inputs(1_000_000).items():
         quarter = text[: len(text) // 4]
-        t1 = _time(scanner.scan, text, repeat=1)
-        tq = _time(scanner.scan, quarter, repeat=1)
+        t1 = _cpu(scanner.scan, text)
+        tq = _cpu(scanner.scan, quarter)
         rows.append([name, f"{tq:.3f}", f"{t1:.3f}", f"{t1 / tq:.1f}"])
         if t1 > worst[1]:
             worst = (name, t1)
@@ -453,6 +484,61 @@ def spelling_section(args: argparse.Namespace, prompts: list[str]) -> None:
         )
     )
     print(f"worst 1 MB: {worst[0]} in {worst[1]:.3f} s")
+
+
+def _cpu(fn: object, *a: object, repeat: int = 1) -> float:
+    """Best CPU seconds of this process over ``repeat`` calls (steadier than wall time
+    on a shared machine; the scan is single-threaded)."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.process_time()
+        fn(*a)  # type: ignore[operator]
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def fresh_texts(seed: int, size: int) -> dict[str, str]:
+    """Fresh text of ``size`` characters: agent prose (code, tool output, rare
+    values) and the generated 1 KB prompts joined (a value in most of them)."""
+    prompts = generate_prompts_1kb(random.Random(seed), max(1, size // 900) + 1)
+    joined = "\n".join(prompts)
+    while len(joined) < size:
+        joined += "\n" + joined
+    return {
+        "agent prose": agent_prose(random.Random(seed), size),
+        "1 KB prompts joined": joined[:size],
+    }
+
+
+def fresh_section(scanner: Scanner, seed: int) -> None:
+    """Whole-request cost of text never seen before (no cache): extract + scan_request
+    of a chat body whose user message is that text."""
+    rows = []
+    for size in (10 * 1024, 100 * 1024, 1024 * 1024):
+        for kind, text in fresh_texts(seed, size).items():
+            body: dict[str, object] = {
+                "model": "auto",
+                "messages": [
+                    {"role": "system", "content": "You are a coding agent."},
+                    {"role": "user", "content": text},
+                ],
+            }
+
+            def whole(b: dict[str, object] = body) -> None:
+                segs, uns = extract_segments(b)
+                scan_request(scanner, segs, uns)
+
+            cpu = _cpu(whole, repeat=1 if size > 200_000 else 3)
+            kb = size / 1024
+            rows.append([kind, f"{kb:.0f} KB", f"{cpu * 1e3:.1f}", f"{cpu * 1e3 / kb:.3f}"])
+    print(
+        table(
+            "Fresh text, whole request (extract + scan + seams + sweep; CPU ms, best of 3, "
+            "1 MB once)",
+            ["text", "size", "ms", "ms per KB"],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

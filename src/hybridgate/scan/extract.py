@@ -386,18 +386,20 @@ def _sweep(
         if id(a) not in slot_of:
             slot_of[id(a)] = len(slots)
             slots.append(a)
-    hits: list[list[_Hit]] = [[] for _ in slots]
+    hits: dict[int, list[_Hit]] = {}
     texts = [a.lower for a in slots]
     for k, s, e, (length, type_, cls) in _joined_hits(automaton, texts):
         if _bounded_ok(texts[k], s, e, length):
-            hits[k].append((s, e, type_, cls))
+            hits.setdefault(k, []).append((s, e, type_, cls))
     if any(_DIGITS_ONLY.fullmatch(v) for v in values):
         digit_views = [_cached_digit_view(a) for a in slots]
         for k, ds, de, (_, type_, cls) in _joined_hits(automaton, digit_views):
             pos = _digit_positions(slots[k])
-            hits[k].append((pos[ds], pos[de - 1] + 1, type_, cls))
+            hits.setdefault(k, []).append((pos[ds], pos[de - 1] + 1, type_, cls))
+    if not hits:
+        return
     for i, (a, offset) in enumerate(views):
-        found = hits[slot_of[id(a)]]
+        found = hits.get(slot_of[id(a)])
         if found:
             _add_hits(per_seg[i], a, offset, found)
 
