@@ -25,6 +25,7 @@ from hybridgate.scan.encoded import _B64_RUN, b64_runs
 from hybridgate.scan.findings import DataClass, Finding
 from hybridgate.scan.normalize import _DECODE, _DECODER_TRIGGERS, led_matches
 from hybridgate.scan.scanner import _rank, _resolve_cluster
+from hybridgate.scan.terms import _collapse, _CollapsedMap, _orig
 
 #: Values, their spellings elsewhere (glued, grouped differently, upper case),
 #: look-alikes and filler: the sweep matters when a value found in one place
@@ -189,3 +190,16 @@ findings = st.builds(
 @given(cluster=st.lists(findings, min_size=1, max_size=25))
 def test_overlap_resolution_equals_the_plain_version(cluster: list[Finding]) -> None:
     assert _resolve_cluster(cluster) == _resolve_plainly(cluster)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.lists(st.sampled_from(["ab", " ", "  ", "    ", "x", "-"]), max_size=40).map("".join),
+    chunk=st.integers(1, 9),
+)
+def test_chunked_space_map_equals_the_whole_map(text: str, chunk: int) -> None:
+    """Org terms map collapsed offsets back chunk by chunk; the result is the plain map's."""
+    collapsed, points, removed = _collapse(text)
+    back = _CollapsedMap(text, chunk)
+    for p in range(len(collapsed)):
+        assert back.orig(p) == _orig(p, points, removed)

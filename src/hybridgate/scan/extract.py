@@ -463,6 +463,7 @@ _DIGIT_RUN = re.compile(r"[0-9](?:[ \-./_()+,]{0,3}[0-9])*")
 _DIGITS_ONLY = re.compile(r"[0-9|]+")
 _NOT_DIGIT = re.compile(r"[^0-9]+")
 _ONE_DIGIT = re.compile(r"[0-9]")
+_BAR = re.compile(r"\|")
 
 
 def _cached_digit_view(a: Analysis) -> str:
@@ -483,22 +484,37 @@ def _digit_view(text: str) -> str:
     return "".join(_NOT_DIGIT.sub("", m.group()) + "|" for m in _DIGIT_RUN.finditer(text))
 
 
-def _digit_positions(a: Analysis) -> list[int]:
-    """Where each character of the digit view came from (built once per text with a hit)."""
+def _digit_positions(a: Analysis) -> _DigitPositions:
+    """Where each character of the digit view came from (kept with the text's analysis)."""
     pos = a.memo.get("digit_pos")
     if pos is None:
-        pos = a.memo["digit_pos"] = _digit_view_positions(a.lower)
+        pos = a.memo["digit_pos"] = _DigitPositions(a.lower, _cached_digit_view(a))
     return pos  # type: ignore[return-value]
 
 
-def _digit_view_positions(text: str) -> list[int]:
-    """:func:`_digit_view_reference`'s positions, one regex pass per run (no per-digit test)."""
-    pos: list[int] = []
-    for m in _DIGIT_RUN.finditer(text):
-        s = m.start()
-        pos.extend(s + d.start() for d in _ONE_DIGIT.finditer(m.group()))
-        pos.append(m.end())
-    return pos
+class _DigitPositions:
+    """:func:`_digit_view_reference`'s positions, built per digit run on first use.
+
+    A hit needs the positions of one run only; a megabyte of code with a card
+    number in it should not pay for a list of every digit.
+    """
+
+    def __init__(self, text: str, digits: str) -> None:
+        self.text = text
+        #: where each run starts in the digit view, and its span in the text
+        self.spans = [m.span() for m in _DIGIT_RUN.finditer(text)]
+        self.offsets = [0, *(m.end() for m in _BAR.finditer(digits))][: len(self.spans)]
+        self.runs: dict[int, list[int]] = {}
+
+    def __getitem__(self, di: int) -> int:
+        k = bisect.bisect_right(self.offsets, di) - 1
+        run = self.runs.get(k)
+        if run is None:
+            s, e = self.spans[k]
+            run = [d.start() for d in _ONE_DIGIT.finditer(self.text, s, e)]
+            run.append(e)
+            self.runs[k] = run
+        return run[di - self.offsets[k]]
 
 
 def _digit_view_reference(text: str) -> tuple[str, list[int]]:

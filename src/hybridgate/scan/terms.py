@@ -54,6 +54,40 @@ def _orig(pos: int, points: list[int], removed: list[int]) -> int:
     return pos + (removed[k] if k >= 0 else 0)
 
 
+class _CollapsedMap:
+    """Collapsed-text offsets back to the text, built per 4 KB chunk on first use.
+
+    Chunk boundaries never split a run of spaces, so the collapsed text is
+    the chunks collapsed one by one; only a chunk holding a hit pays for the
+    exact map (code indented with spaces has thousands of runs a megabyte).
+    """
+
+    def __init__(self, text: str, chunk: int = 4096) -> None:
+        self.text = text
+        self.starts: list[int] = []  # chunk starts in the text
+        self.cstarts: list[int] = []  # and in the collapsed text
+        self.maps: dict[int, tuple[list[int], list[int]]] = {}
+        pos = cpos = 0
+        n = len(text)
+        while pos < n:
+            end = min(pos + chunk, n)
+            while end < n and text[end] == " " and text[end - 1] == " ":
+                end += 1
+            self.starts.append(pos)
+            self.cstarts.append(cpos)
+            cpos += len(_SPACES.sub(" ", text[pos:end]))
+            pos = end
+        self.starts.append(n)
+
+    def orig(self, cpos: int) -> int:
+        k = bisect.bisect_right(self.cstarts, cpos) - 1
+        m = self.maps.get(k)
+        if m is None:
+            _, points, removed = _collapse(self.text[self.starts[k] : self.starts[k + 1]])
+            m = self.maps[k] = (points, removed)
+        return self.starts[k] + _orig(cpos - self.cstarts[k], *m)
+
+
 def load_terms_file(path: str | Path) -> list[str]:
     """One term per line; blank lines and ``#`` comments are ignored."""
     p = Path(path).expanduser()
@@ -80,13 +114,14 @@ class TermDetector:
             return []
         out: list[Finding] = []
         lower = view.lower.translate(_JOINERS)
-        points: list[int] = []
-        removed: list[int] = []
+        back: _CollapsedMap | None = None
         if "  " in lower:
-            # Most texts hold no term at all: look first, build the offset map only then.
-            if next(self._automaton.iter(_SPACES.sub(" ", lower)), None) is None:
+            collapsed = _SPACES.sub(" ", lower)
+            # Most texts hold no term at all: look first, map offsets back only then.
+            if next(self._automaton.iter(collapsed), None) is None:
                 return out
-            lower, points, removed = _collapse(lower)
+            back = _CollapsedMap(lower)
+            lower = collapsed
         n = len(lower)
         for last, length in self._automaton.iter(lower):
             start, end = last - length + 1, last + 1
@@ -94,7 +129,7 @@ class TermDetector:
                 continue
             if lower[last].isalnum() and end < n and lower[end].isalnum():
                 continue
-            if points:
-                start, end = _orig(start, points, removed), _orig(end - 1, points, removed) + 1
+            if back is not None:
+                start, end = back.orig(start), back.orig(end - 1) + 1
             out.append(Finding("ORG_TERM", DataClass.ORG_CONFIDENTIAL, start, end, 1.0, self.name))
         return out
