@@ -21,11 +21,14 @@ from hypothesis import strategies as st
 
 from hybridgate.config import ScannerConfig
 from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request
+from hybridgate.scan.contact import PhoneDetector, _Budget
 from hybridgate.scan.encoded import _B64_RUN, b64_runs
 from hybridgate.scan.findings import DataClass, Finding
 from hybridgate.scan.normalize import _DECODE, _DECODER_TRIGGERS, led_matches
+from hybridgate.scan.numbers import CardDetector
 from hybridgate.scan.scanner import _rank, _resolve_cluster
 from hybridgate.scan.terms import _collapse, _CollapsedMap, _orig
+from hybridgate.scan.text import TextView
 
 #: Values, their spellings elsewhere (glued, grouped differently, upper case),
 #: look-alikes and filler: the sweep matters when a value found in one place
@@ -203,3 +206,24 @@ def test_chunked_space_map_equals_the_whole_map(text: str, chunk: int) -> None:
     back = _CollapsedMap(text, chunk)
     for p in range(len(collapsed)):
         assert back.orig(p) == _orig(p, points, removed)
+
+
+digit_runs = st.lists(
+    st.sampled_from(
+        ["1", "4", "12", "41", "415", "4111", "555", "1234567", " ", "-", ".", "+", "("]
+    ),
+    max_size=40,
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=digit_runs)
+def test_run_quick_tests_only_skip_runs_without_findings(plain: Scanner, text: str) -> None:
+    """Cards need 4 digits in a row to be read group-wise, phones 2 (else nothing is found)."""
+    view = TextView(text, plain.lexicon)
+    card, phone = CardDetector(), PhoneDetector(("US", "GB"))
+    for run in view.runs:
+        if not run.holds("0000"):
+            assert card._run(view, view.text, view.shape, run) == []
+        if not run.holds("00"):
+            assert phone._run(view, run, _Budget(10)) == []

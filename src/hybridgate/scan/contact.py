@@ -119,7 +119,10 @@ class PhoneDetector:
         out: list[Finding] = []
         budget = _Budget(self.validation_budget)
         for run in view.runs:
-            out.extend(self._run(view, run, budget))
+            # 8+ digits in at most 7 groups with at most 2 of one digit: some
+            # group has two digits in a row, or no phone number fits the run.
+            if run.holds("00"):
+                out.extend(self._run(view, run, budget))
         return out
 
     def _run(self, view: TextView, run: Run, budget: _Budget) -> list[Finding]:

@@ -159,14 +159,42 @@ class Lexicon:
         return cls(shape=MappingProxyType(shape_table()), automaton=auto)
 
 
-@dataclass(frozen=True, slots=True)
 class Run:
-    """A run of digit groups joined by short separators, e.g. ``+1 (415) 555-2671``."""
+    """A run of digit groups joined by short separators, e.g. ``+1 (415) 555-2671``.
 
-    start: int
-    end: int
-    groups: tuple[tuple[int, int], ...]
-    seps: tuple[str, ...]  # separator text between group i and i+1
+    The groups and separators are split out on first use: a detector whose
+    quick test on the run's shape rules it out never pays for them (a hostile
+    megabyte of ``1 1 1 ...`` is one run of half a million groups).
+    """
+
+    __slots__ = ("_groups", "_seps", "_shape", "end", "start")
+
+    def __init__(self, start: int, end: int, shape: str) -> None:
+        self.start = start
+        self.end = end
+        self._shape = shape
+        self._groups: tuple[tuple[int, int], ...] | None = None
+        self._seps: tuple[str, ...] | None = None
+
+    @property
+    def groups(self) -> tuple[tuple[int, int], ...]:
+        if self._groups is None:
+            self._groups = tuple(
+                g.span() for g in _GROUP.finditer(self._shape, self.start, self.end)
+            )
+        return self._groups
+
+    @property
+    def seps(self) -> tuple[str, ...]:
+        """Separator text between group i and i+1."""
+        if self._seps is None:
+            g, shape = self.groups, self._shape
+            self._seps = tuple(shape[g[i][1] : g[i + 1][0]] for i in range(len(g) - 1))
+        return self._seps
+
+    def holds(self, digits: str) -> bool:
+        """Does the run's shape contain ``digits`` (e.g. ``"0000"``: a group of 4+ digits)?"""
+        return self._shape.find(digits, self.start, self.end) != -1
 
     def digits(self, text: str, i: int = 0, j: int | None = None) -> str:
         j = len(self.groups) - 1 if j is None else j
@@ -263,8 +291,6 @@ class TextView:
                 s, e = m.span()
                 if e - s < 8:
                     continue  # fewer than 8 digits: no card or phone number fits
-                groups = tuple(g.span() for g in _GROUP.finditer(shape, s, e))
-                seps = tuple(shape[groups[i][1] : groups[i + 1][0]] for i in range(len(groups) - 1))
-                runs.append(Run(s, e, groups, seps))
+                runs.append(Run(s, e, shape))
             self._runs = runs
         return self._runs
