@@ -35,6 +35,9 @@ def check_workers(cfg: GatewayConfig, workers: int) -> None:
 def worker_app() -> Starlette:
     """The app factory each worker process calls."""
     from hybridgate.app import create_app
+    from hybridgate.server import short_gil_switch
+
+    short_gil_switch()  # as a single-process serve does
 
     path = os.environ.get(ENV_CONFIG)
     if not path:
