@@ -25,7 +25,7 @@ from hybridgate.scan.contact import PhoneDetector, _Budget
 from hybridgate.scan.encoded import _B64_RUN, b64_runs
 from hybridgate.scan.findings import DataClass, Finding
 from hybridgate.scan.normalize import _DECODE, _DECODER_TRIGGERS, led_matches
-from hybridgate.scan.numbers import CardDetector
+from hybridgate.scan.numbers import CardDetector, Ipv4Detector, left_ok, right_ok, skip_glued
 from hybridgate.scan.scanner import _rank, _resolve_cluster
 from hybridgate.scan.terms import _collapse, _CollapsedMap, _orig
 from hybridgate.scan.text import TextView
@@ -227,3 +227,32 @@ def test_run_quick_tests_only_skip_runs_without_findings(plain: Scanner, text: s
             assert card._run(view, view.text, view.shape, run) == []
         if not run.holds("00"):
             assert phone._run(view, run, _Budget(10)) == []
+
+
+def _ipv4_plainly(view: TextView) -> list[tuple[int, int]]:
+    """IPv4 as first written: a glued match moves on past its alphanumeric run only."""
+    out, pos, shape = [], 0, view.shape
+    while (m := Ipv4Detector._re.search(shape, pos)) is not None:
+        s, e = m.span()
+        if not left_ok(shape, s):
+            pos = skip_glued(shape, s)
+        elif not right_ok(shape, e):
+            pos = s + 1
+        else:
+            pos = e
+            parts = view.text[s:e].split(".")
+            if all(int(p) <= 255 and (p == "0" or p[0] != "0") for p in parts):
+                out.append((s, e))
+    return out
+
+
+dotted = st.lists(
+    st.sampled_from(["1", "25", "256", "0", "01", ".", "..", "a", "-", " "]), max_size=30
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=dotted.map("".join))
+def test_ipv4_chain_skip_equals_the_plain_search(plain: Scanner, text: str) -> None:
+    view = TextView(text, plain.lexicon)
+    assert [(f.start, f.end) for f in Ipv4Detector().detect(view)] == _ipv4_plainly(view)

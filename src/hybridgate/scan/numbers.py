@@ -210,7 +210,7 @@ class CardDetector:
         card (and perhaps an expiry); longer stretches are digit noise, so
         the work stays linear in the run.
         """
-        groups = run.groups
+        groups, seps = run.groups, run.seps
         if len(groups) < 7 or iban_like(text, shape, run):
             return []
         out: list[Finding] = []
@@ -220,7 +220,7 @@ class CardDetector:
             j = i
             count = 0
             while j < n and groups[j][1] - groups[j][0] <= 2:
-                if j > i and len(_sep(run.seps[j - 1])) != 1:
+                if j > i and len(_sep(seps[j - 1])) != 1:
                     break
                 count += groups[j][1] - groups[j][0]
                 j += 1
@@ -427,6 +427,10 @@ class NinoDetector:
         return out
 
 
+#: Alphanumeric runs joined by single dots, over the shape string.
+_DOT_CHAIN = re.compile(r"[0A]*(?:\.[0A]+)*")
+
+
 class Ipv4Detector:
     name = "ip_address"
     #: Finds nothing in a text without an ASCII digit (the scanner skips it there).
@@ -444,7 +448,8 @@ class Ipv4Detector:
                 break
             s, e = m.span()
             if not left_ok(shape, s):
-                pos = skip_glued(shape, s)
+                # Every later start in this dotted chain is glued too ("1.1.1.1.1").
+                pos = max(s + 1, _DOT_CHAIN.match(shape, s).end())  # type: ignore[union-attr]
                 continue
             if not right_ok(shape, e):
                 pos = s + 1
