@@ -12,6 +12,7 @@ from contextlib import ExitStack, contextmanager
 from decimal import Decimal as D
 from typing import Any
 
+import psycopg
 import pytest
 
 from hybridgate.accounting.budgets import Reservation
@@ -140,19 +141,30 @@ def test_unreachable_postgres_refuses_budgeted_keys_only(pg_dsn: str) -> None:
 def test_an_abandoned_reservation_is_released(pg_dsn: str) -> None:
     budgets = [{"scope": "team", "name": "t", "usd_per_day": 1.0}]
     with replicas(pg_dsn, budgets, 1) as (bm,):
+        # another session holds the budget table: the first batch waits inside PostgreSQL
+        blocker = psycopg.connect(pg_dsn)
+        blocker.execute("LOCK TABLE budget_spend IN EXCLUSIVE MODE")
 
-        async def run() -> None:
+        async def run() -> list[Any]:
             tasks = [
                 asyncio.create_task(bm.areserve(key_id=None, team="t", usd=D("0.1"), tokens=1))
                 for _ in range(20)
             ]
-            await asyncio.sleep(0)  # each has joined a batch (or is about to)
-            for t in tasks:
+            for _ in range(3000):  # until a batch is running (bounded)
+                if bm.reserve_batches:
+                    break
+                await asyncio.sleep(0.01)
+            assert bm.reserve_batches == 1
+            for t in tasks:  # the clients leave while their holds are being taken
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            out = await asyncio.gather(*tasks, return_exceptions=True)
+            blocker.rollback()  # the batch now commits its holds, for nobody
+            return out
 
-        asyncio.run(run())
+        got = asyncio.run(run())
+        assert all(isinstance(r, asyncio.CancelledError) for r in got)
         assert bm.outstanding == 0
-        bm.close()  # whatever a batch held for the cancelled requests is released
+        bm.close()  # whatever the batch held for the cancelled requests is released
         day = bm.status("team", "t")["day"]
         assert day["usd_reserved"] == "0" and day["usd"] == "0"
+        blocker.close()

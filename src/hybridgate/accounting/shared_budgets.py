@@ -377,7 +377,7 @@ class SharedBudgetManager:
 
         def done(fut: Future[None]) -> None:
             if not fut.cancelled() and fut.exception() is None:
-                self._settler.put((ask.rid, live, 0, 0))
+                self._queue_settle(ask.rid, live, 0, 0)
 
         ask.fut.add_done_callback(done)
 
