@@ -304,12 +304,14 @@ def peer_table(
 def conversation(target: int, turns: int, seed: int) -> list[dict[str, Any]]:
     """``agent_scan_bench``'s agent sessions without its planted findings (an e-mail
     address, a card number, a key): the default policy refuses those, and this
-    benchmark measures requests that pass."""
-    text = json.dumps(agent_scan_bench.conversation(target, turns, seed))
-    for i, planted in enumerate(agent_scan_bench.SENSITIVE):
-        text = text.replace(planted, f"see the notes in section {i} of the design doc")
-    out: list[dict[str, Any]] = json.loads(text)
-    return out
+    benchmark measures requests that pass. Its generator draws them from
+    ``SENSITIVE``, which holds harmless notes while this runs."""
+    planted = agent_scan_bench.SENSITIVE[:]
+    agent_scan_bench.SENSITIVE[:] = [f"see section {i} of the design notes" for i in range(4)]
+    try:
+        return agent_scan_bench.conversation(target, turns, seed)
+    finally:
+        agent_scan_bench.SENSITIVE[:] = planted
 
 
 def _fresh_bodies(target: Target, size: int, count: int, seed: int) -> list[bytes]:
