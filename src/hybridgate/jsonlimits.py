@@ -31,19 +31,24 @@ def finite_float(text: str) -> float:
 
 
 def deeper_than(obj: Any, limit: int = MAX_DEPTH) -> bool:
-    """Whether ``obj`` nests containers more than ``limit`` levels (iterative)."""
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        if depth > limit:
+    """Whether ``obj`` nests containers more than ``limit`` levels (iterative).
+
+    Level by level, one list per level: every request body of any size is walked
+    once, and a per-node stack entry cost twice as much on agent-size bodies.
+    """
+    if not isinstance(obj, dict | list):
+        return False
+    level: list[Any] = [obj]
+    depth = 1
+    while level:
+        below: list[Any] = []
+        for node in level:
+            children = node.values() if isinstance(node, dict) else node
+            below += [c for c in children if isinstance(c, dict | list)]
+        if below and depth >= limit:
             return True
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+        level = below
+        depth += 1
     return False
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hybridgate import fastjson
 from hybridgate.errors import (
     ErrorFormat,
     GatewayError,
@@ -89,6 +90,12 @@ def parse_json(raw: bytes) -> Any:
     """
     if not raw:
         raise InvalidRequest("request body is empty; expected a JSON object")
+    value = fastjson.try_loads(raw)
+    if value is not fastjson.UNSURE:
+        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and deeper_than(value):
+            raise InvalidRequest(f"request body is nested more than {MAX_DEPTH} levels deep")
+        return value
+    # The standard library decides, and says what is wrong.
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -175,7 +182,7 @@ def gateway_headers(
 
 
 def json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return fastjson.dumps(obj)
 
 
 def sse_event(event: dict[str, Any]) -> bytes:

@@ -7,10 +7,10 @@ to the real cost (or releases it when nothing was sent).
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
+from hybridgate import fastjson
 from hybridgate.accounting import Reservation, cost_usd
 from hybridgate.pipeline.deps import PipelineDeps
 from hybridgate.pipeline.exchange import Exchange
@@ -104,7 +104,7 @@ async def reserve(
     the route's ``max_output_tokens``, else an estimate; times ``n``. Awaited:
     the shared budgets decide it in a batch with other requests' holds, off the loop.
     """
-    sent_bytes = len(json.dumps(body, ensure_ascii=False).encode("utf-8", "replace"))
+    sent_bytes = len(fastjson.dumps(body))  # compact UTF-8 JSON: every string, whole
     view = estimate if estimate is not None else body  # chat-shaped
     prompt_bound = sent_bytes + estimate_request_tokens(view)
     asked = asked_output(body, view)

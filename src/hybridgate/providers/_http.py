@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from hybridgate import fastjson
 from hybridgate.config import RouteConfig
 from hybridgate.errors import UpstreamError, UpstreamTimeout
 
@@ -110,6 +111,16 @@ class HTTPClient:
         self._headers = headers
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Built once per route, not per request.
+        self._timeouts = {
+            # a long answer may stream for minutes; bound the gaps instead
+            True: aiohttp.ClientTimeout(
+                total=None, connect=route.connect_timeout_s, sock_read=route.timeout_s
+            ),
+            False: aiohttp.ClientTimeout(
+                total=route.timeout_s, connect=route.connect_timeout_s, sock_read=route.timeout_s
+            ),
+        }
 
     def session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -122,14 +133,7 @@ class HTTPClient:
         return self._session
 
     def timeout(self, *, stream: bool) -> aiohttp.ClientTimeout:
-        r = self.route
-        if stream:  # a long answer may stream for minutes; bound the gaps instead
-            return aiohttp.ClientTimeout(
-                total=None, connect=r.connect_timeout_s, sock_read=r.timeout_s
-            )
-        return aiohttp.ClientTimeout(
-            total=r.timeout_s, connect=r.connect_timeout_s, sock_read=r.timeout_s
-        )
+        return self._timeouts[stream]
 
     async def post_json(
         self,
@@ -141,7 +145,7 @@ class HTTPClient:
         """POST and return the decoded JSON object; errors arrive as UpstreamError."""
         try:
             async with self.session().post(
-                url, json=body, timeout=self.timeout(stream=False), headers=headers
+                url, data=_encode(body), timeout=self._timeouts[False], headers=headers
             ) as resp:
                 raw = await _read_bounded(resp)
                 if resp.status >= 400:
@@ -151,7 +155,7 @@ class HTTPClient:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise transport_error(self.route, exc) from None
         try:
-            data = json.loads(raw)
+            data = fastjson.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise UpstreamError(
                 f"route {self.route.name}: upstream sent a body that is not JSON",
@@ -174,7 +178,7 @@ class HTTPClient:
         """POST and yield raw body chunks; a broken transfer raises mid-iteration."""
         try:
             async with self.session().post(
-                url, json=body, timeout=self.timeout(stream=True), headers=headers
+                url, data=_encode(body), timeout=self._timeouts[True], headers=headers
             ) as resp:
                 if resp.status >= 400:
                     raise on_error(resp.status, await _read_bounded(resp))
@@ -191,6 +195,11 @@ class HTTPClient:
             with contextlib.suppress(RuntimeError):
                 await self._session.close()
         self._session = None
+
+
+def _encode(body: dict[str, Any]) -> aiohttp.BytesPayload:
+    """The JSON body as bytes (orjson); aiohttp's ``json=`` would use the stdlib encoder."""
+    return aiohttp.BytesPayload(fastjson.dumps(body), content_type="application/json")
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:

@@ -9,10 +9,10 @@ error, never a short answer.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from hybridgate import fastjson
 from hybridgate.config import RouteConfig
 from hybridgate.errors import UpstreamError
 from hybridgate.providers._http import HTTPClient, error_message_from_body, status_error
@@ -83,7 +83,7 @@ class AnthropicProvider:
             async for data in raw:
                 for ev in decoder.feed(data):
                     try:
-                        event = json.loads(ev.data)
+                        event = fastjson.loads(ev.data)
                     except ValueError:
                         raise UpstreamError(
                             f"route {self.route.name}: upstream sent a stream event "

@@ -11,10 +11,10 @@ event is an error, never a short answer.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+from hybridgate import fastjson
 from hybridgate.errors import UpstreamError
 from hybridgate.providers.sse import SSEDecoder
 
@@ -35,7 +35,7 @@ async def sse_events(
                 if not payload or payload == "[DONE]":
                     continue
                 try:
-                    event = json.loads(payload)
+                    event = fastjson.loads(payload)
                 except ValueError:
                     raise UpstreamError(
                         f"route {route_name}: upstream sent a stream event that is not JSON",

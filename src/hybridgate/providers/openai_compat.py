@@ -9,11 +9,11 @@ answer.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from hybridgate import fastjson
 from hybridgate.config import RouteConfig
 from hybridgate.errors import UpstreamError
 from hybridgate.providers._http import (
@@ -165,7 +165,7 @@ class OpenAICompatProvider:
         if not payload:
             return None
         try:
-            chunk = json.loads(payload)
+            chunk = fastjson.loads(payload)
         except ValueError:
             raise UpstreamError(
                 f"route {self.route.name}: upstream sent a stream event that is not JSON",
