@@ -25,10 +25,19 @@ from hybridgate.scan.contact import PhoneDetector, _Budget
 from hybridgate.scan.encoded import _B64_RUN, b64_runs
 from hybridgate.scan.findings import DataClass, Finding
 from hybridgate.scan.normalize import _DECODE, _DECODER_TRIGGERS, led_matches
-from hybridgate.scan.numbers import CardDetector, Ipv4Detector, left_ok, right_ok, skip_glued
+from hybridgate.scan.numbers import (
+    CardDetector,
+    IdDetector,
+    IdSpec,
+    Ipv4Detector,
+    default_id_specs,
+    left_ok,
+    right_ok,
+    skip_glued,
+)
 from hybridgate.scan.scanner import _rank, _resolve_cluster
 from hybridgate.scan.terms import _collapse, _CollapsedMap, _orig
-from hybridgate.scan.text import TextView
+from hybridgate.scan.text import NEGATIVE, TextView
 
 #: Values, their spellings elsewhere (glued, grouped differently, upper case),
 #: look-alikes and filler: the sweep matters when a value found in one place
@@ -258,3 +267,48 @@ dotted = st.lists(
 def test_ipv4_chain_skip_equals_the_plain_search(plain: Scanner, text: str) -> None:
     view = TextView(text, plain.lexicon)
     assert [(f.start, f.end) for f in Ipv4Detector().detect(view)] == _ipv4_plainly(view)
+
+
+def _ids_plainly(spec: IdSpec, view: TextView) -> list[tuple[int, int, float]]:
+    """National ids as first written: every candidate validated, then its context read."""
+    out, pos, text, shape = [], 0, view.text, view.shape
+    while (m := re.compile(spec.shape).search(shape, pos)) is not None:
+        s, e = m.span()
+        if not left_ok(shape, s):
+            pos = skip_glued(shape, s)
+            continue
+        if not right_ok(shape, e):
+            pos = s + 1
+            continue
+        pos = e
+        raw = text[s:e]
+        compact = "".join(c for c in raw if c.isalnum())
+        seps = {c for c in raw if not c.isalnum()}
+        if spec.separators and len(raw) - len(compact) not in spec.separators:
+            continue
+        if len(seps) > 1 or not spec.validate(compact):
+            continue
+        cat = spec.category
+        ctx = cat is not None and view.near(s, e, cat, spec.context_before, spec.context_after)
+        needs = spec.require_context == "always" or (spec.require_context == "bare" and not seps)
+        if needs and not ctx:
+            continue
+        exempt = spec.negative_label == "any" or not seps
+        if not ctx and exempt and view.label_before(s) == NEGATIVE:
+            continue
+        out.append((s, e, spec.context_confidence if ctx else spec.confidence))
+    return out
+
+
+_ID_PIECES = ["536", "22", "1234", "943 476 5919", "021000021", "ssn", "nhs", "routing", "order"]
+id_texts = st.lists(st.sampled_from([*_ID_PIECES, " ", "-", ".", ": "]), max_size=16).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=id_texts | id_texts.map(lambda t: t.replace("", " ")[:60]))
+def test_id_detectors_equal_the_plain_versions(plain: Scanner, text: str) -> None:
+    """Label-only ids stop at once without a label; context is read before the checksum."""
+    view = TextView(text, plain.lexicon)
+    for spec in default_id_specs():
+        found = [(f.start, f.end, f.confidence) for f in IdDetector(spec).detect(view)]
+        assert found == _ids_plainly(spec, view)

@@ -362,6 +362,9 @@ class IdDetector:
         out: list[Finding] = []
         text, shape = view.text, view.shape
         cat = spec.category
+        always = spec.require_context == "always"
+        if always and (cat is None or not view.keyword_hits(cat)):
+            return out  # it needs a label nearby and the text has none anywhere
         pos = 0
         while True:
             m = self._re.search(shape, pos)
@@ -380,16 +383,14 @@ class IdDetector:
             seps = {c for c in raw if not c.isalnum()}
             if spec.separators and len(raw) - len(compact) not in spec.separators:
                 continue  # "17151 2450" is not "171-51-2450"
-            if len(seps) > 1 or not spec.validate(compact):
+            if len(seps) > 1:
                 continue
             ctx = cat is not None and view.near(
                 s, e, cat, before=spec.context_before, after=spec.context_after
             )
-            needs = spec.require_context == "always" or (
-                spec.require_context == "bare" and not seps
-            )
-            if needs and not ctx:
-                continue
+            needs = always or (spec.require_context == "bare" and not seps)
+            if (needs and not ctx) or not spec.validate(compact):
+                continue  # the context test first: it is a bisection, the checksum is not
             exempt = spec.negative_label == "any" or not seps
             if not ctx and exempt and view.label_before(s) == NEGATIVE:
                 continue
