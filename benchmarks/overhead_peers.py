@@ -314,7 +314,7 @@ def conversation(target: int, turns: int, seed: int) -> list[dict[str, Any]]:
         agent_scan_bench.SENSITIVE[:] = planted
 
 
-def _fresh_bodies(target: Target, size: int, count: int, seed: int) -> list[bytes]:
+def fresh_bodies(target: Target, size: int, count: int, seed: int) -> list[bytes]:
     """``count`` agent requests of about ``size`` bytes, each with content never sent before."""
     out = []
     for i in range(count):
@@ -343,7 +343,7 @@ def agent_table(targets: list[Target], sizes_kb: list[int], turns: int, seed: in
     def fresh(kb: int) -> Callable[[Target], tuple[list[bytes], list[bytes]]]:
         count = max(10, min(60, 1200 // kb))
         s = rng.randrange(1 << 30)
-        return lambda t: ([], _fresh_bodies(t, kb * 1024, count, s))
+        return lambda t: ([], fresh_bodies(t, kb * 1024, count, s))
 
     cells += [(f"{kb} KB, fresh", fresh(kb)) for kb in sizes_kb]
     conv_seed = rng.randrange(1 << 30)
