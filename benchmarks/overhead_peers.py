@@ -214,7 +214,7 @@ def run_wrk(target: Target, body: bytes, conc: int, seconds: float) -> Result:
     )
 
 
-async def _post_all(
+async def post_all(
     target: Target, bodies: list[bytes], conc: int, done: bytes = b"choices"
 ) -> tuple[list[float], float, int]:
     """POST every body (``conc`` at a time); latencies ms, wall seconds, errors."""
@@ -252,8 +252,8 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def run_python(target: Target, body: bytes, conc: int, n: int) -> Result:
-    asyncio.run(_post_all(target, [body] * min(50, n), conc))  # warm-up
-    lat, seconds, errors = asyncio.run(_post_all(target, [body] * n, conc))
+    asyncio.run(post_all(target, [body] * min(50, n), conc))  # warm-up
+    lat, seconds, errors = asyncio.run(post_all(target, [body] * n, conc))
     return Result(len(lat) / seconds, _pct(lat, 0.5), _pct(lat, 0.99), errors)
 
 
@@ -365,8 +365,8 @@ def agent_table(targets: list[Target], sizes_kb: list[int], turns: int, seed: in
             untimed, bodies = make(t)
             n = len(bodies)
             if untimed:
-                asyncio.run(_post_all(t, untimed, 1))
-            lat, _, err = asyncio.run(_post_all(t, bodies, 1))
+                asyncio.run(post_all(t, untimed, 1))
+            lat, _, err = asyncio.run(post_all(t, bodies, 1))
             p50[t.name] = statistics.median(lat) if lat else float("nan")
             errors.append(str(err))
         base = p50.get("direct", float("nan"))
