@@ -241,6 +241,7 @@ def create_app(
             ConsoleDeps(
                 store=gw.store,
                 keys=gw.keys,
+                sessions=gw.console_sessions,
                 usage=gw.usage,
                 budget_configs=config.budgets,
                 budgets=gw.budgets,
@@ -251,6 +252,7 @@ def create_app(
                 ledger=gw.ledger,
                 verifiers=gw.ledger_verifiers,
                 governance=governance,
+                settings=config.console,
             )
         ),
         *tools,

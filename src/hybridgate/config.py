@@ -229,6 +229,14 @@ class ConversationsConfig(_Strict):
     )
 
 
+class ConsoleConfig(_Strict):
+    """The web console (docs/console.md): sign-in attempts allowed per client address,
+    ``signin_burst`` at once, then ``signin_per_minute`` (429 beyond)."""
+
+    signin_burst: int = Field(default=10, ge=1, le=10_000)
+    signin_per_minute: float = Field(default=6.0, gt=0)
+
+
 class GatewayConfig(_Strict):
     """Everything the app factory needs. ``home`` holds the database and keys."""
 
@@ -250,6 +258,7 @@ class GatewayConfig(_Strict):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
     conversations: ConversationsConfig = Field(default_factory=ConversationsConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     aliases: dict[str, str] = Field(
         default_factory=dict,
         description="model name or glob (claude-*, gpt-*, o*) -> virtual model or route; "

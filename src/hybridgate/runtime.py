@@ -20,6 +20,7 @@ from hybridgate.accounting import BudgetManager, UsageLog
 from hybridgate.actions import ActionService
 from hybridgate.adapters import Adapter, AdapterRegistry, split_model_name
 from hybridgate.config import GatewayConfig, RouteConfig, VirtualModel
+from hybridgate.console.session import SessionStore
 from hybridgate.conversations import ConversationStore, Sealer
 from hybridgate.distill.store import DistillStore
 from hybridgate.governance.store import GovernanceStore
@@ -90,6 +91,7 @@ def all_migrations(config: GatewayConfig) -> list[Migration]:
         *GovernanceStore.migrations(),
         *DistillStore.migrations(),
         *ConversationStore.migrations(),
+        *SessionStore.migrations(),
     ]
 
 
@@ -148,6 +150,8 @@ class Gateway:
     keyring: KeyRing
     adapters: AdapterRegistry
     conversations: ConversationStore
+    #: Console sign-ins, shared by every replica on the store.
+    console_sessions: SessionStore
     #: Derived once from the config: every request looks these up.
     table: RouteTable
     _routers: dict[str, QualityRouter] = field(default_factory=dict)
@@ -256,6 +260,7 @@ class Gateway:
             conversations=ConversationStore(
                 store, Sealer(secret), config.conversations.retention_days * 86400.0
             ),
+            console_sessions=SessionStore(store, secret, config.server.admin_key),
             table=table,
         )
         serving_metrics = ServingMetrics(gw.metrics.registry)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hybridgate.accounting import BudgetManager, UsageLog
 from hybridgate.actions import ActionService
-from hybridgate.config import BudgetConfig
-from hybridgate.console.session import Session
+from hybridgate.config import BudgetConfig, ConsoleConfig
+from hybridgate.console.session import Session, SessionStore
 from hybridgate.keys import KeyStore
 from hybridgate.ledger import Ledger, VerifierKey
 from hybridgate.policy import PolicyHolder
@@ -35,6 +35,8 @@ class ConsoleDeps:
 
     store: Store
     keys: KeyStore
+    #: Console sessions, in the store every replica shares.
+    sessions: SessionStore
     usage: UsageLog
     budget_configs: Sequence[BudgetConfig]
     budgets: BudgetManager | SharedBudgetManager
@@ -46,6 +48,7 @@ class ConsoleDeps:
     #: Public keys receipts verify with, the active one first.
     verifiers: Callable[[], list[VerifierKey]]
     governance: GovernanceService | None = None
+    settings: ConsoleConfig = field(default_factory=ConsoleConfig)
 
 
 def recent_receipts(deps: ConsoleDeps, s: Session, *, limit: int = 50) -> list[dict[str, Any]]:
@@ -67,12 +70,6 @@ def recent_receipts(deps: ConsoleDeps, s: Session, *, limit: int = 50) -> list[d
         if len(out) >= limit:
             break
     return out
-
-
-def key_active(deps: ConsoleDeps, key_id: str | None) -> bool:
-    """False once a team's key is revoked: its console sessions end with it."""
-    rows = deps.store.query("SELECT revoked_ns FROM virtual_keys WHERE key_id = ?", (key_id,))
-    return bool(rows) and rows[0][0] is None
 
 
 TRAFFIC_FIELDS = (

@@ -3,9 +3,11 @@
 Security, in one place:
 
 * sign-in takes the admin key or a virtual key in a form (login CSRF token in
-  a separate cookie), and opens a session whose random id is the only thing
-  the browser keeps: ``HttpOnly; SameSite=Strict; Path=/console`` (``Secure``
-  behind HTTPS);
+  a separate cookie), at most a few attempts a minute per client address
+  (429 beyond), and opens a session whose random id is the only thing the
+  browser keeps: ``HttpOnly; SameSite=Strict; Path=/console`` (``Secure``
+  behind HTTPS); the store keeps only its keyed hash, so any replica sharing
+  the store serves the session (:mod:`hybridgate.console.session`);
 * every POST must carry the session's CSRF token (a form field or the
   ``x-csrf-token`` header) and, when the browser sends one, a same-origin
   ``Origin``;
@@ -35,7 +37,8 @@ from hybridgate.actions.model import parse_decision
 from hybridgate.api.common import error_body, read_body, read_json
 from hybridgate.console import data, views
 from hybridgate.console.data import ConsoleDeps
-from hybridgate.console.session import COOKIE, LOGIN_COOKIE, Session, Sessions, same_token
+from hybridgate.console.session import COOKIE, LOGIN_COOKIE, Session, same_token
+from hybridgate.console.throttle import SignInThrottle, client_bucket, retry_after
 from hybridgate.errors import (
     AuthenticationError,
     GatewayError,
@@ -91,7 +94,8 @@ def _static(name: str) -> bytes:
 
 def console_routes(deps: ConsoleDeps) -> list[BaseRoute]:
     governance = deps.governance
-    sessions = Sessions()
+    sessions = deps.sessions
+    throttle = SignInThrottle(deps.settings.signin_burst, deps.settings.signin_per_minute)
     assets = {name: _static(name) for name in STATIC_FILES}
 
     def secured(handler: Handler) -> Handler:
@@ -103,19 +107,16 @@ def console_routes(deps: ConsoleDeps) -> list[BaseRoute]:
 
         return endpoint
 
-    def current(request: Request) -> Session | None:
-        s = sessions.get(request.cookies.get(COOKIE))
-        if s is not None and not s.is_admin and not data.key_active(deps, s.key.key_id):
-            sessions.drop(s.sid)
-            return None
-        return s
+    async def current(request: Request) -> Session | None:
+        return await sessions.get(request.cookies.get(COOKIE))
 
     def page(handler: SessionHandler) -> Handler:
         async def endpoint(request: Request) -> Response:
-            s = current(request)
-            if s is None:
-                return RedirectResponse("/console/login", status_code=303)
+            s: Session | None = None
             try:
+                s = await current(request)
+                if s is None:
+                    return RedirectResponse("/console/login", status_code=303)
                 return await handler(request, s)
             except GatewayError as err:
                 return HTMLResponse(views.error_page(s, err.status, err.message), err.status)
@@ -125,7 +126,7 @@ def console_routes(deps: ConsoleDeps) -> list[BaseRoute]:
     def api(handler: SessionHandler, *, write: bool = False) -> Handler:
         async def endpoint(request: Request) -> Response:
             try:
-                s = current(request)
+                s = await current(request)
                 if s is None:
                     raise AuthenticationError("sign in to the console first")
                 if write:
@@ -142,9 +143,14 @@ def console_routes(deps: ConsoleDeps) -> list[BaseRoute]:
         return secured(endpoint)
 
     # -- sign-in ----------------------------------------------------------------------
-    def _login_page(request: Request, error: str | None, status: int = 200) -> Response:
+    def _login_page(
+        request: Request,
+        error: str | None,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
         token = secrets.token_urlsafe(24)
-        resp = HTMLResponse(views.login(error, token), status_code=status)
+        resp = HTMLResponse(views.login(error, token), status_code=status, headers=headers)
         resp.set_cookie(
             LOGIN_COOKIE,
             token,
@@ -157,11 +163,22 @@ def console_routes(deps: ConsoleDeps) -> list[BaseRoute]:
         return resp
 
     async def login_form(request: Request) -> Response:
-        if current(request) is not None:
+        if await current(request) is not None:
             return RedirectResponse("/console", status_code=303)
         return _login_page(request, None)
 
     async def login(request: Request) -> Response:
+        client = client_bucket(request.client.host if request.client else None)
+        wait = throttle.take(client)
+        if wait is not None:
+            log.warning("console sign-in throttled for %s", client)
+            after = retry_after(wait)
+            return _login_page(
+                request,
+                f"too many sign-in attempts from your address; try again in {after} s",
+                429,
+                {"retry-after": after},
+            )
         try:
             raw = await read_body(request, MAX_FORM_BYTES)
         except GatewayError:
@@ -176,7 +193,10 @@ def console_routes(deps: ConsoleDeps) -> list[BaseRoute]:
         except AuthenticationError:
             log.info("console sign-in refused")
             return _login_page(request, "that key is not valid", 401)
-        s = sessions.create(info)
+        try:
+            s = await sessions.create(info)
+        except GatewayError as err:  # the store is unavailable: no session, say so
+            return _login_page(request, err.message, err.status)
         log.info("console sign-in: %s", s.who)
         resp = RedirectResponse("/console", status_code=303)
         resp.set_cookie(
@@ -191,11 +211,11 @@ def console_routes(deps: ConsoleDeps) -> list[BaseRoute]:
         return resp
 
     async def logout(request: Request) -> Response:
-        s = current(request)
+        s = await current(request)
         raw = await read_body(request, MAX_FORM_BYTES)
         form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=8)
         if s is not None and same_token((form.get("csrf") or [""])[0], s.csrf):
-            sessions.drop(s.sid)
+            await sessions.drop(s.sid)
         resp = RedirectResponse("/console/login", status_code=303)
         resp.delete_cookie(COOKIE, path="/console")
         return resp
