@@ -52,12 +52,18 @@ def distill_section(
 
 @contextmanager
 def triage_gateway(
-    tmp: Path, claude_capture: dict[str, Any] | None = None, **task_overrides: Any
+    tmp: Path,
+    claude_capture: dict[str, Any] | None = None,
+    *,
+    store: dict[str, Any] | None = None,
+    **task_overrides: Any,
 ) -> Iterator[Harness]:
+    """``store``: the gateway's ``store:`` section (default: SQLite in the home)."""
     with running_gateway(
         tmp,
         distill=distill_section(claude_capture, **task_overrides),
         scanner={"terms": ["project-zephyr"]},
+        store=store or {"kind": "sqlite"},
     ) as h:
         for up in (h.external, h.onprem):
             up.configure(respond=teacher_label)
@@ -72,11 +78,14 @@ def service(h: Harness) -> DistillService:
 
 
 def settle(h: Harness, until: Callable[[], bool] | None = None, limit_s: float = 60.0) -> None:
-    """Wait for the gateway's background captures/comparisons (bounded; not a timing check)."""
+    """Wait for the gateway's background captures/comparisons and, on the shared log
+    (PostgreSQL), for the sequencer to merge every queued receipt (bounded; not a
+    timing check)."""
     svc = service(h)
+    queued = getattr(h.gw.ledger, "queued", lambda: 0)
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        if svc.busy == 0 and (until is None or until()):
+        if svc.busy == 0 and queued() == 0 and (until is None or until()):
             return
         time.sleep(0.02)
     raise AssertionError("background distill work did not settle")

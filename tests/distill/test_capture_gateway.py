@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,10 @@ def _receipt(h: Harness, rid: str) -> dict[str, Any]:
     return body
 
 
-def test_capture_keeps_only_what_policy_allows(tmp_path: Path) -> None:
-    with triage_gateway(tmp_path) as h:
+def test_capture_keeps_only_what_policy_allows(
+    tmp_path: Path, store_section: dict[str, Any]
+) -> None:
+    with triage_gateway(tmp_path, store=store_section) as h:
         support = h.openai(h.new_key(team="support"))
         other = h.openai(h.new_key(team="sales"))
         rng = random.Random(7)
@@ -81,16 +82,18 @@ def test_capture_keeps_only_what_policy_allows(tmp_path: Path) -> None:
             assert body["task"] == "ticket-triage"
             assert body["capture"] == "captured"
             assert body["capture_hash"] == e.pair_hash
-            assert body["log_index"] == e.log_index
+            bundle = h.gw.ledger.bundle(e.receipt_id)  # on either log: the merged index
+            assert bundle is not None and bundle["log_index"] == e.log_index
+            assert body.get("log_index", e.log_index) == e.log_index
         # at rest, the pairs are ciphertext
-        db = sqlite3.connect(h.config.database_path)
-        blobs = b"".join(r[0] for r in db.execute("SELECT sealed FROM distill_pairs"))
-        db.close()
+        blobs = b"".join(bytes(r[0]) for r in h.gw.store.query("SELECT sealed FROM distill_pairs"))
         assert b"reach me at" not in blobs and b"triage" not in blobs.lower()
 
 
-def test_receipt_says_why_nothing_was_captured(tmp_path: Path) -> None:
-    with triage_gateway(tmp_path) as h:
+def test_receipt_says_why_nothing_was_captured(
+    tmp_path: Path, store_section: dict[str, Any]
+) -> None:
+    with triage_gateway(tmp_path, store=store_section) as h:
         sales = h.openai(h.new_key(team="sales"))
         r = sales.chat.completions.with_raw_response.create(
             model="task:ticket-triage", messages=[{"role": "user", "content": "refund please"}]
@@ -104,8 +107,8 @@ def test_receipt_says_why_nothing_was_captured(tmp_path: Path) -> None:
         assert "capture_hash" not in body
 
 
-def test_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
-    with triage_gateway(tmp_path) as h:
+def test_unknown_task_is_a_clear_error(tmp_path: Path, store_section: dict[str, Any]) -> None:
+    with triage_gateway(tmp_path, store=store_section) as h:
         client = h.openai(h.new_key(team="support"))
         with pytest.raises(openai.BadRequestError) as err:
             client.chat.completions.create(
@@ -121,8 +124,10 @@ def test_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
         assert len(h.external.requests) == 0
 
 
-def test_terms_refuse_until_an_override_is_logged(tmp_path: Path) -> None:
-    with triage_gateway(tmp_path) as h:
+def test_terms_refuse_until_an_override_is_logged(
+    tmp_path: Path, store_section: dict[str, Any]
+) -> None:
+    with triage_gateway(tmp_path, store=store_section) as h:
         client = h.openai(h.new_key(team="support"))
         r = client.chat.completions.with_raw_response.create(
             model="task:claude-triage", messages=[{"role": "user", "content": "refund please"}]
@@ -154,8 +159,12 @@ def test_terms_refuse_until_an_override_is_logged(tmp_path: Path) -> None:
         assert svc.store.count("claude-triage") == 1
 
 
-def test_catalog_terms_allow_a_declared_non_competing_use(tmp_path: Path) -> None:
-    with triage_gateway(tmp_path, claude_capture={"teams": ["support"], "competing": False}) as h:
+def test_catalog_terms_allow_a_declared_non_competing_use(
+    tmp_path: Path, store_section: dict[str, Any]
+) -> None:
+    with triage_gateway(
+        tmp_path, {"teams": ["support"], "competing": False}, store=store_section
+    ) as h:
         client = h.openai(h.new_key(team="support"))
         r = client.chat.completions.with_raw_response.create(
             model="task:claude-triage", messages=[{"role": "user", "content": "refund please"}]

@@ -43,11 +43,16 @@ class DatasetError(ValueError):
 
 
 def load_examples(store: DistillStore, sealer: Sealer, task: str) -> list[Example]:
-    """Every live pair of ``task``, oldest first; a pair that fails to decrypt or whose
-    content no longer matches its hash is an error, not silently skipped."""
+    """Every live pair of ``task`` whose receipt is in the log, oldest first; a pair that
+    fails to decrypt or whose content no longer matches its hash is an error, not
+    silently skipped. On the shared log a pair waits until the sequencer merges its
+    receipt (within ``store.max_merge_delay_s``): only then has it an index to prove."""
     store.purge_expired()
     out: list[Example] = []
     for p in store.pairs(task):
+        index = p.index
+        if index is None:
+            continue
         try:
             plain = sealer.open(p.sealed, pair_aad(task, p.receipt_id, p.log_index))
         except SealError as exc:
@@ -58,7 +63,7 @@ def load_examples(store: DistillStore, sealer: Sealer, task: str) -> list[Exampl
         out.append(
             Example(
                 p.receipt_id,
-                p.log_index,
+                index,
                 p.pair_hash,
                 record["messages"],
                 record["answer"],

@@ -45,8 +45,9 @@ def savings(calls: Sequence[Call]) -> dict[str, Any]:
 
 def history(store: Store, task: str, limit: int = 1000) -> list[dict[str, Any]]:
     """The task's signed distill events, oldest first (a scan of the log: for operators)."""
+    contains = "position(? IN data)" if store.dialect == "postgres" else "instr(data, ?)"
     rows = store.query(
-        "SELECT data FROM ledger_entries WHERE instr(data, ?) > 0 ORDER BY idx",
+        f"SELECT data FROM ledger_entries WHERE {contains} > 0 ORDER BY idx",
         (EVENT_KIND.encode(),),
     )
     out: list[dict[str, Any]] = []
