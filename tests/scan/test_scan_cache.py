@@ -223,3 +223,29 @@ def test_gateway_scanner_is_cached_unless_turned_off(plain: Scanner) -> None:
     assert off is plain
     with pytest.raises(ValueError):
         ScanCache(b"short")
+
+
+def test_a_text_cached_as_clean_still_gets_values_found_elsewhere(plain: Scanner) -> None:
+    """The sweep runs on every request: a cached clean text is re-read for new values.
+
+    A bare nine-digit number is no SSN on its own (it needs a label), so the
+    first request is clean and its text is cached; the second request labels
+    the same number elsewhere, and the cached text must be masked too.
+    """
+    cache = ScanCache(KEY)
+    cached = _wrap(plain, TERMS, cache)
+    bare = "please call back on 536221234 today"
+    first = scan_request(cached, _segments([bare]), [])
+    assert not first.data_classes
+    segs = _segments([bare, "my ssn is 536-22-1234"])
+    second = scan_request(cached, segs, [])
+    assert cache.stats.hits >= 1
+    assert second == scan_request(plain, segs, [])
+    bare_index = next(i for i, s in enumerate(segs) if s.text == bare)
+    spans = [
+        bare[f.start : f.end]
+        for sf in second.segments
+        if sf.segment == bare_index
+        for f in sf.findings
+    ]
+    assert spans == ["536221234"]
