@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from typing import Any
 
@@ -216,6 +217,11 @@ class Sequencer:
         self._conn: PgConn | None = None
         self._frontier: Frontier | None = None
         self._task: asyncio.Task[None] | None = None
+        #: One step at a time on the leader's connection. A step runs on a worker thread,
+        #: which cancelling its task does not stop: without this, ``stop`` would start its
+        #: last step (a nested transaction on the same connection) or close the connection
+        #: while the cancelled one is still inside its batch.
+        self._busy = threading.RLock()
 
     async def start(self) -> None:
         if self._task is None:
@@ -246,9 +252,10 @@ class Sequencer:
                 await asyncio.sleep(self.interval_s if self.is_leader else self.interval_s * 10)
 
     def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        self.is_leader = False
-        self._frontier = None
+        with self._busy:
+            conn, self._conn = self._conn, None
+            self.is_leader = False
+            self._frontier = None
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
@@ -267,6 +274,10 @@ class Sequencer:
 
     def step(self) -> int:
         """One batch if this replica leads: returns how many leaves it merged."""
+        with self._busy:
+            return self._step()
+
+    def _step(self) -> int:
         if not self.try_lead():
             return 0
         assert self._conn is not None
