@@ -9,6 +9,7 @@ from typing import Any
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
+from openai.types.responses import ResponseTextDeltaEvent
 
 from distill.flywheel_env import service, settle, triage_gateway
 from gateway_harness import Harness
@@ -173,3 +174,40 @@ def test_catalog_terms_allow_a_declared_non_competing_use(
         assert _receipt(h, r.headers["x-hybridgate-receipt"])["capture"] == "captured"
         terms = service(h).terms.output_terms("claude-3-5-sonnet-latest")
         assert terms is not None and terms.training_use == "no_competing"
+
+
+def test_a_native_responses_stream_is_captured_with_its_answer(tmp_path: Path) -> None:
+    """The Responses API on the OpenAI route (native pass-through): streamed and plain,
+    the teacher's answer text is captured (from the stream's output_text deltas)."""
+    with triage_gateway(tmp_path) as h:
+        client = h.openai(h.new_key(team="support"))
+        rng = random.Random(11)
+        asked: list[tuple[str, str]] = []
+        for stream in (True, False, True):
+            text = ticket(rng, with_contact=1.0)[0] + " please"
+            create = client.responses.with_raw_response.create
+            if stream:
+                streamed = create(
+                    model="task:ticket-triage", instructions=SYSTEM, input=text, stream=True
+                )
+                events = list(streamed.parse())
+                deltas = [e.delta for e in events if isinstance(e, ResponseTextDeltaEvent)]
+                answer = "".join(deltas)
+                assert len(deltas) >= 1 and events[-1].type == "response.completed"
+                headers = streamed.headers
+            else:
+                plain = create(model="task:ticket-triage", instructions=SYSTEM, input=text)
+                answer, headers = plain.parse().output_text, plain.headers
+            assert answer in {"billing", "technical", "account", "shipping"}
+            body = _receipt(h, headers["x-hybridgate-receipt"])
+            assert body["capture"] == "captured", body["capture"]
+            asked.append((text, answer))
+        assert all(req.path.endswith("/responses") for req in h.external.requests)
+        settle(h)
+        svc = service(h)
+        examples = load_examples(svc.store, svc.sealer, "ticket-triage")
+        assert [e.answer for e in examples] == [a for _, a in asked]
+        for e, (text, _) in zip(examples, asked, strict=True):
+            assert e.messages[0] == {"role": "system", "content": SYSTEM}
+            assert e.messages[1]["role"] == "user" and "<EMAIL_ADDRESS" in e.messages[1]["content"]
+            assert text.split()[-2] not in e.messages[1]["content"]  # the address stayed masked

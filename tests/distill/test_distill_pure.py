@@ -201,3 +201,36 @@ def test_catalog_source_reads_the_shipped_catalog() -> None:
     gpt = src.output_terms("gpt-4o")
     assert gpt is not None and gpt.training_use == "no_competing" and "openai.com" in gpt.source
     assert src.output_terms("no-such-model-xyz") is None
+
+
+def test_responses_bodies_read_as_chat_messages_only_when_plain_text() -> None:
+    from hybridgate.distill.capture import chat_messages_of
+
+    text = {"type": "input_text", "text": "refund "}
+    body = {
+        "instructions": "Triage.",
+        "input": [
+            {"role": "user", "content": [text, {"type": "input_text", "text": "please"}]},
+            {"type": "message", "role": "assistant", "content": "billing"},
+            {"role": "user", "content": "again"},
+        ],
+    }
+    assert chat_messages_of(body) == [
+        {"role": "system", "content": "Triage."},
+        {"role": "user", "content": "refund please"},
+        {"role": "assistant", "content": "billing"},
+        {"role": "user", "content": "again"},
+    ]
+    assert chat_messages_of({"input": "hi"}) == [{"role": "user", "content": "hi"}]
+    image = {"type": "input_image", "image_url": "https://example.org/x.png"}
+    call = {"type": "function_call", "name": "f", "arguments": "{}", "call_id": "c"}
+    for bad in (
+        {"input": "hi", "tools": [{"type": "web_search"}]},
+        {"input": [{"role": "user", "content": [text, image]}]},
+        {"input": [call]},
+        {"input": [{"role": "tool", "content": "x"}]},
+        {"input": "hi", "instructions": ["not", "text"]},
+        {"input": [{"role": "user", "content": [{"type": "input_text", "text": 3}]}]},
+        {"input": 42},
+    ):
+        assert chat_messages_of(bad) is None, bad

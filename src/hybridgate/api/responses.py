@@ -40,6 +40,7 @@ from hybridgate.conversations import ConversationStore, StoredTurn
 from hybridgate.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from hybridgate.keys import KeyInfo
 from hybridgate.pipeline import Exchange, Prepared, restored_chunks
+from hybridgate.pipeline.send import answer_text
 from hybridgate.policy.model import Action
 from hybridgate.providers.base import Completion, Provider, Usage
 from hybridgate.routing.quality import prompt_text
@@ -142,6 +143,24 @@ def _estimate_view(native: dict[str, Any]) -> dict[str, Any]:
         return responses_to_chat(native)
     except InvalidRequest:  # hosted tools etc.: estimate from the text alone
         return {"messages": [{"role": "user", "content": json_bytes(native.get("input")).decode()}]}
+
+
+def output_text(obj: Any) -> str | None:
+    """The text of a response's message items (what distill capture keeps); None when
+    it has none (only tool calls, or not a response object)."""
+    output = obj.get("output") if isinstance(obj, dict) else None
+    if not isinstance(output, list):
+        return None
+    texts = [
+        part["text"]
+        for item in output
+        if isinstance(item, dict) and item.get("type") == "message"
+        for part in item.get("content") or []
+        if isinstance(part, dict)
+        and part.get("type") == "output_text"
+        and isinstance(part.get("text"), str)
+    ]
+    return "".join(texts) if texts else None
 
 
 def _usage_from_response(obj: dict[str, Any]) -> Usage | None:
@@ -271,12 +290,16 @@ class ResponsesAPI:
 
         kind, result = await self.pipeline.send(ex, prepared, call)
         if kind == "native":
+            if ex.task is not None:  # the teacher's answer as sent, for distill capture
+                ex.answer_text = output_text(result)
             obj = NativeRestorer(prepared.restorer).response(result)
             ex.usage = _usage_from_response(obj) or Usage(0, 0, reported=False)
             return self._own(obj, shell)
         assert isinstance(result, Completion)
         ex.usage = result.usage
         body = result.body
+        if ex.task is not None:
+            ex.answer_text = answer_text(body)
         if prepared.restorer is not None:
             body = prepared.restorer.restore_completion(body)
         return chat_to_response(body, shell)
@@ -338,6 +361,8 @@ class ResponsesAPI:
         it: AsyncIterator[dict[str, Any]],
     ) -> AsyncIterator[dict[str, Any]]:
         restorer = NativeRestorer(prepared.restorer)
+        #: a distill task keeps the streamed answer text (the deltas, nothing else)
+        texts: list[str] | None = [] if ex.task is not None else None
 
         async def upstream() -> AsyncIterator[dict[str, Any]]:
             if first is not None:
@@ -346,11 +371,16 @@ class ResponsesAPI:
                 yield ev
 
         async for ev in upstream():
+            if texts is not None and ev.get("type") == "response.output_text.delta":
+                delta = ev.get("delta")
+                texts.append(delta if isinstance(delta, str) else "")
             if isinstance(ev.get("response"), dict):
                 ev = {**ev, "response": self._own(ev["response"], shell)}
             for out in restorer.response_event(ev):
                 if out.get("type") in _TERMINAL:
                     ex.usage = _usage_from_response(out["response"]) or Usage(0, 0, reported=False)
+                    if texts is not None:
+                        ex.answer_text = "".join(texts)
                 yield out
 
     async def _chat_events(

@@ -108,8 +108,11 @@ def pair_hash(record: dict[str, Any]) -> str:
 
 
 def chat_messages_of(body: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The role/content messages of a chat request as sent upstream; None when other parts
-    (tools, images) make it more than a text task."""
+    """The role/content messages of a chat request (or a Responses API request: its
+    ``instructions`` and ``input``) as sent upstream; None when other parts (tools,
+    images, tool calls) make it more than a text task."""
+    if "input" in body and "messages" not in body:
+        return _responses_messages(body)
     msgs = body.get("messages")
     if not isinstance(msgs, list) or body.get("tools"):
         return None
@@ -121,4 +124,42 @@ def chat_messages_of(body: dict[str, Any]) -> list[dict[str, Any]] | None:
         if role not in ("system", "developer", "user", "assistant"):
             return None
         out.append({"role": role, "content": m["content"]})
+    return out
+
+
+_RESPONSES_TEXT_PARTS = ("input_text", "output_text")
+
+
+def _responses_messages(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    if body.get("tools"):
+        return None
+    out: list[dict[str, Any]] = []
+    instructions = body.get("instructions")
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            return None
+        out.append({"role": "system", "content": instructions})
+    inp = body.get("input")
+    if isinstance(inp, str):
+        return [*out, {"role": "user", "content": inp}]
+    if not isinstance(inp, list):
+        return None
+    for item in inp:
+        if not isinstance(item, dict) or item.get("type", "message") != "message":
+            return None  # a tool call, its output, reasoning: more than a text task
+        role, content = item.get("role"), item.get("content")
+        if role not in ("system", "developer", "user", "assistant"):
+            return None
+        if isinstance(content, list):
+            texts: list[str] = []
+            for part in content:
+                if not isinstance(part, dict) or part.get("type") not in _RESPONSES_TEXT_PARTS:
+                    return None  # an image, a file, audio
+                if not isinstance(part.get("text"), str):
+                    return None
+                texts.append(part["text"])
+            content = "".join(texts)
+        if not isinstance(content, str):
+            return None
+        out.append({"role": role, "content": content})
     return out

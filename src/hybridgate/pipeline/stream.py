@@ -39,8 +39,6 @@ async def stream(
 
     def tag(chunk: dict[str, Any]) -> dict[str, Any]:
         chunk["model"] = ex.virtual_model
-        if ex.task is not None:
-            ex.answer_text = (ex.answer_text or "") + _delta_text(chunk)
         return chunk
 
     async def tagged() -> AsyncIterator[dict[str, Any]]:
@@ -60,8 +58,12 @@ async def restored_chunks(
 ) -> AsyncIterator[dict[str, Any]]:
     """Upstream chat chunks with their usage recorded on the exchange and masked values
     restored (a placeholder split across chunks is held back until complete), then the
-    restorer's tail. Every API that streams chat chunks goes through this one loop."""
+    restorer's tail. Every API that streams chat chunks goes through this one loop.
+
+    An exchange of a distill task also keeps the answer's text as the upstream sent it
+    (placeholders unrestored: what capture may store), set when the stream ends."""
     restorer = prepared.restorer.stream() if prepared.restorer is not None else None
+    texts: list[str] | None = [] if ex.task is not None else None
 
     async def chunks() -> AsyncIterator[dict[str, Any]]:
         if first is not None:
@@ -69,15 +71,21 @@ async def restored_chunks(
         async for c in it:
             yield c
 
-    async for chunk in chunks():
-        u = chunk.get("usage")
-        if isinstance(u, dict) and isinstance(u.get("prompt_tokens"), int):
-            ex.usage = Usage(
-                int(u["prompt_tokens"]),
-                int(u.get("completion_tokens") or 0),
-                reported=not u.get("estimated"),
-            )
-        yield restorer.feed_chunk(chunk) if restorer is not None else chunk
+    try:
+        async for chunk in chunks():
+            u = chunk.get("usage")
+            if isinstance(u, dict) and isinstance(u.get("prompt_tokens"), int):
+                ex.usage = Usage(
+                    int(u["prompt_tokens"]),
+                    int(u.get("completion_tokens") or 0),
+                    reported=not u.get("estimated"),
+                )
+            if texts is not None:
+                texts.append(_delta_text(chunk))
+            yield restorer.feed_chunk(chunk) if restorer is not None else chunk
+    finally:
+        if texts is not None:
+            ex.answer_text = "".join(texts)
     if restorer is not None:
         tail = restorer.flush()
         if tail is not None:

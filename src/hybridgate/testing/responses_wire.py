@@ -62,7 +62,10 @@ def _answered_tool(inp: Any) -> bool:
 def build_response(body: dict[str, Any], beh: Behaviour, n: int) -> dict[str, Any]:
     """The finished ``response`` object this upstream answers ``body`` with."""
     inp = body.get("input")
-    text = beh.reply if beh.reply is not None else "echo: " + last_user_input(inp)
+    if beh.respond is not None:
+        text = beh.respond(last_user_input(inp))
+    else:
+        text = beh.reply if beh.reply is not None else "echo: " + last_user_input(inp)
     output: list[dict[str, Any]] = []
     include = body.get("include") if isinstance(body.get("include"), list) else []
     assert isinstance(include, list)
