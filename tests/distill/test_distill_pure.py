@@ -3,6 +3,8 @@ promotion judgement."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hybridgate.distill.capture import ExchangeFacts, decide_capture, pair_hash, pair_record
@@ -234,3 +236,18 @@ def test_responses_bodies_read_as_chat_messages_only_when_plain_text() -> None:
         {"input": 42},
     ):
         assert chat_messages_of(bad) is None, bad
+
+
+def test_the_distill_commands_say_plainly_that_postgres_is_not_supported(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hybridgate.cli.main import app as cli
+
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(
+        "store: {kind: postgres, dsn: 'postgresql://nobody@127.0.0.1:1/none'}\n"
+        "distill: {tasks: {}}\n"
+    )
+    out = CliRunner().invoke(cli, ["distill", "status", "--config", str(cfg)])
+    assert out.exit_code == 2
+    assert "SQLite store only" in out.output and "postgres" in out.output

@@ -212,6 +212,12 @@ def open_workspace(config: GatewayConfig) -> Workspace:
     from hybridgate.distill.terms import ChainTerms, ListTerms, catalog_terms
     from hybridgate.ledger import KeyRing
 
+    if config.store.kind != "sqlite":
+        raise FlywheelError(
+            "the distill commands run on the embedded SQLite store only; this configuration"
+            f" uses {config.store.kind}: its gateways capture pairs, but training,"
+            " promotion and reports from the command line are not available on it yet"
+        )
     home = config.home_path
     secret_file = home / "deployment.secret"
     if not secret_file.is_file():
