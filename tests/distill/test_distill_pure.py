@@ -251,3 +251,29 @@ def test_the_distill_commands_say_plainly_that_postgres_is_not_supported(tmp_pat
     out = CliRunner().invoke(cli, ["distill", "status", "--config", str(cfg)])
     assert out.exit_code == 2
     assert "SQLite store only" in out.output and "postgres" in out.output
+
+
+def test_chat_and_messages_bodies_read_as_text_messages() -> None:
+    from hybridgate.distill.capture import chat_messages_of
+
+    chat = {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "u"}]}
+    assert chat_messages_of(chat) == chat["messages"]
+    blocks = [{"type": "text", "text": "refund "}, {"type": "text", "text": "please"}]
+    messages = {
+        "system": [{"type": "text", "text": "Triage."}],
+        "messages": [{"role": "user", "content": blocks}],
+    }
+    assert chat_messages_of(messages) == [
+        {"role": "system", "content": "Triage."},
+        {"role": "user", "content": "refund please"},
+    ]
+    image = {"type": "image", "source": {"type": "base64", "data": "AAAA"}}
+    for bad in (
+        {"messages": [{"role": "user", "content": [image]}]},
+        {"messages": [{"role": "tool", "content": "x"}]},
+        {"messages": [{"role": "user", "content": "x"}], "tools": [{"name": "f"}]},
+        {"messages": [{"role": "user", "content": "x"}], "system": {"not": "text"}},
+        {"messages": "hi"},  # a bare string is Responses input only
+        {},
+    ):
+        assert chat_messages_of(bad) is None, bad

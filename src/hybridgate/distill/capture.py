@@ -108,58 +108,54 @@ def pair_hash(record: dict[str, Any]) -> str:
 
 
 def chat_messages_of(body: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The role/content messages of a chat request (or a Responses API request: its
-    ``instructions`` and ``input``) as sent upstream; None when other parts (tools,
-    images, tool calls) make it more than a text task."""
-    if "input" in body and "messages" not in body:
-        return _responses_messages(body)
-    msgs = body.get("messages")
-    if not isinstance(msgs, list) or body.get("tools"):
-        return None
-    out: list[dict[str, Any]] = []
-    for m in msgs:
-        if not isinstance(m, dict) or not isinstance(m.get("content"), str):
-            return None
-        role = m.get("role")
-        if role not in ("system", "developer", "user", "assistant"):
-            return None
-        out.append({"role": role, "content": m["content"]})
-    return out
-
-
-_RESPONSES_TEXT_PARTS = ("input_text", "output_text")
-
-
-def _responses_messages(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The role/content messages of a request as sent upstream: Chat Completions, a
+    Messages request (its ``system`` first) or a Responses request (its
+    ``instructions`` and ``input``); None when other parts (tools, images, tool calls)
+    make it more than a text task."""
     if body.get("tools"):
         return None
-    out: list[dict[str, Any]] = []
-    instructions = body.get("instructions")
-    if instructions is not None:
-        if not isinstance(instructions, str):
-            return None
-        out.append({"role": "system", "content": instructions})
-    inp = body.get("input")
-    if isinstance(inp, str):
-        return [*out, {"role": "user", "content": inp}]
-    if not isinstance(inp, list):
+    if "input" in body and "messages" not in body:
+        items = body["input"]
+        if isinstance(items, str):  # Responses' shorthand for one user message
+            items = [{"role": "user", "content": items}]
+        return _messages(body.get("instructions"), items, _RESPONSES_PARTS)
+    return _messages(body.get("system"), body.get("messages"), ("text",))
+
+
+_ROLES = ("system", "developer", "user", "assistant")
+_RESPONSES_PARTS = ("input_text", "output_text")
+
+
+def _text_of(content: Any, kinds: tuple[str, ...]) -> str | None:
+    """A message's text: a string, or a list of text parts of ``kinds`` joined."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
         return None
-    for item in inp:
+    texts: list[str] = []
+    for part in content:
+        if not isinstance(part, dict) or part.get("type") not in kinds:
+            return None  # an image, a file, audio, a tool call
+        if not isinstance(part.get("text"), str):
+            return None
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+def _messages(system: Any, items: Any, kinds: tuple[str, ...]) -> list[dict[str, Any]] | None:
+    out: list[dict[str, Any]] = []
+    if system is not None:
+        text = _text_of(system, kinds)
+        if text is None:
+            return None
+        out.append({"role": "system", "content": text})
+    if not isinstance(items, list):
+        return None
+    for item in items:
         if not isinstance(item, dict) or item.get("type", "message") != "message":
             return None  # a tool call, its output, reasoning: more than a text task
-        role, content = item.get("role"), item.get("content")
-        if role not in ("system", "developer", "user", "assistant"):
+        text = _text_of(item.get("content"), kinds)
+        if item.get("role") not in _ROLES or text is None:
             return None
-        if isinstance(content, list):
-            texts: list[str] = []
-            for part in content:
-                if not isinstance(part, dict) or part.get("type") not in _RESPONSES_TEXT_PARTS:
-                    return None  # an image, a file, audio
-                if not isinstance(part.get("text"), str):
-                    return None
-                texts.append(part["text"])
-            content = "".join(texts)
-        if not isinstance(content, str):
-            return None
-        out.append({"role": role, "content": content})
+        out.append({"role": item["role"], "content": text})
     return out
