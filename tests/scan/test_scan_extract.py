@@ -187,3 +187,47 @@ def test_scan_request_incomplete_when_unscannable_or_failing() -> None:
     assert not scan.complete
     assert "messages[0].content: boom: RuntimeError" in scan.errors
     assert "messages[0].{key}: boom: RuntimeError" in scan.errors  # a key's text is never shown
+
+
+def _masked_spans(scanner: Scanner, body: dict[str, Any]) -> dict[str, list[str]]:
+    segments, unscannable = extract_segments(body)
+    scan = scan_request(scanner, segments, unscannable)
+    out: dict[str, list[str]] = {}
+    for s in scan.segments:
+        text = segments[s.segment].text
+        out[text] = [text[f.start : f.end] for f in s.findings]
+    return out
+
+
+def test_a_seam_never_stretches_a_whole_value_into_the_next_message(scanner: Scanner) -> None:
+    """Joined, ``alice@example.com`` + ``Thanks`` reads as one longer address; the
+    address is whole in its own message, and the next message's first word is not."""
+    body = {
+        "messages": [
+            {"role": "user", "content": "reach me at alice@example.com"},
+            {"role": "assistant", "content": "Thanks, noted."},
+            {"role": "user", "content": "Call me at"},
+            {"role": "user", "content": "bob@example.org please"},
+        ]
+    }
+    spans = _masked_spans(scanner, body)
+    assert spans == {
+        "reach me at alice@example.com": ["alice@example.com"],
+        "bob@example.org please": ["bob@example.org"],
+    }
+
+
+def test_a_value_split_across_messages_is_still_found_in_both_halves(scanner: Scanner) -> None:
+    body = {
+        "messages": [
+            {"role": "user", "content": "card 4111 1111"},
+            {"role": "user", "content": "1111 1111 thanks"},
+            {"role": "user", "content": "mail alice@exa"},
+            {"role": "user", "content": "mple.com today"},
+        ]
+    }
+    spans = _masked_spans(scanner, body)
+    assert spans["card 4111 1111"] == ["4111 1111"]
+    assert spans["1111 1111 thanks"] == ["1111 1111"]
+    assert spans["mail alice@exa"] == ["alice@exa"]
+    assert spans["mple.com today"] == ["mple.com"]

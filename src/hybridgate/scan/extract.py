@@ -304,6 +304,10 @@ def scan_request(
             for f, nf in zip(a.result.findings, _norm_pairs(a), strict=False):
                 if not (f.start < len(tail) and f.end > cut):
                     continue
+                if _complete_alone(
+                    per_seg[prev], per_seg[nxt], f, base, cut, prev_len=len(segments[prev].text)
+                ):
+                    continue
                 per_seg[prev].append(_at(f, base + f.start, base + len(tail)))
                 per_seg[nxt].append(_at(f, 0, f.end - cut))
                 if nf is not None:
@@ -323,6 +327,28 @@ def scan_request(
         errors=tuple(errors),
         unscannable=tuple(unscannable),
     )
+
+
+def _complete_alone(
+    left: Sequence[Finding],
+    right: Sequence[Finding],
+    f: Finding,
+    base: int,
+    cut: int,
+    *,
+    prev_len: int,
+) -> bool:
+    """Whether a seam finding only extends a value one side already holds whole.
+
+    ``alice@example.com`` ending one message and ``Thanks`` starting the next
+    read as one longer address when joined; the address is found (and masked)
+    in its own segment, and the next message's first word is not part of it.
+    A value split across the seam is found by neither side alone, so it still counts.
+    """
+    for g in left:
+        if g.type == f.type and g.end == prev_len and g.start <= base + f.start:
+            return True
+    return any(g.type == f.type and g.start == 0 and g.end >= f.end - cut for g in right)
 
 
 def _norm_pairs(a: Analysis) -> list[Finding | None]:
