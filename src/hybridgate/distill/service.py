@@ -59,6 +59,27 @@ log = logging.getLogger("hybridgate.distill")
 ADAPTER_ROUTE_PREFIX = "adapter."
 
 
+_STREAM_KEYS = ("stream", "stream_options")
+
+
+def comparison_body(api: str, sent: dict[str, Any]) -> dict[str, Any]:
+    """The Chat Completions body a shadow or audit comparison sends, from what was sent.
+
+    Comparisons call a route's chat interface (the adapter's, or the teacher's),
+    but a Responses or Messages exchange sent its own wire format upstream; such a
+    body is translated here, as the gateway translates it for a chat route.
+    """
+    if "messages" not in sent and "input" in sent:  # the Responses API, sent natively
+        from hybridgate.translate.responses_request import responses_to_chat
+
+        sent = responses_to_chat(sent)
+    elif api == "anthropic.messages":
+        from hybridgate.api.messages import to_chat
+
+        sent = to_chat(sent)
+    return {k: v for k, v in sent.items() if k not in _STREAM_KEYS}
+
+
 def default_terms(gw: Gateway) -> TermsSource:
     """The ``distill.terms`` config entries (they take precedence), then the catalog's."""
     sources: list[TermsSource] = [ListTerms(gw.config.distill.terms)]
@@ -313,7 +334,11 @@ class DistillService:
             return
         cfg = self.cfg.tasks[task]
         check = self.checks[task]
-        body = {k: v for k, v in ex.sent_body.items() if k not in ("stream", "stream_options")}
+        try:
+            body = comparison_body(ex.api, ex.sent_body)
+        except GatewayError as exc:  # a body no chat route could take: nothing to compare
+            log.warning("comparison for %s skipped: %s", task, exc.code)
+            return
         if st.stage == "shadow" and not by_adapter:
             route = self._ensure_route(task, st)
             if route is None:
