@@ -55,17 +55,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import psycopg
 
+from hybridgate.accounting.batch_thread import BatchThread
 from hybridgate.accounting.budgets import (
     LIFETIME,
     Reservation,
@@ -91,7 +91,6 @@ SWEEP_INTERVAL_S = 30.0
 WAIT_S = 10.0
 #: A batch statement stuck longer than this (a lock held by a stalled session) gives up.
 STATEMENT_TIMEOUT_MS = 10_000
-MAX_BATCH = 256
 
 Counter = tuple[str, str, str]
 Row = tuple[Counter, int | None, int | None]  # counter, usd limit (nano), token limit
@@ -133,74 +132,6 @@ class _Ask:
 
 #: A settle or release: reservation id, what it holds, actual usd (nano) and tokens.
 _Settle = tuple[str, _Live, int, int]
-J = TypeVar("J")
-
-
-class _BatchThread(Generic[J]):
-    """One thread that hands every job waiting at one moment to ``run`` as one batch.
-
-    ``run(conn, jobs)`` gets the thread's connection (None: connect first) and
-    returns the one to use next (None after a failure: reconnect). It is also
-    called with no jobs about once a second, for periodic work.
-    """
-
-    def __init__(self, name: str, run: Callable[[Any, list[J]], Any]) -> None:
-        self._name = name
-        self._run = run
-        self._q: queue.SimpleQueue[J | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
-            self._thread.start()
-
-    def put(self, job: J) -> None:
-        self._q.put(job)
-
-    def stop(self, timeout: float) -> None:
-        """Run what is queued, then end."""
-        if self._thread is not None:
-            self._q.put(None)
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _loop(self) -> None:
-        conn: Any = None
-        while True:
-            try:
-                first = self._q.get(timeout=1.0)
-            except queue.Empty:
-                conn = self._run_safely(conn, [])
-                continue
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    nxt = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._q.put(None)
-                    break
-                batch.append(nxt)
-            conn = self._run_safely(conn, batch)
-        if conn is not None:
-            conn.close()
-
-    def _run_safely(self, conn: Any, batch: list[J]) -> Any:
-        try:
-            return self._run(conn, batch)
-        except Exception:  # a bug must not end the thread: its waiters would all time out
-            log.exception("%s: batch failed", self._name)
-            if conn is not None:
-                conn.close()
-            return None
 
 
 class SharedBudgetManager:
@@ -224,8 +155,8 @@ class SharedBudgetManager:
         self._wait_s = wait_s
         self._live: dict[str, _Live] = {}
         self._lock = threading.Lock()
-        self._reserver: _BatchThread[_Ask] = _BatchThread("hybridgate-reserve", self._reserve_batch)
-        self._settler: _BatchThread[_Settle] = _BatchThread("hybridgate-settle", self._settle_batch)
+        self._reserver: BatchThread[_Ask] = BatchThread("hybridgate-reserve", self._reserve_batch)
+        self._settler: BatchThread[_Settle] = BatchThread("hybridgate-settle", self._settle_batch)
         self._last_sweep = 0.0
         #: PostgreSQL statements (tried) deciding reservations: one per batch, not request.
         self.reserve_batches = 0
