@@ -54,36 +54,34 @@ def asked_output(body: dict[str, Any], view: dict[str, Any]) -> int | None:
     return None
 
 
-def output_cap(
+def cap_output(
     d: PipelineDeps,
     ex: Exchange,
     body: dict[str, Any],
+    sent: dict[str, Any],
     plan: Plan,
     estimate: dict[str, Any] | None = None,
-) -> int | None:
-    """The output cap the gateway must add to the request, or None when none is needed.
+) -> tuple[dict[str, Any], int | None]:
+    """``sent`` with the output cap the gateway must add, and that cap (None: none).
 
     A budget or token limit on the key or its team is only exact if the
     reservation bounds what the upstream can bill; without a client limit the
-    completion is unbounded, so the gateway sends one: the largest
-    ``max_output_tokens`` of the plan's routes (a route without one counts as
-    :data:`UNBOUNDED_OUTPUT_CAP`). Keys without such limits are sent as asked.
+    completion is unbounded, so the gateway sends one, in the field the body's API
+    reads: the largest ``max_output_tokens`` of the plan's routes (a route without
+    one counts as :data:`UNBOUNDED_OUTPUT_CAP`). Keys without such limits are sent
+    as asked.
     """
+    field = cap_field(ex.api, body)
     view = estimate if estimate is not None else body
-    if cap_field(ex.api, body) is None or asked_output(body, view) is not None:
-        return None
+    if field is None or asked_output(body, view) is not None:
+        return sent, None
     if not d.budgets.caps_spend(
         key_id=ex.key.key_id, team=ex.key.team, key_budget_usd=ex.key.budget_usd
     ):
-        return None
+        return sent, None
     routes = d.table.routes
-    return max(routes[n].max_output_tokens or UNBOUNDED_OUTPUT_CAP for n in plan.routes)
-
-
-def with_output_cap(api: str, sent: dict[str, Any], cap: int) -> dict[str, Any]:
-    """``sent`` with ``cap`` in the field its API reads output limits from."""
-    field = cap_field(api, sent)
-    return sent if field is None else {**sent, field: cap}
+    cap = max(routes[n].max_output_tokens or UNBOUNDED_OUTPUT_CAP for n in plan.routes)
+    return {**sent, field: cap}, cap
 
 
 async def reserve(
@@ -100,7 +98,7 @@ async def reserve(
     it is given, so the bytes of the body sent (plus the estimator's
     per-message and per-image allowances) bound it whatever the text.
     Completion: the client's limit, else the cap the gateway sent
-    (:func:`output_cap`, bounded by the route's own ``max_output_tokens``), else
+    (:func:`cap_output`, bounded by the route's own ``max_output_tokens``), else
     the route's ``max_output_tokens``, else an estimate; times ``n``. Awaited:
     the shared budgets decide it in a batch with other requests' holds, off the loop.
     """

@@ -30,7 +30,6 @@ from typing import Any, TypeVar
 
 import anyio
 
-from hybridgate.accounting import Reservation
 from hybridgate.config import VirtualModel
 from hybridgate.errors import (
     ErrorFormat,
@@ -220,12 +219,11 @@ class Pipeline:
             plan = d.hook.prepare(ex, body, decision, plan)
         ex.plan = plan
         sent, restorer = self._redact(body, segments, decision)
-        cap = budget.output_cap(d, ex, body, plan, estimate)
-        if cap is not None:  # a spend-capped key: the upstream may bill no more than held
-            sent = budget.with_output_cap(ex.api, sent, cap)
+        # a spend-capped key: the upstream may bill no more than is held
+        sent, cap = budget.cap_output(d, ex, body, sent, plan, estimate)
         ex.sent_body = sent
         ex.masked = len(decision.masks)
-        ex.reservation = await self._reserve(ex, body, plan, estimate, cap)
+        ex.reservation = await budget.reserve(d, ex, body, plan, estimate, cap)
         return Prepared(body=sent, vm=vm, plan=plan, restorer=restorer, adapter=ex.adapter)
 
     def close(self) -> None:
@@ -260,16 +258,6 @@ class Pipeline:
             raise ServiceUnavailable(
                 "redaction failed; nothing was sent", code="redaction_failed"
             ) from exc
-
-    async def _reserve(
-        self,
-        ex: Exchange,
-        body: dict[str, Any],
-        plan: Plan,
-        estimate: dict[str, Any] | None = None,
-        cap: int | None = None,
-    ) -> Reservation:
-        return await budget.reserve(self.deps, ex, body, plan, estimate, cap)
 
     # -- send -----------------------------------------------------------------
     async def complete(self, ex: Exchange, prepared: Prepared) -> dict[str, Any]:
