@@ -29,6 +29,7 @@ from hybridgate.api.common import error_body, json_bytes, parse_json, sse_event
 from hybridgate.api.exchange import ExchangeRunner, HeldFinalFramer, answer, stream_response
 from hybridgate.errors import GatewayError, InvalidRequest
 from hybridgate.pipeline import Exchange, Pipeline, Prepared, restored_chunks
+from hybridgate.pipeline.checks import model_request
 from hybridgate.providers.base import Completion, Provider, Usage
 from hybridgate.providers.tokens import estimate_request_tokens
 from hybridgate.routing.quality import prompt_text
@@ -242,12 +243,8 @@ def _view(body: dict[str, Any]) -> dict[str, Any]:
         }
 
 
-def _validate(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model or len(model) > 256:
-        raise InvalidRequest("`model` must be a non-empty string", param="model")
+def _validate(raw: Any) -> dict[str, Any]:
+    body = model_request(raw)
     mt = body.get("max_tokens")
     if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
         raise InvalidRequest("`max_tokens` must be a positive integer", param="max_tokens")

@@ -40,6 +40,7 @@ from hybridgate.conversations import ConversationStore, StoredTurn
 from hybridgate.errors import GatewayError, InvalidRequest, NotFound, ServiceUnavailable
 from hybridgate.keys import KeyInfo
 from hybridgate.pipeline import Exchange, Prepared, restored_chunks
+from hybridgate.pipeline.checks import model_request
 from hybridgate.pipeline.send import answer_text
 from hybridgate.policy.model import Action
 from hybridgate.providers.base import Completion, Provider, Usage
@@ -69,12 +70,8 @@ def is_native(provider: Provider) -> bool:
     return provider.route.provider == "openai" and hasattr(provider, "responses")
 
 
-def _validate(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model or len(model) > 256:
-        raise InvalidRequest("`model` must be a non-empty string", param="model")
+def _validate(raw: Any) -> dict[str, Any]:
+    body = model_request(raw)
     inp = body.get("input")
     if not isinstance(inp, str | list):
         raise InvalidRequest("`input` must be a string or a list of items", param="input")

@@ -18,13 +18,19 @@ MAX_OUTPUT_TOKENS = 2**31 - 1
 MAX_N = 128
 
 
-def validate_chat(body: Any) -> dict[str, Any]:
-    """A chat-completions body: model, messages with known roles, bounded limits."""
+def model_request(body: Any) -> dict[str, Any]:
+    """A JSON object naming a model: what every generation API's body must be first."""
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str) or not model or len(model) > 256:
         raise InvalidRequest("`model` must be a non-empty string", param="model")
+    return body
+
+
+def validate_chat(raw: Any) -> dict[str, Any]:
+    """A chat-completions body: model, messages with known roles, bounded limits."""
+    body = model_request(raw)
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise InvalidRequest("`messages` must be a non-empty array", param="messages")
