@@ -7,12 +7,19 @@ import json
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from hybridgate.config import LedgerConfig
 from hybridgate.distill.events import EVENT_KIND
+from hybridgate.distill.provenance import PendingReceipts, covering_bundles, proved_index
 from hybridgate.distill.report import history
 from hybridgate.distill.store import Call, Comparison, DistillStore, StoredPair, TaskState
-from hybridgate.ledger import Ledger
+from hybridgate.ledger import KeyRing, Ledger, verify_bundle
+from hybridgate.ledger.ledger import StaleCheckpoint
+from hybridgate.ledger.shared import SharedLedger
 from hybridgate.store.base import Store
 
 StoreFactory = Callable[..., Store]
@@ -108,3 +115,44 @@ async def test_a_pair_captured_on_the_shared_log_takes_its_index_once_merged(
         ("rcpt_q2", -1, 7),  # merged: ordered by its place in the log
         ("rcpt_q1", -1, None),  # still queued: last, and left out of datasets
     ]
+
+
+def test_provenance_cites_only_indices_its_proofs_verify(
+    store_factory: StoreFactory, store_kind: str, tmp_path: Path
+) -> None:
+    """SQLite indexes a receipt when it signs it. The shared log merges it later: until
+    then covering the receipt names it as pending instead of citing an index."""
+    shared = store_kind == "postgres"
+    s = store_factory(SharedLedger.migrations() if shared else Ledger.migrations())
+    ring = KeyRing.load_or_create(tmp_path / "keys", "test.local/log")
+    cfg = LedgerConfig(origin="test.local/log")
+    led = SharedLedger(s, ring, cfg, b"s" * 32) if shared else Ledger(s, ring, cfg, b"s" * 32)  # type: ignore[arg-type]
+
+    def append() -> str:
+        rid = led.new_receipt_id()
+        led.append_sync(rid, {"kind": "request"})
+        return rid
+
+    try:
+        ids = [append(), append()]
+        if shared:
+            assert led.sequencer.step() == 2  # type: ignore[attr-defined]
+        first, _ = covering_bundles(led, ids)
+        ids.append(append())
+        if shared:  # the third is durable and signed, but has no place in the tree yet
+            with pytest.raises(PendingReceipts) as got:
+                covering_bundles(led, ids)
+            assert got.value.receipt_ids == [ids[2]] and "still queued" in str(got.value)
+            assert led.prove(ids[2], first) is None
+            assert led.sequencer.step() == 1  # type: ignore[attr-defined]
+        note, bundles = covering_bundles(led, ids)
+        assert [proved_index(b) for b in bundles] == [0, 1, 2]
+        assert all(
+            b["checkpoint"] == note and verify_bundle(b, ring.verifiers()) is None for b in bundles
+        )
+        assert ("log_index" in bundles[2]["receipt"]) is not shared  # the shared log signs no index
+        with pytest.raises(StaleCheckpoint):  # a checkpoint from before it proves nothing of it
+            led.prove(ids[2], first)
+    finally:
+        if shared:
+            led.sequencer._drop()  # type: ignore[attr-defined]

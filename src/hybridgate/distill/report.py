@@ -10,6 +10,7 @@ from typing import Any
 from hybridgate.distill.events import EVENT_KIND
 from hybridgate.distill.store import Call
 from hybridgate.store.base import Store
+from hybridgate.store.factory import table_exists
 
 
 def _usd(v: Decimal) -> str:
@@ -44,15 +45,34 @@ def savings(calls: Sequence[Call]) -> dict[str, Any]:
 
 
 def history(store: Store, task: str, limit: int = 1000) -> list[dict[str, Any]]:
-    """The task's signed distill events, oldest first (a scan of the log: for operators)."""
-    contains = "position(? IN data)" if store.dialect == "postgres" else "instr(data, ?)"
-    rows = store.query(
-        f"SELECT data FROM ledger_entries WHERE {contains} > 0 ORDER BY idx",
-        (EVENT_KIND.encode(),),
-    )
+    """The task's signed distill events, oldest first (a scan of the log: for operators).
+
+    Each event carries ``log_index``, its entry's place in the tree. On the shared log
+    (PostgreSQL) an event still queued for the sequencer comes last, with ``log_index``
+    None and ``pending`` true: it is durable and signed but has no index yet. One
+    statement reads both, so an event being merged meanwhile is listed exactly once.
+    """
+    kind = EVENT_KIND.encode()
+    if store.dialect != "postgres":
+        sql = "SELECT idx, data FROM ledger_entries WHERE instr(data, ?) > 0 ORDER BY idx"
+        params: tuple[Any, ...] = (kind,)
+    elif table_exists(store, "ledger_queue"):
+        sql = (
+            "SELECT idx, 0 AS seq, data FROM ledger_entries WHERE position(? IN data) > 0"
+            " UNION ALL SELECT NULL, seq, data FROM ledger_queue WHERE position(? IN data) > 0"
+            " ORDER BY idx NULLS LAST, seq"
+        )
+        params = (kind, kind)
+    else:  # a database whose log was never shared
+        sql = "SELECT idx, data FROM ledger_entries WHERE position(? IN data) > 0 ORDER BY idx"
+        params = (kind,)
     out: list[dict[str, Any]] = []
-    for (data,) in rows:
+    for row in store.query(sql, params):
+        idx, data = row[0], row[-1]
         body = json.loads(bytes(data))["receipt"]
         if body.get("kind") == EVENT_KIND and body.get("task") == task:
-            out.append(body)
+            event = {**body, "log_index": None if idx is None else int(idx)}
+            if idx is None:
+                event["pending"] = True
+            out.append(event)
     return out[-limit:]

@@ -211,6 +211,17 @@ class DistillStore:
         )
         return int(rows[0][0])
 
+    def count_pending(self, task: str) -> int:
+        """Live pairs whose receipt the shared log has not merged yet: no index, so no
+        dataset takes them (always 0 on SQLite, where a receipt is indexed when signed)."""
+        rows = self.store.query(
+            "SELECT COUNT(*) FROM distill_pairs p"
+            " LEFT JOIN ledger_entries e ON e.receipt_id = p.receipt_id"
+            " WHERE p.task = ? AND p.expires_ns > ? AND p.log_index < 0 AND e.idx IS NULL",
+            (task, time.time_ns()),
+        )
+        return int(rows[0][0])
+
     # -- promotion state ------------------------------------------------------
     def state(self, task: str) -> TaskState | None:
         rows = self.store.query(

@@ -82,6 +82,10 @@ MIGRATIONS = (
 )
 
 
+class StaleCheckpoint(ValueError):
+    """The checkpoint a proof was asked against predates the receipt."""
+
+
 @dataclass(frozen=True, slots=True)
 class AppendResult:
     receipt_id: str
@@ -341,7 +345,20 @@ class Ledger:
         note = latest[1] if latest is not None and latest[0] > index else None
         if note is None:  # the newest checkpoint predates this receipt: cover it now
             note = self.store.write_sync(self._checkpoint_job)
+        return self._prove(index, data, note)
+
+    def prove(self, receipt_id: str, note: str) -> dict[str, Any] | None:
+        """The receipt's bundle proved against the checkpoint ``note`` this log signed,
+        so many receipts are proved against one checkpoint while the log grows. None when
+        the receipt is not in the tree (on the shared log: still queued); ``ValueError``
+        when ``note`` predates it (:class:`StaleCheckpoint`)."""
+        entry = self._entry(receipt_id)
+        return None if entry is None else self._prove(entry[0], entry[1], note)
+
+    def _prove(self, index: int, data: bytes, note: str) -> dict[str, Any]:
         cp = parse_checkpoint(note)
+        if index >= cp.size:
+            raise StaleCheckpoint(f"the checkpoint of size {cp.size} predates log index {index}")
         with self.store.reader() as conn:
             proof = inclusion_proof(index, cp.size, lambda lv, i: _read_node(conn, lv, i))
         return make_bundle(_loads(data), index, cp.size, proof, note)
