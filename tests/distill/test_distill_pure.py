@@ -238,42 +238,21 @@ def test_responses_bodies_read_as_chat_messages_only_when_plain_text() -> None:
         assert chat_messages_of(bad) is None, bad
 
 
-def test_the_distill_commands_say_plainly_that_postgres_is_not_supported(tmp_path: Path) -> None:
+def test_the_distill_commands_say_plainly_when_postgres_is_unreachable(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from hybridgate.cli.main import app as cli
+    from hybridgate.ledger import KeyRing
 
+    home = tmp_path / "home"
+    KeyRing.load_or_create(home / "keys", "test.local/log")
+    (home / "deployment.secret").write_bytes(b"s" * 32)
     cfg = tmp_path / "gw.yaml"
     cfg.write_text(
+        f"home: {home}\n"
         "store: {kind: postgres, dsn: 'postgresql://nobody@127.0.0.1:1/none'}\n"
         "distill: {tasks: {}}\n"
     )
     out = CliRunner().invoke(cli, ["distill", "status", "--config", str(cfg)])
-    assert out.exit_code == 2
-    assert "SQLite store only" in out.output and "postgres" in out.output
-
-
-def test_chat_and_messages_bodies_read_as_text_messages() -> None:
-    from hybridgate.distill.capture import chat_messages_of
-
-    chat = {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "u"}]}
-    assert chat_messages_of(chat) == chat["messages"]
-    blocks = [{"type": "text", "text": "refund "}, {"type": "text", "text": "please"}]
-    messages = {
-        "system": [{"type": "text", "text": "Triage."}],
-        "messages": [{"role": "user", "content": blocks}],
-    }
-    assert chat_messages_of(messages) == [
-        {"role": "system", "content": "Triage."},
-        {"role": "user", "content": "refund please"},
-    ]
-    image = {"type": "image", "source": {"type": "base64", "data": "AAAA"}}
-    for bad in (
-        {"messages": [{"role": "user", "content": [image]}]},
-        {"messages": [{"role": "tool", "content": "x"}]},
-        {"messages": [{"role": "user", "content": "x"}], "tools": [{"name": "f"}]},
-        {"messages": [{"role": "user", "content": "x"}], "system": {"not": "text"}},
-        {"messages": "hi"},  # a bare string is Responses input only
-        {},
-    ):
-        assert chat_messages_of(bad) is None, bad
+    assert out.exit_code == 2, out.output
+    assert "cannot open the store: PostgreSQL unavailable" in out.output

@@ -5,10 +5,16 @@
     hybridgate distill promote TASK --to shadow|canary|full|rolled_back --reason TEXT
     hybridgate distill override TASK MODEL --reason TEXT --operator NAME
     hybridgate distill report TASK
+    hybridgate distill provenance ADAPTER_DIR [--wait SECONDS]
     hybridgate distill verify ADAPTER_DIR --key KEY [--base MODEL_DIR]
 
-``verify`` needs nothing but the adapter's directory (its files,
-``manifest.json`` and ``provenance.json``) and the gateway's public key.
+Every command but ``verify`` opens the configured store, SQLite or PostgreSQL.
+On PostgreSQL the receipts they write are queued in the shared log and merged
+by the sequencer of a running replica; until then they have no log index, and
+the commands say so (``pending``) instead of citing one. ``provenance`` adds
+the manifest receipt's inclusion proof once it is merged. ``verify`` needs
+nothing but the adapter's directory (its files, ``manifest.json`` and
+``provenance.json``) and the gateway's public key.
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ def status(
         _task(cfg, t)
     ws = _workspace(cfg)
     try:
-        table = Table("task", "stage", "adapter", "pairs", "floor")
+        table = Table("task", "stage", "adapter", "pairs", "pending", "floor")
         for t in tasks:
             st = ws.store.state(t)
             table.add_row(
@@ -83,6 +89,7 @@ def status(
                 st.stage if st else "off",
                 (st.adapter_id or "")[:12] if st else "",
                 str(ws.store.count(t)),
+                str(ws.store.count_pending(t)),
                 str(cfg.distill.tasks[t].quality_floor),
             )
         _out().print(table)
@@ -94,6 +101,14 @@ def status(
 def train(
     task: Annotated[str, typer.Argument(help="configured task name")],
     device: Annotated[str, typer.Option(help="cpu, cuda, or auto (GPU when present)")] = "auto",
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            help="PostgreSQL: seconds to wait for the shared log to merge the manifest's"
+            " receipt (default: store.max_merge_delay_s)",
+            min=0,
+        ),
+    ] = None,
     config: ConfigOpt = None,
     home: HomeOpt = None,
 ) -> None:
@@ -109,6 +124,7 @@ def train(
         raise _fail(
             "training needs the 'local' extra: pip install 'hybridgate[local]'", 2
         ) from None
+    merge_wait = wait if wait is not None else _default_wait(cfg)
     ws = _workspace(cfg)
     out = _out()
     try:
@@ -124,7 +140,9 @@ def train(
             def progress(step: int, total: int, loss: float) -> None:
                 bar.update(job, completed=step, total=total, loss=loss)
 
-            result = run_turn(ws, task, actor="cli", device=device, progress=progress)
+            result = run_turn(
+                ws, task, actor="cli", device=device, progress=progress, merge_wait_s=merge_wait
+            )
     except FlywheelError as exc:
         raise _fail(str(exc), 2) from None
     finally:
@@ -151,6 +169,13 @@ def train(
         f"{result.train_seconds:.1f} s on {result.device}; manifest {result.manifest_sha256[:12]}"
     )
     out.print(f"files: {result.run_dir}")
+    out.print(result.manifest.describe())
+    if result.manifest.pending:
+        out.print(f"once it is merged: hybridgate distill provenance {result.run_dir}")
+
+
+def _default_wait(cfg: GatewayConfig) -> float:
+    return cfg.store.max_merge_delay_s if cfg.store.kind == "postgres" else 0.0
 
 
 @app.command()
@@ -221,7 +246,7 @@ def report(
     ws = _workspace(cfg)
     try:
         s = savings(ws.store.calls(task))
-        events = history(ws.sqlite, task)
+        events = history(ws.db, task)
     finally:
         close_workspace(ws)
     if as_json:
@@ -244,10 +269,45 @@ def report(
         f"{s['teacher_only_cost_usd']} (adapter share {s['adapter_share']:.1%})"
     )
     for e in events:
+        where = "pending (queued in the shared log)" if e["log_index"] is None else e["log_index"]
         out.print(
-            f"#{e['log_index']} {e['event']}: {e.get('from_stage')} -> {e.get('to_stage')} "
+            f"#{where} {e['event']}: {e.get('from_stage')} -> {e.get('to_stage')} "
             f"({e.get('reason') or ''})"
         )
+
+
+@app.command()
+def provenance(
+    adapter: Annotated[Path, typer.Argument(help="the adapter's directory (with provenance.json)")],
+    wait: Annotated[
+        float, typer.Option(help="seconds to wait for the shared log to merge it", min=0)
+    ] = 0.0,
+    config: ConfigOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Where the adapter's manifest receipt stands in the log. On PostgreSQL, once the
+    shared log merged it, its inclusion proof replaces the promise in provenance.json.
+    Exit 0 when proved, 3 while it is pending."""
+    from hybridgate.distill.flywheel import close_workspace
+    from hybridgate.distill.provenance import await_manifest
+
+    cfg = resolve_config(config, home)
+    ws = _workspace(cfg)
+    try:
+        entry = await_manifest(ws.ledger, adapter, wait)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _fail(f"{adapter}: {exc}", 2) from None
+    finally:
+        close_workspace(ws)
+    out = _out()
+    out.print(entry.describe())
+    if entry.pending:
+        if entry.overdue_s > 0:
+            out.print(
+                f"the promised merge time passed {entry.overdue_s:.0f} s ago:"
+                " is a gateway replica (its sequencer) running on this database?"
+            )
+        raise typer.Exit(3)
 
 
 @app.command()
@@ -265,7 +325,7 @@ def verify(
     training receipt's signature and inclusion proof, the dataset hash, the adapter's files."""
     from hybridgate.adapters import adapter_files
     from hybridgate.cli.ledger_cmd import parse_keys
-    from hybridgate.distill.provenance import PROVENANCE_FILE, verify_provenance
+    from hybridgate.distill.provenance import PROVENANCE_FILE, proved_index, verify_provenance
     from hybridgate.distill.train import base_model_hash
     from hybridgate.errors import GatewayError
 
@@ -293,7 +353,8 @@ def verify(
         raise typer.Exit(1)
     m = doc["manifest"]["receipt"]
     out.print(
-        f"OK adapter {ad_sha[:12]} for task {m['task']!r}: manifest signed and in the log; "
+        f"OK adapter {ad_sha[:12]} for task {m['task']!r}: manifest signed and in the log"
+        f" at index {proved_index(doc['manifest_receipt'])}; "
         f"{m['dataset']['pairs']} training receipts verified against checkpoint "
         f"{m['checkpoint'].splitlines()[1]}; dataset {m['dataset']['sha256'][:12]}; "
         f"teacher {', '.join(m['teacher']['models'])}"

@@ -1,10 +1,12 @@
 """One turn of the flywheel for a task: dataset -> LoRA -> evaluation -> registry -> manifest.
 
-Works on a running gateway's services or on its home from the CLI (the
-receipt log serializes writers through SQLite, and every writer re-reads the
-log's size before it appends). The adapter is registered in the adapter
-registry and the task's stage becomes ``registered``: it serves nothing until
-it is promoted to shadow.
+Works on a running gateway's services or on its home from the CLI, on either
+store. On SQLite the receipt log serializes writers through the database, and
+every writer re-reads the log's size before it appends. On PostgreSQL the CLI
+queues its receipts in the shared log like any replica and leaves merging to
+the sequencer a running replica elects: it never takes the sequencer's lock.
+The adapter is registered in the adapter registry and the task's stage becomes
+``registered``: it serves nothing until it is promoted to shadow.
 """
 
 from __future__ import annotations
@@ -23,14 +25,22 @@ from hybridgate.distill.crypto import Sealer
 from hybridgate.distill.dataset import dataset_hash, load_examples, split
 from hybridgate.distill.evaluate import generate, side_report, teacher_report
 from hybridgate.distill.events import transition
-from hybridgate.distill.provenance import MANIFEST_FORMAT, covering_bundles, publish
+from hybridgate.distill.provenance import (
+    MANIFEST_FORMAT,
+    ManifestEntry,
+    PendingReceipts,
+    await_manifest,
+    covering_bundles,
+    proved_index,
+    publish,
+)
 from hybridgate.distill.service import student_route
 from hybridgate.distill.store import DistillStore, TaskState
 from hybridgate.distill.terms import TermsSource, entry_dict
 from hybridgate.distill.train import ProgressFn, base_model_hash, train_lora
-from hybridgate.ledger import Ledger
-from hybridgate.store.base import Store
-from hybridgate.store.sqlite import SQLiteStore
+from hybridgate.errors import GatewayError
+from hybridgate.ledger import KeyRing, Ledger
+from hybridgate.store import Store, build_store
 
 
 class FlywheelError(ValueError):
@@ -42,7 +52,8 @@ class Workspace:
     """What a turn needs from a gateway, running or not."""
 
     config: GatewayConfig
-    sqlite: Store
+    #: the gateway's store (SQLite file or the shared PostgreSQL database)
+    db: Store
     ledger: Ledger
     store: DistillStore
     sealer: Sealer
@@ -50,7 +61,7 @@ class Workspace:
 
     @property
     def registry(self) -> AdapterRegistry:
-        return AdapterRegistry(self.sqlite, self.config.home_path)
+        return AdapterRegistry(self.db, self.config.home_path)
 
     def runs_dir(self, task: str) -> Path:
         root = self.config.distill.adapters_dir
@@ -71,6 +82,8 @@ class TurnResult:
     train_seconds: float
     final_loss: float
     device: str
+    #: the manifest receipt's place in the log (pending while the shared log queues it)
+    manifest: ManifestEntry
 
 
 def run_turn(
@@ -81,7 +94,10 @@ def run_turn(
     device: str | None = None,
     progress: ProgressFn | None = None,
     min_pairs: int = 20,
+    merge_wait_s: float = 0.0,
 ) -> TurnResult:
+    """``merge_wait_s``: on the shared log, how long to wait for the sequencer to merge the
+    manifest's receipt before returning it as pending (see :attr:`TurnResult.manifest`)."""
     cfg = ws.config.distill.tasks.get(task)
     if cfg is None:
         raise FlywheelError(f"task {task!r} is not configured under distill.tasks")
@@ -92,9 +108,29 @@ def run_turn(
     examples = load_examples(ws.store, ws.sealer, task)
     train, held = split(examples, cfg.train.holdout, cfg.train.seed)
     if len(train) < min_pairs or not held:
+        queued = ws.store.count_pending(task)
         raise FlywheelError(
             f"task {task!r}: {len(train)} training and {len(held)} held-out pairs; "
             f"need at least {min_pairs} and 1"
+            + (
+                f" ({queued} more captured pairs wait for the shared log to merge their"
+                " receipts: they have no log index yet)"
+                if queued
+                else ""
+            )
+        )
+    # Proofs first (cheap, and a pair the log cannot prove must not cost a training run):
+    # the manifest cites each training receipt's index as its verified proof gives it.
+    try:
+        note, bundles = covering_bundles(ws.ledger, [e.receipt_id for e in train])
+    except (PendingReceipts, ValueError, RuntimeError) as exc:
+        raise FlywheelError(f"task {task!r}: {exc}") from exc
+    proved = {str(b["receipt"]["receipt_id"]): (proved_index(b), b) for b in bundles}
+    moved = [e.receipt_id for e in train if proved[e.receipt_id][0] != e.log_index]
+    if moved:
+        raise FlywheelError(
+            f"task {task!r}: the log proves {len(moved)} training receipts at other indices"
+            f" than their pairs were read with (first: {moved[0]})"
         )
     run_dir = ws.runs_dir(task) / f"run-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     suffix = 0
@@ -146,7 +182,7 @@ def run_turn(
 
     # -- provenance ----------------------------------------------------------------
     teachers = sorted({e.teacher_model for e in train})
-    note, bundles = covering_bundles(ws.ledger, [e.receipt_id for e in train])
+    by_index = sorted(train, key=lambda e: e.log_index)
     overrides = sorted({o for m in teachers if (o := ws.store.override(task, m)) is not None})
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
@@ -166,18 +202,15 @@ def run_turn(
             "split": {"holdout": cfg.train.holdout, "seed": cfg.train.seed},
         },
         "training_receipts": {
-            "log_indices": [e.log_index for e in sorted(train, key=lambda e: e.log_index)],
-            "receipt_ids": [e.receipt_id for e in sorted(train, key=lambda e: e.log_index)],
+            "log_indices": [proved[e.receipt_id][0] for e in by_index],
+            "receipt_ids": [e.receipt_id for e in by_index],
         },
         "checkpoint": note,
         "training": {**result.params, "device": result.device, "steps": result.steps},
         "evaluation": evaluation,
         "created_ns": str(time.time_ns()),
     }
-    order = {e.receipt_id: i for i, e in enumerate(train)}
-    by_index = sorted(train, key=lambda e: e.log_index)
-    ordered = [bundles[order[e.receipt_id]] for e in by_index]
-    _, digest = publish(ws.ledger, manifest, run_dir, ordered)
+    _, digest = publish(ws.ledger, manifest, run_dir, [proved[e.receipt_id][1] for e in by_index])
     transition(
         ws.ledger,
         ws.store,
@@ -192,6 +225,7 @@ def run_turn(
         adapter_path=adapter.path,
         manifest_sha256=digest,
     )
+    entry = await_manifest(ws.ledger, run_dir, merge_wait_s)
     return TurnResult(
         task=task,
         adapter_id=adapter.sha256,
@@ -204,44 +238,59 @@ def run_turn(
         train_seconds=result.seconds,
         final_loss=result.final_loss,
         device=result.device,
+        manifest=entry,
     )
 
 
 def open_workspace(config: GatewayConfig) -> Workspace:
-    """A workspace on a gateway's home, for the CLI; ``close_workspace`` when done."""
-    from hybridgate.distill.terms import ChainTerms, ListTerms, catalog_terms
-    from hybridgate.ledger import KeyRing
+    """A workspace on a gateway's home and store, for the CLI; ``close_workspace`` when done.
 
-    if config.store.kind != "sqlite":
-        raise FlywheelError(
-            "the distill commands run on the embedded SQLite store only; this configuration"
-            f" uses {config.store.kind}: its gateways capture pairs, but training,"
-            " promotion and reports from the command line are not available on it yet"
-        )
+    The home holds the deployment secret and the signing keys (every replica of a
+    PostgreSQL deployment shares them); the store is the configured one. Nothing here
+    touches Redis: no distill command reserves or settles a budget.
+    """
+    from hybridgate.distill.terms import ChainTerms, ListTerms, catalog_terms
+
     home = config.home_path
     secret_file = home / "deployment.secret"
     if not secret_file.is_file():
         raise FlywheelError(f"no deployment secret under {home}: not a gateway home")
-    db = config.database_path
-    if not db.is_file():
-        raise FlywheelError(f"no gateway database at {db}")
+    if config.store.kind != "postgres" and not config.database_path.is_file():
+        raise FlywheelError(f"no gateway database at {config.database_path}")
     ring = KeyRing.load(home / "keys")
-    sqlite = SQLiteStore(db, durability=config.ledger.durability)
-    sqlite.open([*Ledger.migrations(), *DistillStore.migrations(), *AdapterRegistry.migrations()])
-    ledger = Ledger(sqlite, ring, config.ledger, secret_file.read_bytes())
+    secret = secret_file.read_bytes()
+    db = build_store(config)
+    try:
+        ledger = _open_log(config, db, ring, secret)
+    except GatewayError as exc:
+        db.close()
+        raise FlywheelError(f"cannot open the store: {exc.message}") from exc
+    except BaseException:
+        db.close()
+        raise
     sources: list[TermsSource] = [ListTerms(config.distill.terms)]
     cat = catalog_terms(config)
     if cat is not None:
         sources.append(cat)
-    return Workspace(
-        config,
-        sqlite,
-        ledger,
-        DistillStore(sqlite),
-        Sealer(secret_file.read_bytes()),
-        ChainTerms(sources),
+    return Workspace(config, db, ledger, DistillStore(db), Sealer(secret), ChainTerms(sources))
+
+
+def _open_log(config: GatewayConfig, db: Store, ring: KeyRing, secret: bytes) -> Ledger:
+    """SQLite: the home's log, appended to directly. PostgreSQL: the shared log, into whose
+    queue this process only inserts (its sequencer is never started, so it never leads)."""
+    parts = [*DistillStore.migrations(), *AdapterRegistry.migrations()]
+    if config.store.kind != "postgres":
+        db.open([*Ledger.migrations(), *parts])
+        return Ledger(db, ring, config.ledger, secret)
+    from hybridgate.ledger.shared import SharedLedger
+    from hybridgate.store.postgres import PostgresStore
+
+    assert isinstance(db, PostgresStore)
+    db.open([*SharedLedger.migrations(), *parts])
+    return SharedLedger(
+        db, ring, config.ledger, secret, max_merge_delay_s=config.store.max_merge_delay_s
     )
 
 
 def close_workspace(ws: Workspace) -> None:
-    ws.sqlite.close()
+    ws.db.close()
