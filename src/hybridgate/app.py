@@ -253,6 +253,7 @@ def create_app(
                 verifiers=gw.ledger_verifiers,
                 governance=governance,
                 settings=config.console,
+                throttle=gw.signin_throttle,
             )
         ),
         *tools,

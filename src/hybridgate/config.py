@@ -178,14 +178,17 @@ class ActionsConfig(_Strict):
 
 class StoreConfig(_Strict):
     """Where state lives. ``sqlite`` (default): one file under ``home``, one process.
-    ``postgres``: every worker and replica shares one database (``dsn``); rate limits are
-    shared through Redis (``redis_url``) and the receipt log through one elected sequencer."""
+    ``postgres``: every worker and replica shares one database (``dsn``); rate limits and the
+    console's sign-in throttle are shared through Redis (``redis_url``) and the receipt log
+    through one elected sequencer."""
 
     kind: Literal["sqlite", "postgres"] = "sqlite"
     dsn: str | None = Field(default=None, repr=False, description="PostgreSQL connection string")
     pool_size: int = Field(default=8, ge=1, le=256)
     redis_url: str | None = Field(
-        default=None, repr=False, description="Redis for rate limits shared by all replicas"
+        default=None,
+        repr=False,
+        description="Redis for rate limits and the console sign-in throttle shared by all replicas",
     )
     redis_prefix: str = Field(default="hybridgate:", max_length=64)
     max_merge_delay_s: float = Field(

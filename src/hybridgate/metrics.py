@@ -65,6 +65,12 @@ class Metrics:
         self.policy_reloads = Counter(
             "hybridgate_policy_reloads", "Policy reload attempts", ["result"], registry=r
         )
+        self.signin_throttle_fallbacks = Counter(
+            "hybridgate_console_signin_throttle_fallbacks",
+            "Console sign-in attempts counted by the replica's own bucket because Redis"
+            " could not be reached",
+            registry=r,
+        )
         self.log_size = Gauge("hybridgate_log_size", "Entries in the receipt log", registry=r)
 
     def render(self) -> bytes:

@@ -21,6 +21,7 @@ from hybridgate.actions import ActionService
 from hybridgate.adapters import Adapter, AdapterRegistry, split_model_name
 from hybridgate.config import GatewayConfig, RouteConfig, VirtualModel
 from hybridgate.console.session import SessionStore
+from hybridgate.console.throttle import SignInThrottle, Throttle
 from hybridgate.conversations import ConversationStore, Sealer
 from hybridgate.distill.store import DistillStore
 from hybridgate.governance.store import GovernanceStore
@@ -133,6 +134,22 @@ def _shared_parts(
     return ledger, shared
 
 
+def _signin_throttle(config: GatewayConfig, metrics: Metrics) -> Throttle:
+    """One bucket per client in Redis when replicas share it, else this process's own."""
+    console, sc = config.console, config.store
+    if sc.kind != "postgres" or not sc.redis_url:
+        return SignInThrottle(console.signin_burst, console.signin_per_minute)
+    from hybridgate.console.shared_throttle import SharedSignInThrottle
+
+    return SharedSignInThrottle(
+        sc.redis_url,
+        console.signin_burst,
+        console.signin_per_minute,
+        prefix=sc.redis_prefix,
+        on_fallback=metrics.signin_throttle_fallbacks.inc,
+    )
+
+
 @dataclass
 class Gateway:
     config: GatewayConfig
@@ -152,6 +169,8 @@ class Gateway:
     conversations: ConversationStore
     #: Console sign-ins, shared by every replica on the store.
     console_sessions: SessionStore
+    #: Console sign-in attempts per client address (shared through Redis when configured).
+    signin_throttle: Throttle
     #: Derived once from the config: every request looks these up.
     table: RouteTable
     _routers: dict[str, QualityRouter] = field(default_factory=dict)
@@ -242,6 +261,7 @@ class Gateway:
         keyring = KeyRing.load_or_create(home / "keys", config.ledger.origin)
         ledger, budgets = _shared_parts(config, store, keyring, secret)
         holder = PolicyHolder(config.policy)
+        metrics = Metrics()
         gw = cls(
             config=config,
             store=store,
@@ -254,13 +274,14 @@ class Gateway:
             budgets=budgets,
             usage=UsageLog(store),
             actions=ActionService(ledger, holder, store, config.actions),
-            metrics=Metrics(),
+            metrics=metrics,
             keyring=keyring,
             adapters=AdapterRegistry(store, home),
             conversations=ConversationStore(
                 store, Sealer(secret), config.conversations.retention_days * 86400.0
             ),
             console_sessions=SessionStore(store, secret, config.server.admin_key),
+            signin_throttle=_signin_throttle(config, metrics),
             table=table,
         )
         serving_metrics = ServingMetrics(gw.metrics.registry)
@@ -304,4 +325,5 @@ class Gateway:
         close = getattr(self.budgets, "close", None)
         if close is not None:  # the shared manager settles what is queued first
             await asyncio.to_thread(close)
+        await self.signin_throttle.aclose()
         self.store.close()

@@ -15,6 +15,7 @@ from hybridgate.accounting import BudgetManager, UsageLog
 from hybridgate.actions import ActionService
 from hybridgate.config import BudgetConfig, ConsoleConfig
 from hybridgate.console.session import Session, SessionStore
+from hybridgate.console.throttle import Throttle
 from hybridgate.keys import KeyStore
 from hybridgate.ledger import Ledger, VerifierKey
 from hybridgate.policy import PolicyHolder
@@ -49,6 +50,8 @@ class ConsoleDeps:
     verifiers: Callable[[], list[VerifierKey]]
     governance: GovernanceService | None = None
     settings: ConsoleConfig = field(default_factory=ConsoleConfig)
+    #: Sign-in attempts per client address; None: this process's own buckets.
+    throttle: Throttle | None = None
 
 
 def recent_receipts(deps: ConsoleDeps, s: Session, *, limit: int = 50) -> list[dict[str, Any]]:

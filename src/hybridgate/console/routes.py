@@ -4,10 +4,11 @@ Security, in one place:
 
 * sign-in takes the admin key or a virtual key in a form (login CSRF token in
   a separate cookie), at most a few attempts a minute per client address
-  (429 beyond), and opens a session whose random id is the only thing the
-  browser keeps: ``HttpOnly; SameSite=Strict; Path=/console`` (``Secure``
-  behind HTTPS); the store keeps only its keyed hash, so any replica sharing
-  the store serves the session (:mod:`hybridgate.console.session`);
+  (429 beyond; counted across replicas when they share Redis), and opens a
+  session whose random id is the only thing the browser keeps:
+  ``HttpOnly; SameSite=Strict; Path=/console`` (``Secure`` behind HTTPS); the
+  store keeps only its keyed hash, so any replica sharing the store serves
+  the session (:mod:`hybridgate.console.session`);
 * every POST must carry the session's CSRF token (a form field or the
   ``x-csrf-token`` header) and, when the browser sends one, a same-origin
   ``Origin``;
@@ -95,7 +96,9 @@ def _static(name: str) -> bytes:
 def console_routes(deps: ConsoleDeps) -> list[BaseRoute]:
     governance = deps.governance
     sessions = deps.sessions
-    throttle = SignInThrottle(deps.settings.signin_burst, deps.settings.signin_per_minute)
+    throttle = deps.throttle or SignInThrottle(
+        deps.settings.signin_burst, deps.settings.signin_per_minute
+    )
     assets = {name: _static(name) for name in STATIC_FILES}
 
     def secured(handler: Handler) -> Handler:
@@ -169,7 +172,7 @@ def console_routes(deps: ConsoleDeps) -> list[BaseRoute]:
 
     async def login(request: Request) -> Response:
         client = client_bucket(request.client.host if request.client else None)
-        wait = throttle.take(client)
+        wait = await throttle.atake(client)
         if wait is not None:
             log.warning("console sign-in throttled for %s", client)
             after = retry_after(wait)

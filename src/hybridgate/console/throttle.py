@@ -7,9 +7,14 @@ is even looked at. IPv6 addresses share a bucket per /64, the block one host is
 usually given, so cycling through a host's own addresses buys nothing.
 
 The table holds at most ``max_clients`` buckets; past that the least recently used
-goes (a full bucket is what a forgotten address would get anyway). Buckets are per
-replica: behind a load balancer spreading one client over N replicas, a client gets
-up to N times the rate, still a few dozen guesses a minute.
+goes (a full bucket is what a forgotten address would get anyway).
+
+These buckets are per replica: behind a load balancer spreading one client over N
+replicas, a client would get up to N times the rate. So with the shared store and
+Redis (``store: {kind: postgres, redis_url: ...}``) the gateway counts in one bucket
+per client in Redis instead (:mod:`hybridgate.console.shared_throttle`), and keeps
+this one only for a Redis outage. The embedded SQLite setup is one process, so it
+keeps this one; so does PostgreSQL without ``redis_url``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 MAX_CLIENTS = 10_000
 
@@ -37,6 +43,16 @@ def client_bucket(host: str | None) -> str:
             return str(addr.ipv4_mapped)
         return str(ipaddress.IPv6Network((addr, 64), strict=False))
     return str(addr)
+
+
+class Throttle(Protocol):
+    """What the console's sign-in asks: this replica's buckets or the shared ones."""
+
+    async def atake(self, client: str) -> float | None:
+        """None when an attempt may go ahead, else the seconds until one may."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class SignInThrottle:
@@ -70,6 +86,12 @@ class SignInThrottle:
             while len(self._buckets) > self._max:
                 self._buckets.popitem(last=False)
         return wait
+
+    async def atake(self, client: str) -> float | None:
+        return self.take(client)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the buckets are memory."""
 
     def __len__(self) -> int:
         return len(self._buckets)
