@@ -6,8 +6,10 @@ checked is the HTTP layer and the pipeline, not the wire.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -61,6 +63,34 @@ async def test_bad_anthropic_bodies_are_400(tmp_path: Path, body: bytes, needle:
         assert r.status_code == 400, r.text
         j = r.json()
         assert j["type"] == "error" and j["error"]["type"] == "invalid_request_error"
+
+
+LONG_MODEL = [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/embeddings", {"input": "hi"}),
+    ("/v1/responses", {"input": "hi"}),
+    ("/v1/messages", {"max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}),
+]
+
+
+@pytest.mark.parametrize(("path", "rest"), LONG_MODEL)
+async def test_a_model_name_over_256_characters_is_400_in_each_api(
+    tmp_path: Path, path: str, rest: dict[str, Any]
+) -> None:
+    async with asgi_gateway(tmp_path) as h:
+        r = await _post(h, path, json.dumps({"model": "m" * 257, **rest}).encode())
+        assert r.status_code == 400, r.text
+        j = r.json()
+        assert j["error"]["type"] == "invalid_request_error"
+        assert "at most 256 characters" in j["error"]["message"]
+        if path == "/v1/messages":
+            assert j["type"] == "error"
+        else:
+            assert j["error"]["param"] == "model"
+        assert not h.upstream.received
+        # 256 is still a name: unknown here, so not found rather than too long
+        r = await _post(h, path, json.dumps({"model": "m" * 256, **rest}).encode())
+        assert r.status_code == 404, r.text
 
 
 async def test_body_over_limit_is_413_both_apis(tmp_path: Path) -> None:

@@ -18,13 +18,22 @@ MAX_OUTPUT_TOKENS = 2**31 - 1
 MAX_N = 128
 
 
+#: The longest model name a request may give (real ones are a few dozen characters);
+#: it is echoed in errors, logs and receipts, so it is bounded.
+MAX_MODEL_CHARS = 256
+
+
 def model_request(body: Any) -> dict[str, Any]:
-    """A JSON object naming a model: what every generation API's body must be first."""
+    """A JSON object naming a model: what every API's body must be first (generation
+    and embeddings alike)."""
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
     model = body.get("model")
-    if not isinstance(model, str) or not model or len(model) > 256:
-        raise InvalidRequest("`model` must be a non-empty string", param="model")
+    if not isinstance(model, str) or not model or len(model) > MAX_MODEL_CHARS:
+        raise InvalidRequest(
+            f"`model` must be a non-empty string of at most {MAX_MODEL_CHARS} characters",
+            param="model",
+        )
     return body
 
 
@@ -81,11 +90,8 @@ def check_output_limits(body: dict[str, Any]) -> None:
 def validate_embeddings(body: Any) -> tuple[dict[str, Any], str, bool]:
     """An embeddings body: returns it, its model, and whether its input is token ids
     (text the scanner cannot read without the client's tokenizer)."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    model, inp = body.get("model"), body.get("input")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("`model` must be a non-empty string", param="model")
+    body = model_request(body)
+    model, inp = body["model"], body.get("input")
     if not (
         isinstance(inp, str)
         or (isinstance(inp, list) and inp and all(isinstance(x, str | int) for x in inp))
