@@ -10,11 +10,12 @@ screenshots used in docs/console.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,20 @@ def browser() -> Iterator[Any]:
 def env(tmp_path: Path) -> Iterator[ConsoleEnv]:
     with console_gateway(tmp_path) as e:
         yield e
+
+
+@pytest.fixture
+def api(env: ConsoleEnv) -> Iterator[Callable[..., httpx.Client]]:
+    """``api(key, timeout=30)``: an HTTP client on the gateway with that key, closed
+    after the test (an unclosed one leaves its pooled socket to the garbage collector)."""
+    with contextlib.ExitStack() as stack:
+
+        def client(key: str, timeout: float = 30.0) -> httpx.Client:
+            headers = {"authorization": f"Bearer {key}"}
+            c = httpx.Client(base_url=env.h.url, headers=headers, timeout=timeout)
+            return stack.enter_context(c)
+
+        yield client
 
 
 def _page(browser: Any) -> Any:
@@ -190,12 +205,10 @@ def test_a_pinned_key_that_did_not_sign_rejects_the_receipt(browser: Any, env: C
 
 
 def test_approve_a_held_action_in_the_browser_and_the_gate_call_succeeds(
-    browser: Any, env: ConsoleEnv
+    browser: Any, env: ConsoleEnv, api: Callable[..., httpx.Client]
 ) -> None:
     params = {"amount": 25_000, "currency": "EUR", "to": "DE89370400440532013000"}
-    agent = httpx.Client(
-        base_url=env.h.url, headers={"authorization": f"Bearer {env.team_key}"}, timeout=90
-    )
+    agent = api(env.team_key, timeout=90)
     body = {"agent_id": "agent-7", "action": "EXECUTE_TRANSACTION", "params": params}
     with ThreadPoolExecutor(1) as pool:
         fut = pool.submit(agent.post, "/v1/actions/authorize", json=body)
@@ -238,12 +251,12 @@ def test_approve_a_held_action_in_the_browser_and_the_gate_call_succeeds(
     assert page.errors == []
 
 
-def test_sign_and_apply_a_policy_proposal_in_the_browser(browser: Any, env: ConsoleEnv) -> None:
+def test_sign_and_apply_a_policy_proposal_in_the_browser(
+    browser: Any, env: ConsoleEnv, api: Callable[..., httpx.Client]
+) -> None:
     from governance.gov_fixtures import proposal_sig
 
-    admin = httpx.Client(
-        base_url=env.h.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
-    )
+    admin = api(ADMIN_KEY)
     policy = env.h.gw.policy.current[0].model_dump(mode="json")
     policy["classes"]["person"] = "allow"
     p = admin.post("/v1/admin/policy/proposals", json={"policy": policy, "note": "names may leave"})
@@ -302,14 +315,12 @@ def test_team_sign_in_is_read_only(browser: Any, env: ConsoleEnv) -> None:
 
 
 def test_the_page_hashes_tricky_json_exactly_like_the_gateway(
-    browser: Any, env: ConsoleEnv
+    browser: Any, env: ConsoleEnv, api: Callable[..., httpx.Client]
 ) -> None:
     """RFC 8785 in the page and on the server agree on floats, escapes and key order by
     UTF-16 code units (an astral character sorts before U+FB01 there, after it by code
     point): the page signs only when its hash of the policy equals the gateway's."""
-    admin = httpx.Client(
-        base_url=env.h.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
-    )
+    admin = api(ADMIN_KEY)
     policy = env.h.gw.policy.current[0].model_dump(mode="json")
     policy["teams"] = {
         "\U0001f600": {"classes": {"person": "block"}},
