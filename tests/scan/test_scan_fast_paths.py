@@ -245,6 +245,53 @@ def test_run_quick_tests_only_skip_runs_without_findings(plain: Scanner, text: s
             assert phone._run(view, run, _Budget(10)) == []
 
 
+def _cards_plainly(view: TextView) -> list[Finding]:
+    """Cards as first written: every run, every group tried as a start."""
+    card, out = CardDetector(), []
+    for run in view.runs:
+        found = []
+        if run.holds("0000"):
+            found = card._run(view, view.text, view.shape, run, reference=True)
+        if not found:
+            found = card._spaced(view, view.text, view.shape, run, reference=True)
+        out.extend(found)
+    return out
+
+
+def _phones_plainly(view: TextView, budget: int) -> list[Finding]:
+    """Phones as first written: every separator tested, every start walked."""
+    phone, left, out = PhoneDetector(("US", "GB", "DE")), _Budget(budget), []
+    for run in view.runs:
+        if run.holds("00"):
+            out.extend(phone._run(view, run, left, reference=True))
+    return out
+
+
+_NUMBER_PIECES = [
+    "4111 1111 1111 1111", "4111-1111-1111-1111", "3782 822463 10005", "4111111111111111",
+    "4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", "41 11 11 11 11 11 11 11", "555 123 4567",
+    "(415) 555-2671", "415.555.2671", "+44 20 7946 0958", "020 7946 0958", "+49 30 123456",
+    "1 415 555 2671", "4155552671", "14155552671", "0049 30 1234567", "NDExMSAxMTEx",
+    "1", "0", "12", "415", "555", "2671", "4111", "7946", "0958", " ", "  ", "-", ".", "/",
+    "+", "(", ")", "_", "x", "order ", "tel ", "card ",
+]  # fmt: skip
+number_texts = st.lists(st.sampled_from(_NUMBER_PIECES), max_size=24).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=number_texts, budget=st.sampled_from([0, 2, 2000]))
+def test_card_and_phone_searches_equal_the_plain_walks(
+    plain: Scanner, text: str, budget: int
+) -> None:
+    """Digit-count prechecks, card start search, phone start search and the segment
+    split find exactly what walking every run, separator and group finds."""
+    view = TextView(text, plain.lexicon)
+    assert CardDetector().detect(view) == _cards_plainly(view)
+    phone = PhoneDetector(("US", "GB", "DE"))
+    phone.validation_budget = budget
+    assert phone.detect(view) == _phones_plainly(view, budget)
+
+
 def _ipv4_plainly(view: TextView) -> list[tuple[int, int]]:
     """IPv4 as first written: a glued match moves on past its alphanumeric run only."""
     out, pos, shape = [], 0, view.shape

@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
 
 import phonenumbers
 
@@ -68,6 +69,7 @@ _PHONE_SEP = re.compile(r"\)? ?[-.]? ?\(?")
 _EXT = re.compile(r" ?(?:x|ext\.?|extension) ?\d{1,6}", re.IGNORECASE)
 
 
+@lru_cache(maxsize=4096)
 def _sep_ok(sep: str) -> bool:
     return bool(sep) and len(sep) <= 4 and ". " not in sep and _PHONE_SEP.fullmatch(sep) is not None
 
@@ -121,14 +123,30 @@ class PhoneDetector:
         for run in view.runs:
             # 8+ digits in at most 7 groups with at most 2 of one digit: some
             # group has two digits in a row, or no phone number fits the run.
+            # Fewer than 10 digits only make a number written as international.
+            count = run.digit_count
+            if count < 8 or (count < 10 and not run.marked_international()):
+                continue
             if run.holds("00"):
                 out.extend(self._run(view, run, budget))
         return out
 
-    def _run(self, view: TextView, run: Run, budget: _Budget) -> list[Finding]:
+    def _run(
+        self, view: TextView, run: Run, budget: _Budget, *, reference: bool = False
+    ) -> list[Finding]:
+        """Numbers in one digit run. ``reference=True`` walks every separator and every
+        start group (what the fast split and :func:`_phone_starts` must equal)."""
         groups, seps = run.groups, run.seps
         out: list[Finding] = []
         if iban_like(view.text, view.shape, run) or _card_shaped(run):
+            return out
+        if not reference:
+            # A single space always joins a number; only other separators are tested.
+            cuts = [k for k, x in enumerate(seps) if x != " " and not _sep_ok(x)]
+            seg_start = 0
+            for k in [*cuts, len(groups) - 1]:
+                out.extend(self._segment_fast(view, run, seg_start, k, budget))
+                seg_start = k + 1
             return out
         # Split the run into segments joined only by phone-like separators.
         seg_start = 0
@@ -139,13 +157,53 @@ class PhoneDetector:
                 seg_start = k + 1
         return out
 
+    def _segment_fast(
+        self, view: TextView, run: Run, i: int, j: int, budget: _Budget
+    ) -> list[Finding]:
+        """:meth:`_segment` trying only the starts :func:`_phone_starts` finds.
+
+        Every other start yields no end there, and a start that yields none
+        only moves the walk on, so the numbers found are the same.
+        """
+        text, shape = view.text, view.shape
+        groups, seps = run.groups, run.seps
+        if shape.count("0", groups[i][0], groups[j][1]) < 8:
+            return []
+        out: list[Finding] = []
+        a = i  # the first start the walk may still try
+        for k, end in _phone_starts(text, run, i, j):
+            if k < a or (k != i and seps[k - 1] != " "):
+                continue  # inside a number found, or a start the walk never tries
+            if end < 0:
+                gs = groups[k][0]
+                intl = (gs > 0 and text[gs - 1] in "+(") or (gs > 1 and text[gs - 2] == "+")
+                ends = _ends(text, run, j, k, intl)
+            else:
+                ends = _national_end(text, run, j, k, end)
+            b = self._longest(view, run, k, ends, budget, out)
+            if b >= 0:
+                a = b + 1
+        return out
+
+    def _longest(
+        self, view: TextView, run: Run, a: int, ends: list[int], budget: _Budget, out: list[Finding]
+    ) -> int:
+        """The longest number from group ``a`` to one of ``ends``: added to ``out``,
+        its last group returned (-1 when none is valid)."""
+        for b in reversed(ends):
+            found = self._candidate(view, view.text, view.shape, run, a, b, budget)
+            if found is not None:
+                out.append(found)
+                return b
+        return -1
+
     def _segment(self, view: TextView, run: Run, i: int, j: int, budget: _Budget) -> list[Finding]:
         """Longest valid number from each start; starts and ends sit at plain spaces.
 
         Each start only looks ahead while the digit count stays <= 15, so the
         work is linear in the run length even for hostile runs.
         """
-        text, shape = view.text, view.shape
+        text = view.text
         groups, seps = run.groups, run.seps
         if sum(e - s for s, e in groups[i : j + 1]) < 8:
             return []
@@ -154,39 +212,24 @@ class PhoneDetector:
         while a <= j:
             gs = groups[a][0]
             intl = (gs > 0 and text[gs - 1] in "+(") or (gs > 1 and text[gs - 2] == "+")
-            width = 0
-            singles = 0
-            digits = ""
-            ends: list[int] = []
-            for b in range(a, min(j, a + 6) + 1):  # no plan writes more than 7 groups
-                g0, g1 = groups[b]
-                size = g1 - g0
-                width += size
-                singles += size == 1
-                if width > 15 or singles > 2:
-                    break
-                digits += text[g0:g1]
-                if (
-                    (b == j or seps[b] == " ")
-                    and width >= 8
-                    and (intl or _nanp_or_trunk_shape(digits))
-                ):
-                    ends.append(b)
-            found: Finding | None = None
-            for b in reversed(ends):
-                found = self._candidate(view, text, shape, run, a, b, budget)
-                if found is not None:
-                    out.append(found)
-                    a = b + 1
-                    break
-            if found is None:
+            b = self._longest(view, run, a, _ends(text, run, j, a, intl), budget, out)
+            if b >= 0:
+                a = b + 1
+            else:
                 a += 1
                 while a <= j and seps[a - 1] != " ":
                     a += 1
         return out
 
     def _candidate(
-        self, view: TextView, text: str, shape: str, run: Run, a: int, b: int, budget: _Budget
+        self,
+        view: TextView,
+        text: str,
+        shape: str,
+        run: Run,
+        a: int,
+        b: int,
+        budget: _Budget,
     ) -> Finding | None:
         groups, seps = run.groups, run.seps
         digits = run.digits(text, a, b)
@@ -202,6 +245,15 @@ class PhoneDetector:
         elif s > 1 and text[s - 2 : s] == "+ ":
             s -= 2
             plus = True
+        n_groups = b - a + 1
+        nanp_grouped = (
+            n_groups > 1
+            and groups[b][1] - groups[b][0] == 4
+            and groups[b - 1][1] - groups[b - 1][0] == 3
+        )
+        key = (digits, plus, nanp_grouped, n_groups > 1)
+        if not plus and budget.cache.get(key) is False:
+            return None  # the same digits, written alike, already failed validation
         if e < len(text) and text[e] == ")":
             e += 1
         if not left_ok(shape, s if not plus else s + 1):
@@ -212,7 +264,6 @@ class PhoneDetector:
         if not right_ok(shape, e):
             return None
         inner = seps[a:b]
-        n_groups = b - a + 1
         if not plus:
             if n_groups == 1 and len(digits) > 10:
                 return None  # a bare long number: ids, timestamps, tax numbers
@@ -227,13 +278,11 @@ class PhoneDetector:
                 return None
         ctx = view.near(s, e, PHONE, before=32)
         sizes = [ge - gs for gs, ge in groups[a : b + 1]]
-        nanp_grouped = n_groups > 1 and sizes[-2:] == [3, 4]
         # An order/invoice label silences a number that is not written as a phone;
         # ``+44 ...`` or ``(415) 555-2671`` after "Order 12:" is still a phone.
         written = plus or (sizes == [3, 3, 4]) or text[s] == "("
         if not ctx and not written and view.label_before(s) == NEGATIVE:
             return None
-        key = (digits, plus, nanp_grouped, n_groups > 1)
         valid = budget.cache.get(key)
         if valid is None:
             if budget.left > 0:
@@ -311,9 +360,78 @@ class PhoneDetector:
         return False
 
 
+def _ends(text: str, run: Run, j: int, a: int, intl: bool) -> list[int]:
+    """Groups a number starting at group ``a`` may end at (up to group ``j``), in order."""
+    groups, seps = run.groups, run.seps
+    width = 0
+    singles = 0
+    digits = ""
+    ends: list[int] = []
+    for b in range(a, min(j, a + 6) + 1):  # no plan writes more than 7 groups
+        g0, g1 = groups[b]
+        size = g1 - g0
+        width += size
+        singles += size == 1
+        if width > 15 or singles > 2:
+            break
+        digits += text[g0:g1]
+        if (b == j or seps[b] == " ") and width >= 8 and (intl or _nanp_or_trunk_shape(digits)):
+            ends.append(b)
+    return ends
+
+
+#: Between two digits of one segment: nothing, or a separator of up to four characters.
+_SEP = r"[^0-9]{0,4}"
+#: Where a number may start, over the text: a group marked international (``+``/``(``
+#: before it), a trunk ``0``, or the first digit of a national number's only shape,
+#: 10 digits (11 after a leading 1) with the NANP's area and exchange digits 2-9.
+_PHONE_START = re.compile(
+    rf"(?<![0-9])(?:(?<=[+(])[0-9]|(?<=\+.)[0-9]|0"
+    rf"|(?:1{_SEP})?[2-9]{_SEP}[0-9]{_SEP}[0-9]{_SEP}[2-9](?:{_SEP}[0-9]){{6}}(?![0-9]))"
+)
+
+
+def _phone_starts(text: str, run: Run, i: int, j: int) -> Iterator[tuple[int, int]]:
+    """Groups ``i``..``j`` where a number can start, in order, with the end of the
+    national number's digits (-1 for a start marked international or led by 0).
+
+    Every start :func:`_ends` would give an end to is among them (a superset:
+    :func:`_national_end` and :func:`_ends` still decide), found by one regex
+    search per start rather than a Python step per group.
+    """
+    groups = run.groups
+    pos, stop = groups[i][0], groups[j][1]
+    while True:
+        m = _PHONE_START.search(text, pos, stop)
+        if m is None:
+            return
+        p = m.start()
+        k = run.group_at(p, i)
+        # The match is at a group's start (nothing before it is a digit).
+        national = m.end() - p > 1
+        yield k, (m.end() if national else -1)
+        pos = groups[k][1]
+
+
+def _national_end(text: str, run: Run, j: int, a: int, end: int) -> list[int]:
+    """:func:`_ends` for a start whose national shape ends at ``end`` (not marked
+    international, not led by 0): the one group that can end it, if the walk admits it."""
+    groups, seps = run.groups, run.seps
+    b, singles = a, 0
+    while True:  # at most 7 groups: no plan writes more
+        g0, g1 = groups[b]
+        singles += g1 - g0 == 1
+        if g1 >= end or b == j or b - a == 6:
+            break
+        b += 1
+    if groups[b][1] != end or singles > 2 or (b != j and seps[b] != " "):
+        return []
+    return [b] if _nanp_or_trunk_shape(run.digits(text, a, b)) else []
+
+
 def _card_shaped(run: Run) -> bool:
     """``dddd dddd dddd dddd``: printed like a card (valid or not), never read as a phone."""
-    sizes = [e - s for s, e in run.groups]
+    sizes = [e - s for s, e in run.groups[:4]]
     return len(sizes) >= 4 and all(x == 4 for x in sizes[:4]) and len(set(run.seps[:3])) == 1
 
 

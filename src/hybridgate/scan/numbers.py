@@ -9,7 +9,7 @@ for adding locales: a shape pattern, a validator and optional context words.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from hybridgate.scan.findings import DataClass, Finding
@@ -113,6 +113,39 @@ def card_right_ok(text: str, shape: str, end: int) -> bool:
     return c.isalpha() or (c in ".,;:-_" and end + 1 < len(text) and text[end + 1].isalpha())
 
 
+#: Where a printed card can start, over the shape: a group of exactly 4 digits, a
+#: card separator, a group of 4 or 6, a separator and more digits (4-4-4..., 4-6-5);
+#: or 12+ digits in one group. Led by a literal, so digit-dense text is searched in C.
+_CARD_START = re.compile(r"0000(?:(?: {1,3}|[-./_])0000(?:00)?(?!0)(?: {1,3}|[-./_])0|0{8})")
+#: A stretch of groups of one or two digits, each separator one character or up to
+#: three spaces (what :meth:`CardDetector._spaced` reads as one spelled-out number).
+_SMALL_STRETCH = re.compile(r"(?<!0)00?(?!0)(?:(?: {1,3}|[-./()+_])00?(?!0))*")
+
+
+def _card_starts(shape: str, run: Run) -> Iterator[int]:
+    """Indexes of the run's groups where :data:`_CARD_START` matches, in order.
+
+    Every other group starts nothing :func:`card_grouping_ok` admits with 12+
+    digits, so a run of phone-shaped or short groups costs one search, not a
+    Python step per group.
+    """
+    groups = run.groups
+    pos, end = run.start, run.end
+    while True:
+        m = _CARD_START.search(shape, pos, end)
+        if m is None:
+            return
+        p = m.start()
+        k = run.group_at(p)
+        if k < len(groups) and groups[k][0] == p:
+            yield k
+        # Later starts lie in later groups: go on from the end of this one.
+        pos = _GROUP_END.match(shape, p).end()  # type: ignore[union-attr]
+
+
+_GROUP_END = re.compile(r"0*")
+
+
 class CardDetector:
     """Payment cards: issuer prefix + length + Luhn, however the groups are written.
 
@@ -133,6 +166,8 @@ class CardDetector:
         out: list[Finding] = []
         text, shape = view.text, view.shape
         for run in view.runs:
+            if run.digit_count < 12:
+                continue  # every card has 12+ digits
             # A printed card starts with a group of 4 digits or is one group of
             # 12+; a run without 4 digits in a row can only spell one digit by digit.
             found = self._run(view, text, shape, run) if run.holds("0000") else []
@@ -148,18 +183,32 @@ class CardDetector:
         conf = 0.99 if card_ctx else 0.9
         return Finding("CREDIT_CARD", DataClass.FINANCIAL, start, end, conf, self.name)
 
-    def _run(self, view: TextView, text: str, shape: str, run: Run) -> list[Finding]:
+    def _run(
+        self, view: TextView, text: str, shape: str, run: Run, *, reference: bool = False
+    ) -> list[Finding]:
+        """Cards printed in the run's groups, tried from each group a card can start at.
+
+        ``reference=True`` tries every group (what the start search must equal).
+        """
+        out: list[Finding] = []
+        starts: Iterable[int]
+        if reference:
+            starts = range(len(run.groups))
+        else:
+            starts = list(_card_starts(shape, run))
+            if not starts:
+                return out  # before the run's groups and separators are split out
         groups = run.groups
         seps = [x if len(x) == 1 else _sep(x) for x in run.seps]
-        out: list[Finding] = []
         if iban_like(text, shape, run):
             return out
-        i = 0
-        while i < len(groups):
+        nxt = 0
+        for i in starts:
+            if i < nxt:
+                continue
             if (i == 0 and not card_left_ok(text, shape, groups[0][0])) or (
                 i > 0 and seps[i - 1] in ("-", ".")
             ):
-                i += 1
                 continue
             best: int | None = None
             digits = ""
@@ -190,26 +239,28 @@ class CardDetector:
                 if len(digits) >= 12 and end_ok and card_grouping_ok(lens) and card_ok(digits):
                     best = j
             if best is None:
-                i += 1
                 continue
+            nxt = best + 1
             start, end = groups[i][0], groups[best][1]
             glued = not left_ok(shape, start) or not right_ok(shape, end)
             if glued and _in_hex_token(text, start, end):
-                i = best + 1
                 continue
             found = self._accept(view, start, end)
             if found is not None:
                 out.append(found)
-            i = best + 1
         return out
 
-    def _spaced(self, view: TextView, text: str, shape: str, run: Run) -> list[Finding]:
+    def _spaced(
+        self, view: TextView, text: str, shape: str, run: Run, *, reference: bool = False
+    ) -> list[Finding]:
         """Digits one or two at a time with one kind of separator: ``4 1 1 1 ...``.
 
         Only a stretch of small groups holding 12 to 24 digits can spell one
         card (and perhaps an expiry); longer stretches are digit noise, so
         the work stays linear in the run.
         """
+        if not reference:
+            return self._spaced_fast(view, text, shape, run)
         groups, seps = run.groups, run.seps
         if len(groups) < 7 or iban_like(text, shape, run):
             return []
@@ -232,6 +283,25 @@ class CardDetector:
                 if found is not None:
                     out.append(found)
             i = j
+        return out
+
+    def _spaced_fast(self, view: TextView, text: str, shape: str, run: Run) -> list[Finding]:
+        """:meth:`_spaced` with each stretch of small groups found by one regex match
+        (:data:`_SMALL_STRETCH`), so a megabyte of ``1 1 1 ...`` is one C-level match
+        whose 500,000 digits rule it out, not a Python step per group."""
+        out: list[Finding] = []
+        checked = False
+        for m in _SMALL_STRETCH.finditer(shape, run.start, run.end):
+            if not 12 <= shape.count("0", m.start(), m.end()) <= 24:
+                continue
+            if not checked:
+                if len(run.groups) < 7 or iban_like(text, shape, run):
+                    return []
+                checked = True
+            i, j = run.group_at(m.start()), run.group_at(m.end())
+            found = self._spaced_window(view, text, shape, run.groups[i:j])
+            if found is not None:
+                out.append(found)
         return out
 
     def _spaced_window(

@@ -167,7 +167,7 @@ class Run:
     megabyte of ``1 1 1 ...`` is one run of half a million groups).
     """
 
-    __slots__ = ("_groups", "_seps", "_shape", "end", "start")
+    __slots__ = ("_digits", "_groups", "_seps", "_shape", "_starts", "end", "start")
 
     def __init__(self, start: int, end: int, shape: str) -> None:
         self.start = start
@@ -175,6 +175,22 @@ class Run:
         self._shape = shape
         self._groups: tuple[tuple[int, int], ...] | None = None
         self._seps: tuple[str, ...] | None = None
+        self._digits = -1
+        self._starts: list[int] | None = None
+
+    @property
+    def digit_count(self) -> int:
+        """How many digits the run holds (one C-level count, no groups split out)."""
+        if self._digits < 0:
+            self._digits = self._shape.count("0", self.start, self.end)
+        return self._digits
+
+    def marked_international(self) -> bool:
+        """A ``+`` or ``(`` in the run or just before it (``+44 ...``, ``(415) ...``)."""
+        lo = max(0, self.start - 2)
+        return (
+            self._shape.find("+", lo, self.end) != -1 or self._shape.find("(", lo, self.end) != -1
+        )
 
     @property
     def groups(self) -> tuple[tuple[int, int], ...]:
@@ -183,6 +199,12 @@ class Run:
                 g.span() for g in _GROUP.finditer(self._shape, self.start, self.end)
             )
         return self._groups
+
+    def group_at(self, pos: int, lo: int = 0) -> int:
+        """Index of the first group starting at or after ``pos`` (a C bisection)."""
+        if self._starts is None:
+            self._starts = [s for s, _ in self.groups]
+        return bisect.bisect_left(self._starts, pos, lo)
 
     @property
     def seps(self) -> tuple[str, ...]:
@@ -198,7 +220,7 @@ class Run:
 
     def digits(self, text: str, i: int = 0, j: int | None = None) -> str:
         j = len(self.groups) - 1 if j is None else j
-        return "".join(text[s:e] for s, e in self.groups[i : j + 1])
+        return "".join([text[s:e] for s, e in self.groups[i : j + 1]])
 
 
 class TextView:
