@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hybridgate.config import ScannerConfig
 from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request
 from hybridgate.scan import extract as extract_module
-from hybridgate.scan.contact import PhoneDetector, _Budget
+from hybridgate.scan.contact import EmailDetector, PhoneDetector, _Budget
 from hybridgate.scan.encoded import _B64_RUN, b64_runs
 from hybridgate.scan.findings import DataClass, Finding
 from hybridgate.scan.normalize import _DECODE, _DECODER_TRIGGERS, led_matches
@@ -286,10 +286,30 @@ def test_card_and_phone_searches_equal_the_plain_walks(
     """Digit-count prechecks, card start search, phone start search and the segment
     split find exactly what walking every run, separator and group finds."""
     view = TextView(text, plain.lexicon)
+    for run in view.runs:
+        assert run.groups == run.groups_reference()
+        g = run.groups
+        assert run.seps == tuple(view.shape[g[k][1] : g[k + 1][0]] for k in range(len(g) - 1))
     assert CardDetector().detect(view) == _cards_plainly(view)
     phone = PhoneDetector(("US", "GB", "DE"))
     phone.validation_budget = budget
     assert phone.detect(view) == _phones_plainly(view, budget)
+
+
+_MAIL_PIECES = [
+    "alice", "@", ".", "-", "_", "+", " ", "com", "co.uk", "zoë", "例え", "テスト", "bücher",
+    "xn--bcher-kva", "x@例え.テスト", "a@b.io", "a@@b.co", "a.@b.de", "_@-.",
+]  # fmt: skip
+mail_texts = st.lists(st.sampled_from(_MAIL_PIECES), max_size=30).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=mail_texts | st.text(alphabet="a@.-_ é", max_size=40))
+def test_email_search_equals_expanding_every_at(plain: Scanner, text: str) -> None:
+    """Only an ``@`` with a domain label and dot after it can start an address."""
+    view = TextView(text, plain.lexicon)
+    detector = EmailDetector()
+    assert detector.detect(view) == detector.detect(view, reference=True)
 
 
 def _ipv4_plainly(view: TextView) -> list[tuple[int, int]]:

@@ -38,14 +38,30 @@ def _local_char(c: str) -> bool:
     return c.isalnum() or unicodedata.category(c).startswith("M")
 
 
+#: An ``@`` followed by a domain's first label and its dot: every ``@`` :data:`_DOMAIN`
+#: can match after (a label is at most 63 characters, inside its 256-character bound).
+_AT_DOMAIN = re.compile(r"@(?=[^\W_](?:[\w-]{0,61}[^\W_])?\.)")
+
+
+def _ats(text: str) -> Iterator[int]:
+    """Every ``@`` (the reference :class:`EmailDetector` walks)."""
+    at = text.find("@")
+    while at != -1:
+        yield at
+        at = text.find("@", at + 1)
+
+
 class EmailDetector:
     name = "email"
 
-    def detect(self, view: TextView) -> list[Finding]:
+    def detect(self, view: TextView, *, reference: bool = False) -> list[Finding]:
+        """Addresses around each ``@`` with a domain after it: the regex engine skips the
+        others (``a@a@a@...``) in C; ``reference=True`` expands around every ``@``."""
         out: list[Finding] = []
         text = view.text
         last = 0
-        for at in view.trigger("@"):
+        ats = _ats(text) if reference else (m.start() for m in _AT_DOMAIN.finditer(text))
+        for at in ats:
             if at < last:
                 continue
             s = at
@@ -170,17 +186,30 @@ class PhoneDetector:
         if shape.count("0", groups[i][0], groups[j][1]) < 8:
             return []
         out: list[Finding] = []
+        # National shapes already validated, by their text: a number that failed
+        # validation fails again wherever it is written the same way.
+        keys: dict[str, tuple[str, bool, bool, bool]] = {}
         a = i  # the first start the walk may still try
         for k, end in _phone_starts(text, run, i, j):
             if k < a or (k != i and seps[k - 1] != " "):
                 continue  # inside a number found, or a start the walk never tries
-            if end < 0:
-                gs = groups[k][0]
-                intl = (gs > 0 and text[gs - 1] in "+(") or (gs > 1 and text[gs - 2] == "+")
-                ends = _ends(text, run, j, k, intl)
-            else:
-                ends = _national_end(text, run, j, k, end)
-            b = self._longest(view, run, k, ends, budget, out)
+            if end >= 0:
+                shown = text[groups[k][0] : end]
+                key = keys.get(shown)
+                if key is not None and budget.cache.get(key) is False:
+                    continue  # what _candidate would find first
+                hit = _national_end(text, run, j, k, end)
+                if hit is not None:
+                    b, digits = hit
+                    keys[shown] = _validation_key(groups, k, b, digits, plus=False)
+                    found = self._candidate(view, text, shape, run, k, b, budget, digits)
+                    if found is not None:
+                        out.append(found)
+                        a = b + 1
+                continue
+            gs = groups[k][0]
+            intl = (gs > 0 and text[gs - 1] in "+(") or (gs > 1 and text[gs - 2] == "+")
+            b = self._longest(view, run, k, _ends(text, run, j, k, intl), budget, out)
             if b >= 0:
                 a = b + 1
         return out
@@ -230,9 +259,11 @@ class PhoneDetector:
         a: int,
         b: int,
         budget: _Budget,
+        digits: str = "",
     ) -> Finding | None:
+        """Groups ``a``..``b`` as a phone number, or None (``digits``: theirs, if known)."""
         groups, seps = run.groups, run.seps
-        digits = run.digits(text, a, b)
+        digits = digits or run.digits(text, a, b)
         if not 8 <= len(digits) <= 15:
             return None
         s, e = groups[a][0], groups[b][1]
@@ -246,12 +277,8 @@ class PhoneDetector:
             s -= 2
             plus = True
         n_groups = b - a + 1
-        nanp_grouped = (
-            n_groups > 1
-            and groups[b][1] - groups[b][0] == 4
-            and groups[b - 1][1] - groups[b - 1][0] == 3
-        )
-        key = (digits, plus, nanp_grouped, n_groups > 1)
+        key = _validation_key(groups, a, b, digits, plus)
+        nanp_grouped = key[2]
         if not plus and budget.cache.get(key) is False:
             return None  # the same digits, written alike, already failed validation
         if e < len(text) and text[e] == ")":
@@ -413,20 +440,29 @@ def _phone_starts(text: str, run: Run, i: int, j: int) -> Iterator[tuple[int, in
         pos = groups[k][1]
 
 
-def _national_end(text: str, run: Run, j: int, a: int, end: int) -> list[int]:
+def _national_end(text: str, run: Run, j: int, a: int, end: int) -> tuple[int, str] | None:
     """:func:`_ends` for a start whose national shape ends at ``end`` (not marked
-    international, not led by 0): the one group that can end it, if the walk admits it."""
+    international, not led by 0): the one group that can end it, if the walk admits
+    it, with the number's digits."""
     groups, seps = run.groups, run.seps
-    b, singles = a, 0
-    while True:  # at most 7 groups: no plan writes more
-        g0, g1 = groups[b]
-        singles += g1 - g0 == 1
-        if g1 >= end or b == j or b - a == 6:
-            break
-        b += 1
-    if groups[b][1] != end or singles > 2 or (b != j and seps[b] != " "):
-        return []
-    return [b] if _nanp_or_trunk_shape(run.digits(text, a, b)) else []
+    b = run.group_at(end, a) - 1  # the group holding the shape's last digit
+    if b > j or b - a > 6 or groups[b][1] != end or (b != j and seps[b] != " "):
+        return None
+    if b - a >= 2 and sum([g1 - g0 == 1 for g0, g1 in groups[a : b + 1]]) > 2:
+        return None
+    digits = run.digits(text, a, b)
+    return (b, digits) if _nanp_or_trunk_shape(digits) else None
+
+
+def _validation_key(
+    groups: Sequence[tuple[int, int]], a: int, b: int, digits: str, plus: bool
+) -> tuple[str, bool, bool, bool]:
+    """What a validation of groups ``a``..``b`` depends on: the digits, ``+``,
+    NANP grouping (``... 555-2671``: 3 then 4 digits last) and grouping at all."""
+    nanp_grouped = (
+        b > a and groups[b][1] - groups[b][0] == 4 and groups[b - 1][1] - groups[b - 1][0] == 3
+    )
+    return digits, plus, nanp_grouped, b > a
 
 
 def _card_shaped(run: Run) -> bool:

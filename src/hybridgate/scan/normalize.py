@@ -264,15 +264,21 @@ def _normalize_once(raw: str) -> Normalized:
     pieces: list[tuple[int, int, int, bool]] = []
     npos = 0
     rpos = 0
+    # What a run reads as depends only on its text: a dense megabyte of entities
+    # repeats a few runs, each decoded once.
+    memo: dict[str, str | None] = {}
     for m in led_matches(rx, raw, [*_DECODER_TRIGGERS, *special]):
-        s, e = m.span()
-        if m.lastindex is None:
-            out: str | None = special[m.group()]
+        g = m.group()
+        if g in memo:
+            out = memo[g]
+        elif m.lastindex is None:
+            out = memo[g] = special[g]
         else:
             dec = _decode(m)
-            out = None if dec is None else "".join(normalize_char(c) for c in dec)
+            out = memo[g] = None if dec is None else "".join(normalize_char(c) for c in dec)
         if out is None:
             continue
+        s, e = m.span()
         if s > rpos:
             pieces.append((npos, rpos, s, True))
             parts.append(raw[rpos:s])

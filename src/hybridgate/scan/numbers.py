@@ -119,7 +119,7 @@ def card_right_ok(text: str, shape: str, end: int) -> bool:
 _CARD_START = re.compile(r"0000(?:(?: {1,3}|[-./_])0000(?:00)?(?!0)(?: {1,3}|[-./_])0|0{8})")
 #: A stretch of groups of one or two digits, each separator one character or up to
 #: three spaces (what :meth:`CardDetector._spaced` reads as one spelled-out number).
-_SMALL_STRETCH = re.compile(r"(?<!0)00?(?!0)(?:(?: {1,3}|[-./()+_])00?(?!0))*")
+_SMALL_STRETCH = re.compile(r"(?<!0)00?(?!0)(?:(?: {1,3}|[-./()+_])00?(?!0))*+")
 
 
 def _card_starts(shape: str, run: Run) -> Iterator[int]:

@@ -12,7 +12,7 @@ computes, once per text:
 * the lower-cased text (same length, see :func:`lower_same_length`);
 * every context keyword (``card``, ``order``, ``password``, ``dob`` ...) in
   one Aho-Corasick pass over the lower-cased text;
-* every literal trigger (``AKIA``, ``ghp_``, ``@``, ``://``, ``eyJ`` ...)
+* every literal trigger (``AKIA``, ``ghp_``, ``://``, ``eyJ`` ...)
   in one Aho-Corasick pass over the original text.
 
 A :class:`TextView` lives for exactly one ``scan`` call, so caching on it is
@@ -22,6 +22,7 @@ thread-safe; the :class:`Lexicon` it reads is built once and never mutated.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -84,12 +85,14 @@ KEYWORDS: Mapping[str, tuple[str, bool]] = MappingProxyType(
     }
 )  # fmt: skip
 
-#: Case-sensitive literals some detector needs to see before it runs at all.
-TRIGGERS_BASE: tuple[str, ...] = ("@", "://", "eyJ", "-----BEGIN")
+#: Case-sensitive literals some detector needs to see before it runs at all (e-mail
+#: addresses are found by their own literal-led search for ``@``).
+TRIGGERS_BASE: tuple[str, ...] = ("://", "eyJ", "-----BEGIN")
 
 #: Digit runs over the shape string: a literal-led pattern, so prose is skipped fast.
 _RUN = re.compile(r"0(?:[0 \-./()+_]*0)?")
 _GROUP = re.compile(r"0+")
+_SEPS = re.compile(r"([^0]+)")
 
 
 def shape_table() -> dict[int, int]:
@@ -194,11 +197,26 @@ class Run:
 
     @property
     def groups(self) -> tuple[tuple[int, int], ...]:
+        """(start, end) of each group of digits, in order."""
         if self._groups is None:
-            self._groups = tuple(
-                g.span() for g in _GROUP.finditer(self._shape, self.start, self.end)
-            )
-        return self._groups
+            self._split()
+        return self._groups  # type: ignore[return-value]
+
+    def _split(self) -> None:
+        """Groups and separators from one C-level split of the run's shape.
+
+        The run starts and ends with a digit, so the split alternates group,
+        separator, group ...; their lengths, summed up, are the boundaries (a
+        hostile run holds half a million groups: no Python step per group).
+        """
+        parts = _SEPS.split(self._shape[self.start : self.end])
+        bounds = list(itertools.accumulate(map(len, parts), initial=self.start))
+        self._groups = tuple(zip(bounds[0::2], bounds[1::2], strict=True))
+        self._seps = tuple(parts[1::2])
+
+    def groups_reference(self) -> tuple[tuple[int, int], ...]:
+        """The groups as regex spans (what :meth:`_split` must equal)."""
+        return tuple(g.span() for g in _GROUP.finditer(self._shape, self.start, self.end))
 
     def group_at(self, pos: int, lo: int = 0) -> int:
         """Index of the first group starting at or after ``pos`` (a C bisection)."""
@@ -210,9 +228,8 @@ class Run:
     def seps(self) -> tuple[str, ...]:
         """Separator text between group i and i+1."""
         if self._seps is None:
-            g, shape = self.groups, self._shape
-            self._seps = tuple(shape[g[i][1] : g[i + 1][0]] for i in range(len(g) - 1))
-        return self._seps
+            self._split()
+        return self._seps  # type: ignore[return-value]
 
     def holds(self, digits: str) -> bool:
         """Does the run's shape contain ``digits`` (e.g. ``"0000"``: a group of 4+ digits)?"""
