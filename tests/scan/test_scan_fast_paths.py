@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from operator import attrgetter
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ from hybridgate.scan import extract as extract_module
 from hybridgate.scan.contact import EmailDetector, PhoneDetector, _Budget
 from hybridgate.scan.encoded import _B64_RUN, b64_runs
 from hybridgate.scan.findings import DataClass, Finding
-from hybridgate.scan.normalize import _DECODE, _DECODER_TRIGGERS, led_matches
+from hybridgate.scan.normalize import _DECODE, _DECODER_TRIGGERS, led_matches, normalize
 from hybridgate.scan.numbers import (
     CardDetector,
     IdDetector,
@@ -37,7 +38,7 @@ from hybridgate.scan.numbers import (
     skip_glued,
 )
 from hybridgate.scan.scanner import _rank, _resolve_cluster
-from hybridgate.scan.terms import _collapse, _CollapsedMap, _orig
+from hybridgate.scan.terms import TermDetector, _collapse, _CollapsedMap, _orig
 from hybridgate.scan.text import NEGATIVE, TextView
 
 #: Values, their spellings elsewhere (glued, grouped differently, upper case),
@@ -310,6 +311,28 @@ def test_email_search_equals_expanding_every_at(plain: Scanner, text: str) -> No
     view = TextView(text, plain.lexicon)
     detector = EmailDetector()
     assert detector.detect(view) == detector.detect(view, reference=True)
+
+
+_TERMS = ["Project Falcon", "Project Falcon Two", "Bluebird", "Kestrel  wing", "falcon"]
+_TERM_PIECES = [
+    "project", "falcon", "two", "bluebird", "kestrel", "wing", "projectfalcon", "x", "4",
+    " ", "  ", "-", "_", "\n", ".", "PROJECT", "Falcon", "é",
+]  # fmt: skip
+term_texts = st.lists(st.sampled_from(_TERM_PIECES), max_size=24).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=term_texts)
+def test_terms_from_the_shared_pass_equal_their_own_automaton(text: str) -> None:
+    """Terms found from their first word's hits equal the terms' own pass over the
+    joined, space-collapsed text."""
+    scanner = build_scanner(ScannerConfig(terms=_TERMS))
+    (terms,) = [d for d in scanner.detectors if isinstance(d, TermDetector)]
+    assert terms.heads is not None and terms.heads.keys() <= scanner.lexicon.heads
+    view = TextView(normalize(text).text, scanner.lexicon)
+    key = attrgetter("start", "end")
+    fast = sorted(terms.detect(view), key=key)
+    assert fast == sorted(terms.detect(view, reference=True), key=key)
 
 
 def _ipv4_plainly(view: TextView) -> list[tuple[int, int]]:

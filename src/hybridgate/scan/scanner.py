@@ -322,5 +322,6 @@ def build_scanner(
         )
     detectors = [d for d in detectors if d.name not in set(cfg.disabled)]
     extra_keywords = {w: s.category for s in specs for w in s.context_words if s.category}
-    lexicon = Lexicon.build(SECRET_TRIGGERS, extra_keywords)
+    heads = [h for d in detectors if isinstance(d, TermDetector) and d.heads for h in d.heads]
+    lexicon = Lexicon.build(SECRET_TRIGGERS, extra_keywords, heads)
     return Scanner(detectors=tuple(detectors), lexicon=lexicon)

@@ -98,6 +98,19 @@ def load_terms_file(path: str | Path) -> list[str]:
     return [s for line in lines if (s := line.strip()) and not s.startswith("#")]
 
 
+#: Up to this many terms, each led by a word of at least :data:`_HEAD_MIN` characters,
+#: terms are found from their first word's hits in the shared keyword pass (no pass
+#: of their own over the text); more go through their own automaton.
+_HEAD_TERMS = 64
+_HEAD_MIN = 4
+
+
+def _term_pattern(term: str) -> re.Pattern[str]:
+    """A normalized term over the lower-cased text: its words joined by any run of
+    spaces, ``-`` and ``_`` (what joining and collapsing reads as one space)."""
+    return re.compile("[ _-]+".join(re.escape(w) for w in term.split(" ")))
+
+
 class TermDetector:
     name = "org_terms"
 
@@ -108,10 +121,22 @@ class TermDetector:
         normalized.discard("")
         self.count = len(normalized)
         self._automaton: Any = build_automaton((t, len(t)) for t in normalized)
+        by_head: dict[str, list[re.Pattern[str]]] = {}
+        for t in sorted(normalized):
+            by_head.setdefault(t.split(" ")[0], []).append(_term_pattern(t))
+        #: first word -> the terms it leads, when the shared pass can find them
+        self.heads: dict[str, list[re.Pattern[str]]] | None = None
+        if len(normalized) <= _HEAD_TERMS and all(len(h) >= _HEAD_MIN for h in by_head):
+            self.heads = by_head
 
-    def detect(self, view: TextView) -> list[Finding]:
+    def detect(self, view: TextView, *, reference: bool = False) -> list[Finding]:
+        """Every term, from its first word's hits when the view's pass recorded them;
+        ``reference=True`` runs the terms' own automaton over the whole text."""
         if self._automaton is None:
             return []
+        heads = self.heads
+        if not reference and heads is not None and heads.keys() <= view.heads:
+            return self._from_heads(view, heads)
         out: list[Finding] = []
         lower = view.lower.translate(_JOINERS)
         back: _CollapsedMap | None = None
@@ -132,4 +157,26 @@ class TermDetector:
             if back is not None:
                 start, end = back.orig(start), back.orig(end - 1) + 1
             out.append(Finding("ORG_TERM", DataClass.ORG_CONFIDENTIAL, start, end, 1.0, self.name))
+        return out
+
+    def _from_heads(self, view: TextView, heads: dict[str, list[re.Pattern[str]]]) -> list[Finding]:
+        lower = view.lower
+        n = len(lower)
+        out: list[Finding] = []
+        for start, head in view.head_hits:
+            patterns = heads.get(head)
+            if patterns is None or (
+                start > 0 and lower[start].isalnum() and lower[start - 1].isalnum()
+            ):
+                continue
+            for rx in patterns:
+                m = rx.match(lower, start)
+                if m is None:
+                    continue
+                end = m.end()
+                if lower[end - 1].isalnum() and end < n and lower[end].isalnum():
+                    continue
+                out.append(
+                    Finding("ORG_TERM", DataClass.ORG_CONFIDENTIAL, start, end, 1.0, self.name)
+                )
         return out

@@ -143,10 +143,16 @@ class Lexicon:
 
     shape: Mapping[int, int]
     automaton: Any
+    #: Lower-case words whose every position the pass records (the first words of
+    #: org terms, see :class:`~hybridgate.scan.terms.TermDetector`).
+    heads: frozenset[str] = frozenset()
 
     @classmethod
     def build(
-        cls, extra_triggers: Iterable[str] = (), extra_keywords: Mapping[str, str] | None = None
+        cls,
+        extra_triggers: Iterable[str] = (),
+        extra_keywords: Mapping[str, str] | None = None,
+        heads: Iterable[str] = (),
     ) -> Lexicon:
         entries: dict[str, tuple[list[tuple[str, bool]], list[str]]] = {}
         keywords = dict(KEYWORDS)
@@ -156,10 +162,14 @@ class Lexicon:
             entries.setdefault(word, ([], []))[0].append((cat, whole))
         for trig in {*TRIGGERS_BASE, *extra_triggers}:
             entries.setdefault(lower_same_length(trig), ([], []))[1].append(trig)
+        head_set = frozenset(h for h in heads if h)
+        for head in head_set:
+            entries.setdefault(head, ([], []))
         auto = build_automaton(
-            (k, (len(k), tuple(kws), tuple(trs))) for k, (kws, trs) in entries.items()
+            (k, (len(k), tuple(kws), tuple(trs), k in head_set))
+            for k, (kws, trs) in entries.items()
         )
-        return cls(shape=MappingProxyType(shape_table()), automaton=auto)
+        return cls(shape=MappingProxyType(shape_table()), automaton=auto, heads=head_set)
 
 
 class Run:
@@ -249,6 +259,8 @@ class TextView:
         "_kw_ends",
         "_kw_starts",
         "_runs",
+        "head_hits",
+        "heads",
         "lower",
         "shape",
         "text",
@@ -263,9 +275,14 @@ class TextView:
         starts: list[int] = []
         cats: list[str] = []
         found: dict[str, list[int]] = {}
+        #: (start, word) of every head word of the lexicon, in text order of ends
+        self.heads = lexicon.heads
+        self.head_hits: list[tuple[int, str]] = []
         n = len(lower)
-        for last, (length, kws, trs) in lexicon.automaton.iter(lower):
+        for last, (length, kws, trs, head) in lexicon.automaton.iter(lower):
             start = last - length + 1
+            if head:
+                self.head_hits.append((start, lower[start : last + 1]))
             for trig in trs:
                 if text.startswith(trig, start):
                     found.setdefault(trig, []).append(start)
