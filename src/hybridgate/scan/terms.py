@@ -111,6 +111,15 @@ def _term_pattern(term: str) -> re.Pattern[str]:
     return re.compile("[ _-]+".join(re.escape(w) for w in term.split(" ")))
 
 
+def _any_term(head: str, led: list[str]) -> re.Pattern[str] | None:
+    """One regex matching where any term of ``led`` (all led by ``head``) starts;
+    None when ``head`` is a term itself (every hit of it is one)."""
+    if head in led:
+        return None
+    rests = "|".join("[ _-]+".join(re.escape(w) for w in t.split(" ")[1:]) for t in led)
+    return re.compile(f"{re.escape(head)}[ _-]+(?:{rests})")
+
+
 class TermDetector:
     name = "org_terms"
 
@@ -121,13 +130,16 @@ class TermDetector:
         normalized.discard("")
         self.count = len(normalized)
         self._automaton: Any = build_automaton((t, len(t)) for t in normalized)
-        by_head: dict[str, list[re.Pattern[str]]] = {}
+        by_head: dict[str, list[str]] = {}
         for t in sorted(normalized):
-            by_head.setdefault(t.split(" ")[0], []).append(_term_pattern(t))
-        #: first word -> the terms it leads, when the shared pass can find them
-        self.heads: dict[str, list[re.Pattern[str]]] | None = None
+            by_head.setdefault(t.split(" ")[0], []).append(t)
+        #: first word -> (a regex for any of the terms it leads, or None when the word
+        #: is a term itself; each term's own regex), when the shared pass can find them
+        self.heads: dict[str, tuple[re.Pattern[str] | None, list[re.Pattern[str]]]] | None
+        self.heads = None
         if len(normalized) <= _HEAD_TERMS and all(len(h) >= _HEAD_MIN for h in by_head):
-            self.heads = by_head
+            self.heads = {h: (_any_term(h, led), [_term_pattern(t) for t in led])
+                          for h, led in by_head.items()}  # fmt: skip
 
     def detect(self, view: TextView, *, reference: bool = False) -> list[Finding]:
         """Every term, from its first word's hits when the view's pass recorded them;
@@ -159,17 +171,19 @@ class TermDetector:
             out.append(Finding("ORG_TERM", DataClass.ORG_CONFIDENTIAL, start, end, 1.0, self.name))
         return out
 
-    def _from_heads(self, view: TextView, heads: dict[str, list[re.Pattern[str]]]) -> list[Finding]:
+    def _from_heads(
+        self, view: TextView, heads: dict[str, tuple[re.Pattern[str] | None, list[re.Pattern[str]]]]
+    ) -> list[Finding]:
         lower = view.lower
         n = len(lower)
         out: list[Finding] = []
         for start, head in view.head_hits:
-            patterns = heads.get(head)
-            if patterns is None or (
-                start > 0 and lower[start].isalnum() and lower[start - 1].isalnum()
-            ):
+            led = heads.get(head)
+            if led is None or (start > 0 and lower[start].isalnum() and lower[start - 1].isalnum()):
                 continue
-            for rx in patterns:
+            if led[0] is not None and led[0].match(lower, start) is None:
+                continue  # most hits of a word lead none of its terms: one failed match
+            for rx in led[1]:
                 m = rx.match(lower, start)
                 if m is None:
                     continue

@@ -166,7 +166,7 @@ class Lexicon:
         for head in head_set:
             entries.setdefault(head, ([], []))
         auto = build_automaton(
-            (k, (len(k), tuple(kws), tuple(trs), k in head_set))
+            (k, (len(k), tuple(kws), tuple(trs), k if k in head_set else None))
             for k, (kws, trs) in entries.items()
         )
         return cls(shape=MappingProxyType(shape_table()), automaton=auto, heads=head_set)
@@ -281,8 +281,8 @@ class TextView:
         n = len(lower)
         for last, (length, kws, trs, head) in lexicon.automaton.iter(lower):
             start = last - length + 1
-            if head:
-                self.head_hits.append((start, lower[start : last + 1]))
+            if head is not None:
+                self.head_hits.append((start, head))
             for trig in trs:
                 if text.startswith(trig, start):
                     found.setdefault(trig, []).append(start)
