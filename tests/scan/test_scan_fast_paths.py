@@ -17,7 +17,7 @@ from operator import attrgetter
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hybridgate.config import ScannerConfig
@@ -323,6 +323,8 @@ term_texts = st.lists(st.sampled_from(_TERM_PIECES), max_size=24).map("".join)
 
 @settings(max_examples=400, deadline=None)
 @given(text=term_texts)
+@example(text="a project-falcon_ two, kestrel -_wing")
+@example(text="xproject falcon projectfalcontwo falcons")
 def test_terms_from_the_shared_pass_equal_their_own_automaton(text: str) -> None:
     """Terms found from their first word's hits equal the terms' own pass over the
     joined, space-collapsed text."""
