@@ -85,9 +85,15 @@ _PHONE_SEP = re.compile(r"\)? ?[-.]? ?\(?")
 _EXT = re.compile(r" ?(?:x|ext\.?|extension) ?\d{1,6}", re.IGNORECASE)
 
 
-@lru_cache(maxsize=4096)
 def _sep_ok(sep: str) -> bool:
-    return bool(sep) and len(sep) <= 4 and ". " not in sep and _PHONE_SEP.fullmatch(sep) is not None
+    return bool(sep) and len(sep) <= 4 and _short_sep_ok(sep)
+
+
+@lru_cache(maxsize=1024)
+def _short_sep_ok(sep: str) -> bool:
+    """A memo of a pure function over separators of at most 4 characters (a few
+    hundred exist), so a hostile body's long separators are never held."""
+    return ". " not in sep and _PHONE_SEP.fullmatch(sep) is not None
 
 
 class _Budget:
