@@ -119,7 +119,9 @@ def _leader_app(dsn: str) -> str | None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.objid = %s",
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objid = %s"
+            # advisory locks are per database; other databases' logs have leaders too
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             (LOG_LOCK & 0xFFFFFFFF,),
         ).fetchone()
     return None if row is None else str(row[0])

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -341,12 +340,11 @@ class BudgetManager:
                 self._retoken(subj, ev, tokens)
         if usd_n == 0 and tokens == 0:
             return
-        rows = [(s, n, p, usd_n, tokens) for s, n, p in held.counters]
-
-        def write(conn: sqlite3.Connection) -> None:
-            conn.executemany(UPSERT, rows)
-
-        self._store.defer(write).add_done_callback(_log_failure)
+        done: set[Future[Any]] = set()
+        for s, n, p in held.counters:  # an upsert: rows of one batch go in one statement
+            done.add(self._store.defer_rows(UPSERT, (s, n, p, usd_n, tokens)))
+        for fut in done:
+            fut.add_done_callback(_log_failure)
 
     def release(self, res: Reservation) -> None:
         """The request failed before spending: give the hold back (it still counts as a request)."""

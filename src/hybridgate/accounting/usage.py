@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sqlite3
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -149,6 +148,18 @@ def _day_label(day_index: int) -> str:
     return datetime.fromtimestamp(day_index * 86_400, tz=UTC).strftime("%Y-%m-%d")
 
 
+#: One usage row; ``ON CONFLICT DO NOTHING`` because a row is never rewritten, and the
+#: rows of one batch go together in one statement (``Store.defer_rows``).
+_INSERT = (
+    "INSERT INTO usage_log (request_id, receipt_id, time_ns, day, key_id,"
+    " team, virtual_model, route, provider, location, prompt_tokens,"
+    " completion_tokens, usage_reported, cost_nano, baseline_nano, baseline_route,"
+    " latency_ms, outcome, status, adapter, adapter_sha256) VALUES"
+    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT DO NOTHING"
+)
+
+
 class UsageLog:
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -182,19 +193,7 @@ class UsageLog:
             rec.adapter,
             rec.adapter_sha256,
         )
-
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO usage_log (request_id, receipt_id, time_ns, day, key_id,"
-                " team, virtual_model, route, provider, location, prompt_tokens,"
-                " completion_tokens, usage_reported, cost_nano, baseline_nano, baseline_route,"
-                " latency_ms, outcome, status, adapter, adapter_sha256) VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                row,
-            )
-
-        self._store.defer(write).add_done_callback(_log_failure)
+        self._store.defer_rows(_INSERT, row).add_done_callback(_log_failure)
 
     def report(
         self,

@@ -27,7 +27,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -87,14 +87,44 @@ def _params(params: Sequence[Any] | None) -> tuple[Any, ...] | None:
 
 
 class PgConn:
-    """A psycopg connection that speaks the components' dialect (``?``, integrity errors)."""
+    """A psycopg connection that speaks the components' dialect (``?``, integrity errors).
+
+    Transaction control the writer hands to :meth:`later` (BEGIN, a job's savepoint
+    and its release) is not sent on its own: it goes in front of the next statement,
+    in the same round trip (client-side binding allows several statements), and
+    control that turns out to guard nothing is dropped unsent (a job that wrote
+    nothing, a batch with no statement). On a network database each of those would
+    otherwise cost a round trip per job.
+    """
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.raw = conn
+        self._later: list[str] = []
+
+    def later(self, sql: str) -> None:
+        """Send ``sql`` (a control statement without parameters) with the next statement."""
+        pending = self._later
+        if pending and pending[-1].startswith("SAVEPOINT "):
+            name = pending[-1][len("SAVEPOINT ") :]
+            if sql == f"RELEASE SAVEPOINT {name}":  # nothing ran under it
+                pending.pop()
+                return
+            if sql == f"ROLLBACK TO SAVEPOINT {name}":  # nothing to undo
+                return
+        pending.append(sql)
+
+    def _in_transaction(self) -> bool:
+        if self._later and self._later[0] == "BEGIN":
+            return True
+        return bool(self.raw.info.transaction_status == _INTRANS)
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> psycopg.Cursor[Any]:
-        if _MODIFIES.match(sql) and self.raw.info.transaction_status == _INTRANS:
+        if sql == "COMMIT" or sql == "ROLLBACK":
+            return self._end(sql)
+        if _MODIFIES.match(sql) and self._in_transaction():
             return self._guarded(sql, params)
+        if self._later:
+            return self._with_later(to_pg(sql) if params else sql, _params(params) or None)
         try:
             if params is None or len(params) == 0:
                 return self.raw.execute(sql)  # no parameters: psycopg sends the text as is
@@ -102,32 +132,56 @@ class PgConn:
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
 
+    def _end(self, sql: str) -> psycopg.Cursor[Any]:
+        """COMMIT or ROLLBACK: nothing to send when no statement began the transaction."""
+        pending, self._later = self._later, []
+        if self.raw.info.transaction_status != _INTRANS and pending[:1] == ["BEGIN"]:
+            return self.raw.cursor()  # nothing was sent: nothing to end
+        if sql == "ROLLBACK":  # held-back control is moot
+            return self.raw.execute(sql)
+        self._later = pending
+        return self._with_later(sql, None)
+
+    def _with_later(self, sql: str, params: Sequence[Any] | None) -> psycopg.Cursor[Any]:
+        """Held-back control, then ``sql`` (already in psycopg's placeholders), one round trip."""
+        pending, self._later = self._later, []
+        cur = psycopg.ClientCursor(self.raw)
+        try:
+            cur.execute("; ".join([*pending, sql]), params)
+        except psycopg.errors.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+        for _ in pending:  # to the statement's own result (a RELEASE may follow it)
+            cur.nextset()
+        return cur
+
     def _guarded(self, sql: str, params: Sequence[Any] | None) -> psycopg.Cursor[Any]:
         """A write inside a transaction, in its own savepoint, in one round trip.
 
         On SQLite a failed statement leaves its transaction usable, and components rely
         on it (a spent nonce is caught and answered, the next receipt of a batch still
         appends); on PostgreSQL it aborts the whole transaction. So a write runs as
-        ``SAVEPOINT; stmt; RELEASE`` sent together (client-side binding allows several
-        statements), and a violation rolls back to the savepoint only.
+        ``SAVEPOINT; stmt; RELEASE`` sent together (with any held-back control), and a
+        violation rolls back to the savepoint only.
         """
-        cur = psycopg.ClientCursor(self.raw)
+        self._later += ["SAVEPOINT hg_stmt"]
         try:
-            cur.execute(
-                "SAVEPOINT hg_stmt; " + to_pg(sql) + "; RELEASE SAVEPOINT hg_stmt",
-                _params(params) or (),
+            cur = self._with_later(
+                to_pg(sql) + "; RELEASE SAVEPOINT hg_stmt", _params(params) or ()
             )
-        except psycopg.errors.IntegrityError as exc:
-            self.raw.execute("ROLLBACK TO SAVEPOINT hg_stmt")
-            self.raw.execute("RELEASE SAVEPOINT hg_stmt")
-            raise IntegrityError(str(exc)) from exc
-        cur.nextset()  # the statement's own result (rowcount, RETURNING rows)
+        except IntegrityError:
+            self._later += ["ROLLBACK TO SAVEPOINT hg_stmt", "RELEASE SAVEPOINT hg_stmt"]
+            raise
         return cur
 
     def executemany(self, sql: str, seq: Any) -> psycopg.Cursor[Any]:
+        """Every row in one pipeline (one round trip), held-back control first."""
+        pending, self._later = self._later, []
         cur = self.raw.cursor()
         try:
-            cur.executemany(to_pg(sql), [tuple(_param(v) for v in p) for p in seq])
+            with self.raw.pipeline():
+                for control in pending:
+                    self.raw.execute(control)
+                cur.executemany(to_pg(sql), [tuple(_param(v) for v in p) for p in seq])
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
         return cur
@@ -203,6 +257,9 @@ class PostgresStore(GroupCommitWriter):
 
     def _writer_broken(self, conn: Any) -> bool:
         return bool(conn.raw.closed or conn.raw.broken)
+
+    def _control(self, conn: Any) -> Callable[[str], Any]:
+        return conn.later  # type: ignore[no-any-return]
 
     @staticmethod
     def _migrate(conn: PgConn, migrations: Sequence[Migration]) -> None:

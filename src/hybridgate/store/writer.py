@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -45,6 +47,9 @@ class GroupCommitWriter:
         self.max_batch = max_batch
         self._jobs: queue.SimpleQueue[tuple[WriteFn, Future[Any]] | None] = queue.SimpleQueue()
         self._deferred: collections.deque[tuple[WriteFn, Future[Any]]] = collections.deque()
+        #: Rows waiting for :meth:`defer_rows`' one statement per batch, by statement.
+        self._rows: dict[str, tuple[list[Sequence[Any]], Future[Any]]] = {}
+        self._rows_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
         self._failed: BaseException | None = None
@@ -92,6 +97,16 @@ class GroupCommitWriter:
         with contextlib.suppress(Exception):
             conn.close()
 
+    def _control(self, conn: Any) -> Callable[[str], Any]:
+        """How the batch sends its transaction control (BEGIN, savepoints).
+
+        At once by default (SQLite: in-process, nothing to save). A store whose every
+        statement is a network round trip returns a function that holds them back to go
+        with the next statement, so that control costs no round trip of its own.
+        """
+        send: Callable[[str], Any] = conn.execute
+        return send
+
     def _writer_broken(self, conn: Any) -> bool:
         """True when the connection is gone and the next batch needs a new one."""
         return False
@@ -134,6 +149,33 @@ class GroupCommitWriter:
             return fut
         self._deferred.append((fn, fut))
         return fut
+
+    def defer_rows(self, sql: str, row: Sequence[Any]) -> Future[Any]:
+        """Queue one row for ``sql``; every row waiting for it goes in one ``executemany``.
+
+        For append-only rows nobody waits on (usage rows, spend totals): a deferred job
+        per row costs its own savepoint and statement (on PostgreSQL, round trips); this
+        costs one job and one pipelined statement per batch. ``sql`` must not fail for
+        one row alone (``ON CONFLICT``...): the rows of one batch succeed or fail together,
+        and the returned future, shared by the batch, says which.
+        """
+        with self._rows_lock:
+            waiting = self._rows.get(sql)
+            # A batch whose future is done while still listed never ran (the store
+            # closed or failed): later rows start a batch of their own.
+            if waiting is not None and not waiting[1].done():
+                waiting[0].append(row)
+                return waiting[1]
+            rows: list[Sequence[Any]] = [row]
+            fut = self.defer(functools.partial(self._insert_rows, sql, rows))
+            self._rows[sql] = (rows, fut)
+            return fut
+
+    def _insert_rows(self, sql: str, rows: list[Sequence[Any]], conn: Any) -> None:
+        with self._rows_lock:
+            if self._rows.get(sql, (None,))[0] is rows:
+                del self._rows[sql]  # rows queued from now on start the next batch
+        conn.executemany(sql, rows)
 
     async def write(self, fn: WriteFn) -> Any:
         return await asyncio.wrap_future(self.submit(fn))
@@ -208,14 +250,15 @@ class GroupCommitWriter:
                         fut.set_exception(err)
                 return None
         results: list[tuple[Future[Any], Any, BaseException | None]] = []
+        later = self._control(conn)
         try:
-            conn.execute(self.begin_sql)
+            later(self.begin_sql)
             for fn, fut in batch:
                 # A job whose waiter was cancelled before it ran is skipped; a running
                 # one can no longer be cancelled, so resolving it below cannot raise.
                 if not fut.set_running_or_notify_cancel():
                     continue
-                conn.execute("SAVEPOINT job")
+                later("SAVEPOINT job")
                 try:
                     res = fn(conn)
                 except self.db_errors as exc:
@@ -223,15 +266,15 @@ class GroupCommitWriter:
                         self._commit_error = type(exc).__name__
                     if self._writer_broken(conn):
                         raise
-                    conn.execute("ROLLBACK TO SAVEPOINT job")
-                    conn.execute("RELEASE SAVEPOINT job")
+                    later("ROLLBACK TO SAVEPOINT job")
+                    later("RELEASE SAVEPOINT job")
                     results.append((fut, None, exc))
                 except Exception as exc:  # one bad job must not sink the batch
-                    conn.execute("ROLLBACK TO SAVEPOINT job")
-                    conn.execute("RELEASE SAVEPOINT job")
+                    later("ROLLBACK TO SAVEPOINT job")
+                    later("RELEASE SAVEPOINT job")
                     results.append((fut, None, exc))
                 else:
-                    conn.execute("RELEASE SAVEPOINT job")
+                    later("RELEASE SAVEPOINT job")
                     results.append((fut, res, None))
             conn.execute("COMMIT")
         except self.db_errors as exc:
