@@ -162,6 +162,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    #: requests wrk completed in the timed run (0 where not counted)
+    requests: int = 0
 
 
 def _lua_string(text: str) -> str:
@@ -179,8 +181,10 @@ def _wrk_ms(text: str) -> float:
     return float(m.group(1)) * _WRK_UNITS[m.group(2)] if m else float("nan")
 
 
-def run_wrk(target: Target, body: bytes, conc: int, seconds: float) -> Result:
-    """wrk against ``target`` for ``seconds`` (after one warm-up second)."""
+def run_wrk(
+    target: Target, body: bytes, conc: int, seconds: float, *, warmup: bool = True
+) -> Result:
+    """wrk against ``target`` for ``seconds`` (after one warm-up second, unless not asked)."""
     headers = {"content-type": "application/json", **target.headers}
     script = "wrk.method = 'POST'\n"
     script += f"wrk.body = {_lua_string(body.decode())}\n"
@@ -190,7 +194,8 @@ def run_wrk(target: Target, body: bytes, conc: int, seconds: float) -> Result:
         fh.write(script)
     try:
         base = ["wrk", "-t", str(min(2, conc)), "-c", str(conc), "-s", fh.name, "--latency"]
-        subprocess.run([*base, "-d", "1s", target.url], capture_output=True, check=True)
+        if warmup:
+            subprocess.run([*base, "-d", "1s", target.url], capture_output=True, check=True)
         out = subprocess.run(
             [*base, "-d", f"{seconds:g}s", "--timeout", "30s", target.url],
             capture_output=True,
@@ -204,6 +209,7 @@ def run_wrk(target: Target, body: bytes, conc: int, seconds: float) -> Result:
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    done = re.search(r"(\d+) requests in", out)
     errors = int(non2xx.group(1)) if non2xx else 0
     errors += sum(int(x) for x in sock.groups()) if sock else 0
     return Result(
@@ -211,6 +217,7 @@ def run_wrk(target: Target, body: bytes, conc: int, seconds: float) -> Result:
         _wrk_ms(p50.group(1)) if p50 else float("nan"),
         _wrk_ms(p99.group(1)) if p99 else float("nan"),
         errors,
+        int(done.group(1)) if done else 0,
     )
 
 

@@ -27,14 +27,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing as mp
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -128,30 +131,59 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
-def measure(
-    url: str, key: str | None, n: int, pid: int | None
-) -> tuple[overhead.Cell, float | None]:
-    """One load cell, and the CPU milliseconds per request the serving processes spent."""
+@dataclass
+class Measured:
+    """One load cell: rate, latency percentiles, errors, and the serving CPU per request."""
+
+    rps: float
+    p50: float
+    p99: float
+    errors: int
+    cpu_ms: float | None
+
+
+def measure(url: str, key: str | None, args: argparse.Namespace, pid: int | None) -> Measured:
+    """One cell at concurrency 16, with wrk where installed (``--loadgen``), else aiohttp.
+
+    The CPU column is the serving processes' CPU milliseconds per request: with wrk,
+    over the timed run only; with aiohttp, the warm-up requests are inside the window.
+    """
+    if use_wrk(args):
+        target = peers.Target("cell", url, {"authorization": f"Bearer {key}"} if key else {})
+        body = json.dumps(
+            {
+                "model": "bench",
+                "messages": [{"role": "user", "content": overhead.PROMPT}],
+                "max_tokens": 64,
+            }
+        ).encode()
+        peers.run_wrk(target, body, CONCURRENCY, 1.0)  # warm-up
+        before = tree_cpu_s(pid) if pid is not None else 0.0
+        r = peers.run_wrk(target, body, CONCURRENCY, args.seconds, warmup=False)
+        cpu = (tree_cpu_s(pid) - before) * 1000.0 / r.requests if pid and r.requests else None
+        return Measured(r.rps, r.p50_ms, r.p99_ms, r.errors, cpu)
     before = tree_cpu_s(pid) if pid is not None else 0.0
-    cell = asyncio.run(overhead.load(url, key, n, CONCURRENCY, False))
-    if pid is None or not cell.latencies_ms:
-        return cell, None
-    # the warm-up requests are inside the CPU window too
-    done = len(cell.latencies_ms) + min(50, n)
-    return cell, (tree_cpu_s(pid) - before) * 1000.0 / done
+    cell = asyncio.run(overhead.load(url, key, args.requests, CONCURRENCY, False))
+    cpu = None
+    if pid is not None and cell.latencies_ms:
+        done = len(cell.latencies_ms) + min(50, args.requests)
+        cpu = (tree_cpu_s(pid) - before) * 1000.0 / done
+    return Measured(cell.rps, cell.pct(0.5), cell.pct(0.99), cell.errors, cpu)
 
 
-def _row(
-    name: str, workers: str, cell: overhead.Cell, direct: overhead.Cell, cpu: float | None
-) -> list[str]:
+def use_wrk(args: argparse.Namespace) -> bool:
+    return bool(args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk")))
+
+
+def _row(name: str, workers: str, cell: Measured, direct: Measured) -> list[str]:
     """One table row; also shown on stderr at once, so a long run shows its progress."""
     row = [
         name,
         workers,
         f"{cell.rps:,.0f}",
-        f"{cell.pct(0.5) - direct.pct(0.5):+.2f}",
-        f"{cell.pct(0.99) - direct.pct(0.99):+.2f}",
-        "" if cpu is None else f"{cpu:.2f}",
+        f"{cell.p50 - direct.p50:+.2f}",
+        f"{cell.p99 - direct.p99:+.2f}",
+        "" if cell.cpu_ms is None else f"{cell.cpu_ms:.2f}",
         str(cell.errors),
     ]
     print(" | ".join(row), file=sys.stderr, flush=True)
@@ -164,8 +196,8 @@ def throughput(args: argparse.Namespace, tmp: Path, notes: list[str]) -> list[li
     upstream = overhead.start_upstream(up)
     try:
         url = f"http://127.0.0.1:{up}/v1/chat/completions"
-        direct, _ = measure(url, None, args.requests, None)
-        rows.append(_row("upstream direct", "-", direct, direct, None))
+        direct = measure(url, None, args, None)
+        rows.append(_row("upstream direct", "-", direct, direct))
         for store in ("SQLite", "PostgreSQL + Redis"):
             for workers in (1, 2):
                 if store == "SQLite" and workers == 2:
@@ -180,13 +212,13 @@ def throughput(args: argparse.Namespace, tmp: Path, notes: list[str]) -> list[li
                     proc, key = run_gateway(path, port, workers)
                     try:
                         gw_url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                        cell, cpu = measure(gw_url, key, args.requests, proc.pid)
+                        cell = measure(gw_url, key, args, proc.pid)
                     finally:
                         stop(proc)
                 finally:
                     if ctx is not None:
                         ctx.__exit__(None, None, None)
-                rows.append(_row(f"hybridgate, {store}", str(workers), cell, direct, cpu))
+                rows.append(_row(f"hybridgate, {store}", str(workers), cell, direct))
         rows += litellm_rows(args, tmp, up, direct, notes)
     finally:
         stop(upstream)
@@ -194,7 +226,7 @@ def throughput(args: argparse.Namespace, tmp: Path, notes: list[str]) -> list[li
 
 
 def litellm_rows(
-    args: argparse.Namespace, tmp: Path, up: int, direct: overhead.Cell, notes: list[str]
+    args: argparse.Namespace, tmp: Path, up: int, direct: Measured, notes: list[str]
 ) -> list[list[str]]:
     py = peers.litellm_python(args.litellm_python)
     if py is None:
@@ -214,10 +246,10 @@ def litellm_rows(
             notes.append(f"LiteLLM with {workers} workers not measured: {exc}")
             continue
         try:
-            cell, cpu = measure(target.url, peers.LITELLM_KEY, args.requests, proc.pid)
+            cell = measure(target.url, peers.LITELLM_KEY, args, proc.pid)
         finally:
             stop(proc)
-        rows.append(_row("LiteLLM proxy", str(workers), cell, direct, cpu))
+        rows.append(_row("LiteLLM proxy", str(workers), cell, direct))
     return rows
 
 
@@ -415,7 +447,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--requests", type=int, default=3000, help="per throughput cell (c=16)")
+    ap.add_argument(
+        "--requests", type=int, default=3000, help="per throughput cell (c=16, aiohttp)"
+    )
+    ap.add_argument(
+        "--loadgen",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="load generator for the throughput cells: wrk (C, cheap) when installed, else"
+        " aiohttp in this process (its CPU shares the machine with the gateway)",
+    )
     ap.add_argument("--seconds", type=float, default=3.0, help="per timed cell")
     ap.add_argument("--max-replicas", type=int, default=8, choices=range(2, 9))
     ap.add_argument("--litellm-python", default=None, help="a python with litellm[proxy]")
@@ -426,7 +467,11 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"# scale_bench on {os.cpu_count()} CPUs (load average {load:.1f} at the start)")
     if args.only in (None, "throughput"):
-        print(f"\n## Requests/s, added latency (ms), concurrency {CONCURRENCY}, non-streaming\n")
+        gen = "wrk" if use_wrk(args) else "aiohttp"
+        print(
+            f"\n## Requests/s, added latency (ms), concurrency {CONCURRENCY}, non-streaming"
+            f" (load from {gen})\n"
+        )
         head = ["gateway", "workers", "requests/s", "added p50", "added p99"]
         head += ["CPU ms/request", "errors"]
         print(table(head, throughput(args, tmp, notes)))
