@@ -1,7 +1,9 @@
 """Scale-out figures: workers and stores beside LiteLLM, the shared log, budgets, replicas.
 
 1. Requests/s, added p50/p99 (gateway minus the same upstream called directly) and
-   CPU per request (the serving process and its workers) with 1 and 2 workers, on
+   CPU per request (the serving process and its workers; and, where they run on this
+   machine, the PostgreSQL server's and Redis's, which share its cores) with 1 and 2
+   workers, loaded by wrk where installed (else aiohttp in this process), on
    SQLite and on PostgreSQL + Redis, and LiteLLM's proxy with the same number of
    workers in front of the same upstream, in one run. The full path: scan, policy,
    route, budget reserve/settle (a team budget, and on PostgreSQL a Redis rate limit),
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -37,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,7 @@ import yaml
 
 import overhead
 import overhead_peers as peers
-from hybridgate.testing.services import pg_database, redis_url
+from hybridgate.testing.services import admin_dsn, pg_database, redis_url
 
 HG = [sys.executable, "-m", "hybridgate.cli.main"]
 CONCURRENCY = 16
@@ -140,6 +143,8 @@ class Measured:
     p99: float
     errors: int
     cpu_ms: float | None
+    #: CPU ms per request of the local PostgreSQL server and Redis (all their processes)
+    services_ms: dict[str, float] = field(default_factory=dict)
 
 
 def measure(url: str, key: str | None, args: argparse.Namespace, pid: int | None) -> Measured:
@@ -148,6 +153,7 @@ def measure(url: str, key: str | None, args: argparse.Namespace, pid: int | None
     The CPU column is the serving processes' CPU milliseconds per request: with wrk,
     over the timed run only; with aiohttp, the warm-up requests are inside the window.
     """
+    services = service_pids() if pid is not None else {}
     if use_wrk(args):
         target = peers.Target("cell", url, {"authorization": f"Bearer {key}"} if key else {})
         body = json.dumps(
@@ -158,17 +164,71 @@ def measure(url: str, key: str | None, args: argparse.Namespace, pid: int | None
             }
         ).encode()
         peers.run_wrk(target, body, CONCURRENCY, 1.0)  # warm-up
-        before = tree_cpu_s(pid) if pid is not None else 0.0
+        before = _cpu(pid, services)
         r = peers.run_wrk(target, body, CONCURRENCY, args.seconds, warmup=False)
-        cpu = (tree_cpu_s(pid) - before) * 1000.0 / r.requests if pid and r.requests else None
-        return Measured(r.rps, r.p50_ms, r.p99_ms, r.errors, cpu)
-    before = tree_cpu_s(pid) if pid is not None else 0.0
+        return _measured(r.rps, r.p50_ms, r.p99_ms, r.errors, r.requests, pid, services, before)
+    before = _cpu(pid, services)
     cell = asyncio.run(overhead.load(url, key, args.requests, CONCURRENCY, False))
-    cpu = None
-    if pid is not None and cell.latencies_ms:
-        done = len(cell.latencies_ms) + min(50, args.requests)
-        cpu = (tree_cpu_s(pid) - before) * 1000.0 / done
-    return Measured(cell.rps, cell.pct(0.5), cell.pct(0.99), cell.errors, cpu)
+    done = len(cell.latencies_ms) + min(50, args.requests)
+    return _measured(
+        cell.rps, cell.pct(0.5), cell.pct(0.99), cell.errors, done, pid, services, before
+    )
+
+
+def _cpu(pid: int | None, services: dict[str, int]) -> dict[str, float]:
+    out = {name: service_cpu_s(spid) for name, spid in services.items()}
+    if pid is not None:
+        out["gateway"] = tree_cpu_s(pid)
+    return out
+
+
+def _measured(
+    rps: float,
+    p50: float,
+    p99: float,
+    errors: int,
+    done: int,
+    pid: int | None,
+    services: dict[str, int],
+    before: dict[str, float],
+) -> Measured:
+    after = _cpu(pid, services)
+    per = {k: (after[k] - before[k]) * 1000.0 / done for k in before} if done else {}
+    gw = per.pop("gateway", None)
+    return Measured(rps, p50, p99, errors, gw, per)
+
+
+def service_pids() -> dict[str, int]:
+    """PIDs of the PostgreSQL server (its postmaster) and Redis, where they run on this machine.
+
+    Their CPU per request is part of what a request costs the machine: the gateway's
+    own column alone would hide work moved into the database.
+    """
+    out: dict[str, int] = {}
+    with contextlib.suppress(Exception):
+        import psycopg
+
+        with psycopg.connect(admin_dsn(), autocommit=True, connect_timeout=3) as conn:
+            row = conn.execute("SELECT pg_backend_pid()").fetchone()
+            backend = int(row[0]) if row else 0
+            # the backend's parent is the postmaster, the ancestor of every backend
+            stat = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
+            out["PostgreSQL"] = int(stat[1])
+    with contextlib.suppress(Exception):
+        import redis
+
+        out["Redis"] = int(redis.Redis.from_url(redis_url()).info("server")["process_id"])
+    return {k: v for k, v in out.items() if Path(f"/proc/{v}/stat").exists()}
+
+
+def service_cpu_s(pid: int) -> float:
+    """CPU seconds of a server and its children, the ones that ended (backends) included."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    reaped = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    return tree_cpu_s(pid) + reaped
 
 
 def use_wrk(args: argparse.Namespace) -> bool:
@@ -184,6 +244,10 @@ def _row(name: str, workers: str, cell: Measured, direct: Measured) -> list[str]
         f"{cell.p50 - direct.p50:+.2f}",
         f"{cell.p99 - direct.p99:+.2f}",
         "" if cell.cpu_ms is None else f"{cell.cpu_ms:.2f}",
+        *(
+            f"{cell.services_ms[k]:.2f}" if k in cell.services_ms else ""
+            for k in ("PostgreSQL", "Redis")
+        ),
         str(cell.errors),
     ]
     print(" | ".join(row), file=sys.stderr, flush=True)
@@ -202,7 +266,7 @@ def throughput(args: argparse.Namespace, tmp: Path, notes: list[str]) -> list[li
             for workers in (1, 2):
                 if store == "SQLite" and workers == 2:
                     refused = "refused: one process per SQLite home"
-                    rows.append([f"hybridgate, {store}", "2", refused, *[""] * 4])
+                    rows.append([f"hybridgate, {store}", "2", refused, *[""] * 6])
                     continue
                 port = overhead.free_port()
                 ctx = pg_database() if store != "SQLite" else None
@@ -473,7 +537,7 @@ def main() -> None:
             f" (load from {gen})\n"
         )
         head = ["gateway", "workers", "requests/s", "added p50", "added p99"]
-        head += ["CPU ms/request", "errors"]
+        head += ["gateway CPU ms/request", "PostgreSQL CPU", "Redis CPU", "errors"]
         print(table(head, throughput(args, tmp, notes)))
     if args.only in (None, "log"):
         r = log_rate(args.seconds, tmp)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -28,9 +29,15 @@ class BatchThread(Generic[J]):
     called with no jobs about once a second, for periodic work.
     """
 
-    def __init__(self, name: str, run: Callable[[Any, list[J]], Any]) -> None:
+    def __init__(
+        self, name: str, run: Callable[[Any, list[J]], Any], *, linger_s: float = 0.0
+    ) -> None:
         self._name = name
         self._run = run
+        #: How long a batch waits for more jobs after its first (0: take what is there).
+        #: For work nobody awaits (settles), a few milliseconds turn many small batches,
+        #: each a statement and a commit, into a few larger ones.
+        self._linger_s = linger_s
         self._q: queue.SimpleQueue[J | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -64,9 +71,11 @@ class BatchThread(Generic[J]):
             if first is None:
                 break
             batch = [first]
+            deadline = time.monotonic() + self._linger_s
             while len(batch) < MAX_BATCH:
                 try:
-                    nxt = self._q.get_nowait()
+                    left = deadline - time.monotonic()
+                    nxt = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:

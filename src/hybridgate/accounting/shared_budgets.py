@@ -87,6 +87,10 @@ log = logging.getLogger("hybridgate.budgets")
 #: reserved (worst-case) amount.
 HOLD_TTL_S = 900.0
 SWEEP_INTERVAL_S = 30.0
+#: How long the settle thread gathers settles into one statement. Nobody awaits a settle,
+#: and an unsettled hold still counts (it can only refuse early, never overspend), so a
+#: few milliseconds cost nothing and make a commit carry many requests' spend.
+SETTLE_LINGER_S = 0.01
 #: How long a request waits for its batch before it is refused (503, fail closed).
 WAIT_S = 10.0
 #: A batch statement stuck longer than this (a lock held by a stalled session) gives up.
@@ -156,7 +160,9 @@ class SharedBudgetManager:
         self._live: dict[str, _Live] = {}
         self._lock = threading.Lock()
         self._reserver: BatchThread[_Ask] = BatchThread("hybridgate-reserve", self._reserve_batch)
-        self._settler: BatchThread[_Settle] = BatchThread("hybridgate-settle", self._settle_batch)
+        self._settler: BatchThread[_Settle] = BatchThread(
+            "hybridgate-settle", self._settle_batch, linger_s=SETTLE_LINGER_S
+        )
         self._last_sweep = 0.0
         #: PostgreSQL statements (tried) deciding reservations: one per batch, not request.
         self.reserve_batches = 0
