@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from decimal import Decimal as D
@@ -168,3 +169,22 @@ def test_an_abandoned_reservation_is_released(pg_dsn: str) -> None:
         day = bm.status("team", "t")["day"]
         assert day["usd_reserved"] == "0" and day["usd"] == "0"
         blocker.close()
+
+
+def test_settles_gathered_into_few_statements_and_every_spend_counted(pg_dsn: str) -> None:
+    budgets = [{"scope": "team", "name": "t", "usd_per_day": 100.0}]
+    with replicas(pg_dsn, budgets, 1) as (bm,):
+        held = [bm.reserve(key_id=None, team="t", usd=D("0.5"), tokens=10) for _ in range(40)]
+        for res in held:  # a millisecond apart, as requests finishing one after another
+            bm.settle(res, usd=D("0.25"), tokens=7)
+            time.sleep(0.001)
+        for _ in range(500):  # bounded wait for the settle thread to commit
+            day = bm.status("team", "t")["day"]
+            if day["usd_reserved"] == "0":
+                break
+            time.sleep(0.01)
+        assert day["usd"] == "10"  # 40 x $0.25, each once
+        assert day["tokens"] == 280
+        assert day["usd_reserved"] == "0"
+        # gathered: a statement per 10 ms window (about 5 here), not one per settle (40)
+        assert 1 <= bm.settle_batches <= 12

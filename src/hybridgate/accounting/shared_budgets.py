@@ -166,6 +166,8 @@ class SharedBudgetManager:
         self._last_sweep = 0.0
         #: PostgreSQL statements (tried) deciding reservations: one per batch, not request.
         self.reserve_batches = 0
+        #: Settle statements committed (each carries every settle gathered meanwhile).
+        self.settle_batches = 0
         if rates is None and any(lim.windowed for lim in self._limits.values()):
             raise ConfigError(
                 "rate limits (requests_per_minute, tokens_per_minute) shared by replicas"
@@ -444,6 +446,7 @@ class SharedBudgetManager:
                 conn = self._connect()
             if held or free:
                 conn.execute(SETTLE_MANY, _settle_args(held, free))
+                self.settle_batches += 1
             if sweep:
                 self._sweep(conn)
                 self._last_sweep = time.monotonic()
