@@ -7,7 +7,9 @@
    SQLite and on PostgreSQL + Redis, and LiteLLM's proxy with the same number of
    workers in front of the same upstream, in one run. The full path: scan, policy,
    route, budget reserve/settle (a team budget, and on PostgreSQL a Redis rate limit),
-   usage row, receipt. SQLite with 2 workers is refused by design (one process owns an
+   usage row, receipt; one more PostgreSQL + Redis row with 2 workers and no budget
+   (scan, policy, route, usage row, receipt: nothing to hold), which shows what the
+   holds cost. SQLite with 2 workers is refused by design (one process owns an
    embedded home), so it is reported as such. LiteLLM is skipped with a note when it
    is not installed (``overhead_peers.py`` says how).
 2. Receipts/s through the shared PostgreSQL log (durable queue appends, and how fast the
@@ -55,7 +57,11 @@ HG = [sys.executable, "-m", "hybridgate.cli.main"]
 CONCURRENCY = 16
 
 
-def gateway_config(home: Path, upstream: int, port: int, dsn: str | None) -> Path:
+def gateway_config(
+    home: Path, upstream: int, port: int, dsn: str | None, *, budgets: bool = True
+) -> Path:
+    """A bench home: one on-prem route; with ``budgets``, a team budget (and on
+    PostgreSQL a Redis rate limit) that every request holds and settles."""
     cfg: dict[str, Any] = {
         "home": str(home),
         "server": {"port": port, "log_level": "warning"},
@@ -80,6 +86,8 @@ def gateway_config(home: Path, upstream: int, port: int, dsn: str | None) -> Pat
             "redis_prefix": f"hgbench:{secrets.token_hex(4)}:",
         }
         cfg["budgets"].append({"scope": "team", "name": "bench", "requests_per_minute": 10**7})
+    if not budgets:
+        del cfg["budgets"]
     home.mkdir(parents=True, exist_ok=True)
     path = home / "hybridgate.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -262,27 +270,30 @@ def throughput(args: argparse.Namespace, tmp: Path, notes: list[str]) -> list[li
         url = f"http://127.0.0.1:{up}/v1/chat/completions"
         direct = measure(url, None, args, None)
         rows.append(_row("upstream direct", "-", direct, direct))
-        for store in ("SQLite", "PostgreSQL + Redis"):
-            for workers in (1, 2):
-                if store == "SQLite" and workers == 2:
-                    refused = "refused: one process per SQLite home"
-                    rows.append([f"hybridgate, {store}", "2", refused, *[""] * 6])
-                    continue
-                port = overhead.free_port()
-                ctx = pg_database() if store != "SQLite" else None
-                dsn = ctx.__enter__() if ctx is not None else None
+        cells = [(store, w, True) for store in ("SQLite", "PostgreSQL + Redis") for w in (1, 2)]
+        cells += [("PostgreSQL + Redis", 2, False)]  # scan, policy, receipt: no budget held
+        for store, workers, budgets in cells:
+            name = f"hybridgate, {store}" + ("" if budgets else ", no budget")
+            if store == "SQLite" and workers == 2:
+                refused = "refused: one process per SQLite home"
+                rows.append([name, "2", refused, *[""] * 6])
+                continue
+            port = overhead.free_port()
+            ctx = pg_database() if store != "SQLite" else None
+            dsn = ctx.__enter__() if ctx is not None else None
+            try:
+                home = tmp / f"{store[:2]}-{workers}-{budgets}"
+                path = gateway_config(home, up, port, dsn, budgets=budgets)
+                proc, key = run_gateway(path, port, workers)
                 try:
-                    path = gateway_config(tmp / f"{store[:2]}-{workers}", up, port, dsn)
-                    proc, key = run_gateway(path, port, workers)
-                    try:
-                        gw_url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                        cell = measure(gw_url, key, args, proc.pid)
-                    finally:
-                        stop(proc)
+                    gw_url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                    cell = measure(gw_url, key, args, proc.pid)
                 finally:
-                    if ctx is not None:
-                        ctx.__exit__(None, None, None)
-                rows.append(_row(f"hybridgate, {store}", str(workers), cell, direct))
+                    stop(proc)
+            finally:
+                if ctx is not None:
+                    ctx.__exit__(None, None, None)
+            rows.append(_row(name, str(workers), cell, direct))
         rows += litellm_rows(args, tmp, up, direct, notes)
     finally:
         stop(upstream)
