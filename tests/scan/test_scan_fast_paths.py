@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from hybridgate.config import ScannerConfig
 from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request
-from hybridgate.scan import extract as extract_module
+from hybridgate.scan import sweep as sweep_module
 from hybridgate.scan.contact import EmailDetector, PhoneDetector, _Budget
 from hybridgate.scan.encoded import _B64_RUN, b64_runs
 from hybridgate.scan.findings import DataClass, Finding
@@ -106,7 +106,7 @@ def test_sweep_equals_the_reference_sweep(
     assert scan_request(plain, segments, unscannable) == slow
     # With many values the sweep uses one automaton pass instead of str.find per value.
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(extract_module, "_FIND_VALUES", 0)
+        mp.setattr(sweep_module, "_FIND_VALUES", 0)
         assert scan_request(plain, segments, unscannable) == slow
 
 

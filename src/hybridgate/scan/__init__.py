@@ -4,7 +4,7 @@ Public API used by the pipeline: :func:`build_scanner`, :meth:`Scanner.scan`,
 :func:`extract_segments`, :func:`scan_request`.
 """
 
-from hybridgate.scan.extract import extract_segments, path_str, scan_request
+from hybridgate.scan.extract import extract_segments, path_str
 from hybridgate.scan.findings import (
     DataClass,
     Finding,
@@ -14,6 +14,7 @@ from hybridgate.scan.findings import (
     SegmentFindings,
 )
 from hybridgate.scan.numbers import IdSpec
+from hybridgate.scan.request import scan_request
 from hybridgate.scan.scanner import (
     Detector,
     Recognizer,

@@ -5,7 +5,7 @@ strings (the system prompt, the tool definitions, every earlier message)
 were scanned on the turn before. :class:`CachedScanner` is a
 :class:`~hybridgate.scan.scanner.Scanner` whose :meth:`analyze` looks a text
 up before scanning it; everything else in the request path is unchanged:
-:func:`~hybridgate.scan.extract.scan_request` still scans the seams between
+:func:`~hybridgate.scan.request.scan_request` still scans the seams between
 neighbouring values and sweeps every value found anywhere through every
 segment, and the policy and the masking still run over the whole request.
 
