@@ -4,12 +4,14 @@ An agent resends its whole conversation every turn: a large system prompt,
 tool definitions, and every earlier message, tool call and tool result. For
 each target size (the last turn's request body, default 10 KB / 100 KB /
 400 KB) this builds such a conversation turn by turn (fixed seed) and times
-what the gateway does per request before the policy runs - extract the
-segments and ``scan_request`` them, in CPU time of this process (less
-sensitive to other load on a shared machine) - once with the plain scanner
-and once with a :class:`~hybridgate.scan.cache.CachedScanner` kept across
-turns (as one gateway instance keeps it). Every turn's two results are compared; the
-script stops with an error if they ever differ.
+what the gateway does per request before the policy runs -
+:func:`~hybridgate.scan.seen.scan_body`: extract the segments and scan them,
+in CPU time of this process (less sensitive to other load on a shared
+machine) - once with the plain scanner and once with a
+:class:`~hybridgate.scan.cache.CachedScanner` kept across turns (as one
+gateway instance keeps it), which looks up whole messages and then texts.
+Every turn's two results (segments and scan) are compared; the script stops
+with an error if they ever differ.
 
     PYTHONPATH=src .venv/bin/python benchmarks/agent_scan_bench.py
 """
@@ -24,8 +26,9 @@ import time
 from typing import Any
 
 from hybridgate.config import ScannerConfig
-from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request
+from hybridgate.scan import Scanner, build_scanner
 from hybridgate.scan.cache import CachedScanner, ScanCache, scanner_fingerprint
+from hybridgate.scan.seen import scan_body
 
 _PROSE = (
     "the function returns a list of files under the repository root and we need to check "
@@ -129,8 +132,7 @@ def conversation(target: int, turns: int, seed: int) -> list[dict[str, Any]]:
 def _timed_scan(scanner: Scanner, body: dict[str, Any]) -> tuple[float, Any]:
     """CPU seconds of this process for one request's extract + scan (all on one thread)."""
     t0 = time.process_time()
-    segments, unscannable = extract_segments(body)
-    res = scan_request(scanner, segments, unscannable)
+    res = scan_body(scanner, body)
     return time.process_time() - t0, res
 
 
@@ -170,7 +172,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = ScannerConfig(terms=["Project Falcon", "Bluebird"])
     print(
-        "| last request | turns | text hit rate | last turn, no cache | last turn, cached "
+        "| last request | turns | lookup hit rate | last turn, no cache | last turn, cached "
         "| median turn 2+, no cache | median turn 2+, cached | scan CPU saved | cache held |"
     )
     print("|---|---|---|---|---|---|---|---|---|")

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import pytest
 
 from hybridgate.config import ScannerConfig
-from hybridgate.scan import Scanner, build_scanner
+from hybridgate.scan import Finding, Scanner, build_scanner
 
 Found = Callable[[Scanner, str], list[tuple[str, str]]]
 Types = Callable[[Scanner, str], set[str]]
@@ -31,3 +31,23 @@ def found() -> Found:
 @pytest.fixture(scope="session")
 def types() -> Types:
     return lambda scanner, text: {t for t, _ in _found(scanner, text)}
+
+
+class FlakyRecognizer:
+    """A plug-in whose first call raises (a model still loading): that scan is incomplete."""
+
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def recognize(self, text: str) -> list[Finding]:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("model not loaded yet")
+        return []
+
+
+@pytest.fixture
+def flaky() -> FlakyRecognizer:
+    return FlakyRecognizer()

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from hybridgate.config import ScannerConfig
 from hybridgate.scan import (
-    Finding,
     Scanner,
     Segment,
     build_scanner,
@@ -25,6 +24,7 @@ from hybridgate.scan.cache import (
     estimate_bytes,
     scanner_fingerprint,
 )
+from scan.conftest import FlakyRecognizer
 
 KEY = b"k" * 32
 TERMS = ScannerConfig(terms=["Project Falcon", "Bluebird"])
@@ -171,21 +171,8 @@ def test_a_rebuilt_scanner_with_new_terms_never_reads_old_entries(tmp_path: Path
     assert {f.data_class.value for f in found.findings} == {"org_confidential"}
 
 
-class _FlakyRecognizer:
-    name = "flaky"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def recognize(self, text: str) -> list[Finding]:
-        self.calls += 1
-        if self.calls == 1:
-            raise RuntimeError("model not loaded yet")
-        return []
-
-
-def test_incomplete_results_are_not_stored() -> None:
-    plugin = _FlakyRecognizer()
+def test_incomplete_results_are_not_stored(flaky: FlakyRecognizer) -> None:
+    plugin = flaky
     s = build_scanner(ScannerConfig(), plugins=[plugin])
     cache = ScanCache(KEY)
     cached = _wrap(s, ScannerConfig(), cache)

@@ -15,17 +15,20 @@ from typing import Any
 from hybridgate.errors import ServiceUnavailable
 from hybridgate.policy import Decision, Principal, RouteFacts, evaluate
 from hybridgate.policy.model import Action, PolicyConfig
-from hybridgate.scan import Scanner, extract_segments, scan_request
+from hybridgate.scan import Scanner, seen
 from hybridgate.scan.findings import RequestScan, Segment
 
 log = logging.getLogger("hybridgate.pipeline")
 
 
 def scan_body(scanner: Scanner, body: Any) -> tuple[list[Segment], RequestScan]:
-    """Scan every string; any failure yields an *incomplete* scan, never a clean one."""
+    """Scan every string; any failure yields an *incomplete* scan, never a clean one.
+
+    With the gateway's cached scanner, a message seen before costs one lookup
+    (:mod:`hybridgate.scan.seen`); the result is the same either way.
+    """
     try:
-        segments, unscannable = extract_segments(body)
-        return segments, scan_request(scanner, segments, unscannable)
+        return seen.scan_body(scanner, body)
     except Exception as exc:  # fail closed: the policy treats incomplete as sensitive
         log.error("scanner failed: %s", type(exc).__name__)
         return [], RequestScan(complete=False, errors=(f"scanner error: {type(exc).__name__}",))

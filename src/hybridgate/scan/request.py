@@ -18,7 +18,7 @@ every time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hybridgate.scan.extract import where
@@ -29,8 +29,12 @@ from hybridgate.scan.sweep import Value, Values, View, collect, remember, sweep,
 #: Characters of each neighbour read together when values may span two strings.
 JOIN_WINDOW = 96
 #: Sets of values a stored message keeps its sweep result for (conversations
-#: sharing a system prompt each have their own).
-_SWEEP_MEMO = 8
+#: sharing a system prompt each have their own), and the most findings such a
+#: result may hold (a larger one is recomputed each time: memory stays bounded).
+SWEEP_MEMO = 4
+SWEEP_MEMO_FINDINGS = 8
+#: Clean seams a stored message remembers (one per message that followed it).
+CLEAN_AFTER = 4
 
 
 def scan_request(
@@ -72,18 +76,27 @@ class Scanned:
     seam_values: tuple[Value, ...]
     #: the first joinable segment's own finding count (what the seams were computed with)
     first_own: int
+    #: the first value's first characters (what a seam into this run reads of it)
+    head: str
     #: sweep results by set of values (see :meth:`swept`); deterministic, so a
     #: race between two threads only computes the same value twice
     memo: dict[bytes, tuple[tuple[int, tuple[Finding, ...]], ...]] = field(default_factory=dict)
+    #: heads of runs that followed this one with nothing at all at the seam between
+    #: (its scans complete and without findings): that seam is a pure function of
+    #: this run's last value and that head
+    clean_after: set[str] = field(default_factory=set)
 
-    def swept(self, values: Values, key: bytes) -> tuple[tuple[int, tuple[Finding, ...]], ...]:
-        """:func:`sweep` over this run for ``values`` (``key`` names the set exactly)."""
-        found = self.memo.get(key)
+    def swept(
+        self, values: Values, key: bytes | None
+    ) -> tuple[tuple[int, tuple[Finding, ...]], ...]:
+        """:func:`sweep` over this run for ``values``; ``key`` names the set exactly (or None)."""
+        found = self.memo.get(key) if key is not None else None
         if found is None:
             found = tuple((i, tuple(fs)) for i, fs in sweep(self.views, values).items())
-            if len(self.memo) >= _SWEEP_MEMO:
-                self.memo.clear()
-            self.memo[key] = found
+            if key is not None and sum(len(fs) for _, fs in found) <= SWEEP_MEMO_FINDINGS:
+                if len(self.memo) >= SWEEP_MEMO:
+                    self.memo.clear()
+                self.memo[key] = found
         return found
 
 
@@ -91,8 +104,8 @@ class Pass:
     """One request's scan as it is built: segments in order, then seams, then the sweep."""
 
     __slots__ = (
-        "analyze", "complete", "errors", "grafted", "grafts", "joinable", "log", "loose",
-        "memo", "per_seg", "seam_values", "seg_values", "segments", "views",
+        "analyze", "complete", "ends", "errors", "grafted", "grafts", "joinable", "log",
+        "loose", "memo", "per_seg", "seam_values", "seg_values", "segments", "starts", "views",
     )  # fmt: skip
 
     def __init__(self, scanner: Scanner, memo: dict[str, Analysis] | None = None) -> None:
@@ -114,6 +127,9 @@ class Pass:
         #: joinable position of a grafted run's first value -> (first segment, run)
         self.grafts: dict[int, tuple[int, Scanned]] = {}
         self.grafted: list[tuple[int, Scanned]] = []
+        #: a grafted run's first and last value (segment index) -> the run
+        self.starts: dict[int, Scanned] = {}
+        self.ends: dict[int, Scanned] = {}
 
     def add(self, segments: Sequence[Segment]) -> None:
         """Scan each segment on its own, with its key as context."""
@@ -151,6 +167,9 @@ class Pass:
         self.seg_values.extend(run.seg_values)
         if len(run.joinable) > 1:
             self.grafts[len(self.joinable)] = (base, run)
+        if run.joinable:
+            self.starts[base + run.joinable[0]] = run
+            self.ends[base + run.joinable[-1]] = run
         self.joinable.extend([base + j for j in run.joinable])
         self.grafted.append((base, run))
 
@@ -174,17 +193,28 @@ class Pass:
                     self.seam_values.extend(run.seam_values)
                     k += len(run.joinable) - 1
                     continue
-            self.seam(joinable[k], joinable[k + 1])
+            prev, nxt = joinable[k], joinable[k + 1]
             k += 1
+            left, right = self.ends.get(prev), self.starts.get(nxt)
+            if left is None or right is None:
+                self.seam(prev, nxt)
+            elif right.head not in left.clean_after and self.seam(prev, nxt):
+                if len(left.clean_after) >= CLEAN_AFTER:
+                    left.clean_after.clear()
+                left.clean_after.add(right.head)
 
-    def seam(self, prev: int, nxt: int) -> None:
-        """One seam: a value split across two neighbours is found, and both halves marked."""
+    def seam(self, prev: int, nxt: int) -> bool:
+        """One seam: a value split across two neighbours is found, and both halves marked.
+
+        True when there was nothing at all at it (every scan complete, no finding).
+        """
         ptext, ntext = self.segments[prev].text, self.segments[nxt].text
         tail = ptext[-JOIN_WINDOW:]
         head = ntext[:JOIN_WINDOW]
         base = len(ptext) - len(tail)
         # With whitespace at the seam, joining with a space reads the same.
         glues = ("",) if tail[-1].isspace() or head[0].isspace() else ("", " ")
+        clean = True
         for glue in glues:
             joined = tail + glue + head
             a = self.memo.get(joined)
@@ -195,8 +225,10 @@ class Pass:
                 self.complete = False
                 at = f"{where(self.segments[prev])}|{where(self.segments[nxt])}"
                 self.errors.extend(f"{at}: {e}" for e in res.errors)
+                clean = False
             if not res.findings:
                 continue
+            clean = False
             cut = len(tail) + len(glue)
             for f, nf in zip(res.findings, _norm_pairs(a), strict=False):
                 if not (f.start < len(tail) and f.end > cut):
@@ -208,6 +240,7 @@ class Pass:
                 self._add(nxt, _at(f, 0, f.end - cut))
                 if nf is not None:
                     remember(self.seam_values, a.view.text[nf.start : nf.end], f)
+        return clean
 
     def _add(self, i: int, f: Finding) -> None:
         self.per_seg.setdefault(i, []).append(f)
@@ -215,11 +248,15 @@ class Pass:
             self.log.append((i, f))
 
     def finish(
-        self, unscannable: Sequence[str], *, reference: bool = False, values_key: bytes = b""
+        self,
+        unscannable: Sequence[str],
+        *,
+        reference: bool = False,
+        values_key: Callable[[Values], bytes] | None = None,
     ) -> RequestScan:
         """Sweep every value found anywhere through every segment; resolve overlaps.
 
-        ``values_key`` names the set of values exactly (a keyed digest of it):
+        ``values_key`` names a set of values exactly (a keyed digest of it):
         grafted runs keep their sweep result under it.
         """
         values = collect(self.seg_values, self.seam_values)
@@ -228,17 +265,18 @@ class Pass:
             hits = (sweep_reference if reference else sweep)(self.views, values)
             for j, found in hits.items():
                 per_seg.setdefault(self.loose[j], []).extend(found)
+            key = values_key(values) if values_key is not None and self.grafted else None
             for base, run in self.grafted:
-                for i, fs in run.swept(values, values_key):
+                for i, fs in run.swept(values, key):
                     per_seg.setdefault(base + i, []).extend(fs)
         segments = self.segments
-        results = [
-            SegmentFindings(
-                segment=i, findings=resolve_overlaps(per_seg[i]), maskable=segments[i].maskable
-            )
-            for i in sorted(per_seg)
-            if per_seg[i]
-        ]
+        results = []
+        for i in sorted(per_seg):
+            held = per_seg[i]
+            if held:
+                # one finding needs no resolving (resolve_overlaps returns it as it is)
+                resolved = (held[0],) if len(held) == 1 else resolve_overlaps(held)
+                results.append(SegmentFindings(i, resolved, segments[i].maskable))
         return RequestScan(
             segments=tuple(results),
             complete=self.complete and not unscannable,
@@ -277,6 +315,7 @@ def scan_run(
         seg_values=tuple(p.seg_values),
         seam_values=tuple(p.seam_values),
         first_own=len(first),
+        head=segments[joinable[0]].text[:JOIN_WINDOW] if joinable else "",
     )
 
 

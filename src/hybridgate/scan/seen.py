@@ -1,0 +1,174 @@
+"""Scan only what is new, a whole message at a time.
+
+An agent's request is its whole conversation again: the system prompt, the
+tool definitions and every earlier message, each of them hundreds of short
+fields (roles, ids, schema keys, descriptions). Looking each field up in the
+scan cache still costs a walk, a digest and a lookup per field; here a whole
+message (each element of a top-level list: ``messages[i]``, ``tools[i]``,
+``input[i]``, Anthropic's ``system[i]``) is looked up with one keyed digest,
+and a message seen before is grafted in as its stored scan:
+:class:`~hybridgate.scan.request.Scanned`, its segments, what each holds on
+its own, and what the seams inside it add.
+
+What the request adds around stored messages is computed every time, exactly
+as :func:`~hybridgate.scan.request.scan_request` does: the seams between one
+message's last value and the next one's first, the sweep of every value
+found anywhere through every segment (a stored message keeps its sweep
+result per set of values), the policy's decision and the masking.
+
+Why a stored message is exactly a fresh scan of it:
+
+* Its segments (with their paths and key contexts) and their scans are a
+  pure function of the message's content, its place (``("messages", 3)``:
+  paths and key contexts depend on it) and whether it sits in an
+  image/audio/file part, and of the scanner. The key covers all of it: a
+  keyed digest under the scanner's identity of the place, that flag, and
+  the message's pickle, which is type-exact (``1`` and ``1.0``, ``"1"`` and
+  ``1``, a string and a string subclass, NaN and ``None`` all differ) and
+  from which the message could be rebuilt. Something pickle refuses (or
+  nesting too deep for it) is walked and scanned as usual.
+* The seams inside a message read what the seam before each added to its
+  left neighbour; they were stored as computed with nothing added to the
+  message's first value from outside, and are used only when that is so
+  (:meth:`~hybridgate.scan.request.Pass.seams`).
+* A message in which any scan failed is never stored: it is scanned again
+  in place, where the failure is reported. Parts that cannot be scanned
+  (images) are stored as what they are, a fact of the message's bytes, so a
+  request holding them is incomplete every time.
+
+``tests/scan/test_scan_seen.py`` compares this path with
+:func:`~hybridgate.scan.extract.extract_segments` and ``scan_request`` on a
+plain scanner for generated agent conversations over many turns.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from typing import Any
+
+from hybridgate.scan.cache import CachedScanner, ScanCache, estimate_bytes
+from hybridgate.scan.extract import RECURSE_DEPTH, Path, Walk, extract_segments
+from hybridgate.scan.findings import RequestScan, Segment
+from hybridgate.scan.request import (
+    CLEAN_AFTER,
+    JOIN_WINDOW,
+    SWEEP_MEMO,
+    SWEEP_MEMO_FINDINGS,
+    Pass,
+    Scanned,
+    scan_request,
+    scan_run,
+)
+from hybridgate.scan.scanner import Scanner
+from hybridgate.scan.sweep import Values
+
+#: Estimated bytes of a stored message beyond its texts' analyses.
+_RUN_OVERHEAD = 500
+_SEGMENT_BYTES = 200
+_FINDING_BYTES = 150
+#: What a message keeps after it is stored: sweep results (one per set of values,
+#: see Scanned.swept) and clean seams (Scanned.clean_after).
+_MEMO_ALLOWANCE = SWEEP_MEMO * (120 + SWEEP_MEMO_FINDINGS * _FINDING_BYTES) + CLEAN_AFTER * (
+    100 + 4 * JOIN_WINDOW
+)
+
+
+def scan_body(scanner: Scanner, body: Any) -> tuple[list[Segment], RequestScan]:
+    """The request's segments and scan: what ``extract_segments`` + ``scan_request`` return.
+
+    With a :class:`~hybridgate.scan.cache.CachedScanner` whose cache is on,
+    every message seen before costs one keyed digest and one lookup.
+    """
+    cache = scanner.cache if isinstance(scanner, CachedScanner) else None
+    if cache is None or not cache.enabled or type(body) is not dict:
+        segments, unscannable = extract_segments(body)
+        return segments, scan_request(scanner, segments, unscannable)
+    assert isinstance(scanner, CachedScanner)
+    return _Body(scanner, cache).scan(body)
+
+
+class _Body:
+    """One request walked like :class:`Walk` walks it, each message looked up whole."""
+
+    def __init__(self, scanner: CachedScanner, cache: ScanCache) -> None:
+        self.scanner = scanner
+        self.cache = cache
+        self.scope = scanner.message_scope
+        self.p = Pass(scanner)
+        #: segments walked but not yet scanned (scanned before the next message is grafted)
+        self.pending: list[Segment] = []
+        self.unscannable: list[str] = []
+        self.walk = Walk(self.pending, self.unscannable, RECURSE_DEPTH)
+
+    def scan(self, body: dict[Any, Any]) -> tuple[list[Segment], RequestScan]:
+        # The first two levels exactly as Walk.node visits them; then each message.
+        walk = self.walk
+        binary = walk.dict_binary((), body, False)
+        for key, value in walk.keys((), body):
+            path: Path = (key,)
+            t = type(value)
+            if t is not list and t is not tuple:
+                walk.node(path, value, binary, 1)
+                continue
+            if walk.token_ids(path, value):
+                continue
+            # where a message sits is part of its key: its paths and key contexts hang on it
+            kb = key.encode("utf-8", "surrogatepass")
+            lead = len(kb).to_bytes(4, "big") + kb + (b"\1" if binary else b"\0")
+            for i, item in enumerate(value):
+                ti = type(item)
+                if ti is dict or ti is list or ti is tuple:
+                    self.message((key, i), item, binary, lead + i.to_bytes(8, "big"))
+                else:
+                    walk.node((key, i), item, binary, 2)
+        self.flush()
+        p = self.p
+        p.seams()
+        return p.segments, p.finish(self.unscannable, values_key=self.values_key)
+
+    def message(self, path: Path, node: Any, binary: bool, where: bytes) -> None:
+        try:
+            data = pickle.dumps(node, protocol=5)
+        except Exception:  # not plain data, or nested past pickle's depth: walked as usual
+            self.walk.node(path, node, binary, 2)
+            return
+        digest = self.cache.digest_bytes(self.scope, where, data)
+        run = self.cache.get(digest)
+        if type(run) is not Scanned:
+            segments: list[Segment] = []
+            unscannable: list[str] = []
+            Walk(segments, unscannable, RECURSE_DEPTH).node(path, node, binary, 2)
+            run = scan_run(self.scanner, segments, unscannable, self.p.memo)
+            if run is None:  # a scan failed: scanned again in place, where it is reported
+                self.cache.note_skipped()
+                self.pending.extend(segments)
+                self.unscannable.extend(unscannable)
+                return
+            self.cache.put(digest, run, run_bytes(run))
+        self.flush()
+        self.p.graft(run)
+        self.unscannable.extend(run.unscannable)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.p.add(self.pending)
+            self.pending.clear()
+
+    def values_key(self, values: Values) -> bytes:
+        """A keyed digest naming the set of values exactly (repr of the sorted items)."""
+        items = sorted((k, t, c.value) for k, (t, c) in values.items())
+        return self.cache.digest(self.scope + b"/values", repr(items))
+
+
+def run_bytes(run: Scanned) -> int:
+    """Memory a stored message holds, roughly: its texts, their analyses, its findings."""
+    size = _RUN_OVERHEAD + _MEMO_ALLOWANCE
+    size += sum(_SEGMENT_BYTES + sys.getsizeof(s.text) for s in run.segments)
+    seen: set[int] = set()
+    for a, _ in run.views:
+        if id(a) not in seen:
+            seen.add(id(a))
+            size += estimate_bytes(a)
+    findings = sum(len(fs) for _, fs in run.own) + len(run.seam_adds)
+    return size + _FINDING_BYTES * findings
