@@ -6,6 +6,7 @@ import pytest
 
 from hybridgate.config import ScannerConfig
 from hybridgate.scan import Finding, Scanner, build_scanner
+from hybridgate.scan.cache import CachedScanner, ScanCache, scanner_fingerprint
 
 Found = Callable[[Scanner, str], list[tuple[str, str]]]
 Types = Callable[[Scanner, str], set[str]]
@@ -51,3 +52,23 @@ class FlakyRecognizer:
 @pytest.fixture
 def flaky() -> FlakyRecognizer:
     return FlakyRecognizer()
+
+
+#: The scan-cache tests' deployment key and the two scanners sharing a store.
+KEY = b"k" * 32
+TERMS = ScannerConfig(terms=["Project Falcon", "Bluebird"])
+OTHER_TERMS = ScannerConfig(terms=["Nightjar"])
+
+
+def wrap(s: Scanner, cfg: ScannerConfig, cache: ScanCache) -> CachedScanner:
+    return CachedScanner.wrap(s, cache, scanner_fingerprint(cfg, s.detector_names))
+
+
+@pytest.fixture(scope="module")
+def plain() -> Scanner:
+    return build_scanner(TERMS)
+
+
+@pytest.fixture(scope="module")
+def plain_other() -> Scanner:
+    return build_scanner(OTHER_TERMS)

@@ -24,11 +24,7 @@ from hybridgate.scan.cache import (
     estimate_bytes,
     scanner_fingerprint,
 )
-from scan.conftest import FlakyRecognizer
-
-KEY = b"k" * 32
-TERMS = ScannerConfig(terms=["Project Falcon", "Bluebird"])
-OTHER_TERMS = ScannerConfig(terms=["Nightjar"])
+from scan.conftest import KEY, OTHER_TERMS, TERMS, FlakyRecognizer, wrap
 
 #: Pieces a conversation is made of: sensitive values, look-alikes, and filler,
 #: some of which only become findings when joined with a neighbour.
@@ -71,20 +67,6 @@ def _segments(texts: Iterable[str]) -> list[Segment]:
     return segments
 
 
-@pytest.fixture(scope="module")
-def plain() -> Scanner:
-    return build_scanner(TERMS)
-
-
-@pytest.fixture(scope="module")
-def plain_other() -> Scanner:
-    return build_scanner(OTHER_TERMS)
-
-
-def _wrap(s: Scanner, cfg: ScannerConfig, cache: ScanCache) -> CachedScanner:
-    return CachedScanner.wrap(s, cache, scanner_fingerprint(cfg, s.detector_names))
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(turns=st.lists(segment_texts, min_size=1, max_size=4), max_entries=st.integers(1, 12))
 def test_cached_scan_equals_uncached_across_turns_and_evictions(
@@ -92,8 +74,8 @@ def test_cached_scan_equals_uncached_across_turns_and_evictions(
 ) -> None:
     """A growing conversation, two scanners with different terms sharing one small store."""
     cache = ScanCache(KEY, max_entries=max_entries)
-    cached = _wrap(plain, TERMS, cache)
-    cached_other = _wrap(plain_other, OTHER_TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
+    cached_other = wrap(plain_other, OTHER_TERMS, cache)
     history: list[str] = []
     for turn in turns:
         history.extend(turn)
@@ -107,14 +89,14 @@ def test_cached_scan_equals_uncached_across_turns_and_evictions(
 @given(texts=st.lists(st.sampled_from(PIECES) | st.text(max_size=30), min_size=1, max_size=12))
 def test_analysis_hit_is_identical_to_a_fresh_scan(plain: Scanner, texts: list[str]) -> None:
     cache = ScanCache(KEY, max_entries=3)
-    cached = _wrap(plain, TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
     for t in texts + texts:
         assert cached.analyze(t) == plain.analyze(t)
 
 
 def test_history_is_served_from_the_cache(plain: Scanner) -> None:
     cache = ScanCache(KEY)
-    cached = _wrap(plain, TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
     history = ["system: " + "be helpful. " * 200, "card 4111 1111 1111 1111"]
     first = scan_request(cached, _segments(history), [])
     misses = cache.stats.misses
@@ -129,7 +111,7 @@ def test_history_is_served_from_the_cache(plain: Scanner) -> None:
 
 
 def test_same_text_in_another_position_maps_to_its_own_segment(plain: Scanner) -> None:
-    cached = _wrap(plain, TERMS, ScanCache(KEY))
+    cached = wrap(plain, TERMS, ScanCache(KEY))
     text = "card 4111 1111 1111 1111"
     first = scan_request(cached, _segments([text]), [])
     second = scan_request(cached, _segments(["hello there", "x", text]), [])
@@ -161,11 +143,11 @@ def test_a_rebuilt_scanner_with_new_terms_never_reads_old_entries(tmp_path: Path
     terms.write_text("Falcon\n")
     cfg = ScannerConfig(terms_file=str(terms))
     cache = ScanCache(KEY)
-    old = _wrap(build_scanner(cfg), cfg, cache)
+    old = wrap(build_scanner(cfg), cfg, cache)
     text = "the Nightjar launch"
     assert old.scan(text).findings == ()
     terms.write_text("Falcon\nNightjar\n")
-    new = _wrap(build_scanner(cfg), cfg, cache)
+    new = wrap(build_scanner(cfg), cfg, cache)
     found = new.scan(text)
     assert found.findings and found == build_scanner(cfg).scan(text)
     assert {f.data_class.value for f in found.findings} == {"org_confidential"}
@@ -175,7 +157,7 @@ def test_incomplete_results_are_not_stored(flaky: FlakyRecognizer) -> None:
     plugin = flaky
     s = build_scanner(ScannerConfig(), plugins=[plugin])
     cache = ScanCache(KEY)
-    cached = _wrap(s, ScannerConfig(), cache)
+    cached = wrap(s, ScannerConfig(), cache)
     assert not cached.scan("hello").complete
     assert len(cache) == 0 and cache.stats.skipped == 1
     assert cached.scan("hello").complete  # scanned again, not served the unknown result
@@ -186,7 +168,7 @@ def test_bounds_by_entries_and_bytes(plain: Scanner) -> None:
     texts = [f"message {i} " + "lorem ipsum " * 50 for i in range(40)]
     per = estimate_bytes(plain.analyze(texts[0]))
     cache = ScanCache(KEY, max_entries=100, max_bytes=per * 10)
-    cached = _wrap(plain, TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
     for t in texts:
         cached.analyze(t)
         assert cache.bytes_held <= cache.max_bytes
@@ -195,7 +177,7 @@ def test_bounds_by_entries_and_bytes(plain: Scanner) -> None:
     cached.analyze(big)  # larger than a quarter of the bound: scanned, not stored
     assert cache.stats.skipped == 1
     by_count = ScanCache(KEY, max_entries=4)
-    counted = _wrap(plain, TERMS, by_count)
+    counted = wrap(plain, TERMS, by_count)
     for t in texts:
         counted.analyze(t)
     assert len(by_count) == 4
@@ -220,7 +202,7 @@ def test_a_text_cached_as_clean_still_gets_values_found_elsewhere(plain: Scanner
     the same number elsewhere, and the cached text must be masked too.
     """
     cache = ScanCache(KEY)
-    cached = _wrap(plain, TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
     bare = "please call back on 536221234 today"
     first = scan_request(cached, _segments([bare]), [])
     assert not first.data_classes

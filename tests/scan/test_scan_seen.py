@@ -8,20 +8,15 @@ import json
 import math
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hybridgate.config import ScannerConfig
 from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request
-from hybridgate.scan.cache import CachedScanner, ScanCache, scanner_fingerprint
+from hybridgate.scan.cache import ScanCache
 from hybridgate.scan.request import Scanned
 from hybridgate.scan.seen import scan_body
-from scan.conftest import FlakyRecognizer
-
-KEY = b"k" * 32
-TERMS = ScannerConfig(terms=["Project Falcon", "Bluebird"])
-OTHER_TERMS = ScannerConfig(terms=["Nightjar"])
+from scan.conftest import KEY, OTHER_TERMS, TERMS, FlakyRecognizer, wrap
 
 #: Sensitive values, their halves (found only across a seam), spellings the
 #: sweep must catch elsewhere, look-alikes and filler.
@@ -134,23 +129,9 @@ def _apply(history: list[Any], change: tuple[str, Any]) -> None:
         del history[1]
 
 
-def _wrap(s: Scanner, cfg: ScannerConfig, cache: ScanCache) -> CachedScanner:
-    return CachedScanner.wrap(s, cache, scanner_fingerprint(cfg, s.detector_names))
-
-
 def _fresh(scanner: Scanner, body: Any) -> tuple[Any, Any]:
     segments, unscannable = extract_segments(body)
     return segments, scan_request(scanner, segments, unscannable)
-
-
-@pytest.fixture(scope="module")
-def plain() -> Scanner:
-    return build_scanner(TERMS)
-
-
-@pytest.fixture(scope="module")
-def plain_other() -> Scanner:
-    return build_scanner(OTHER_TERMS)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -172,8 +153,8 @@ def test_cached_messages_find_exactly_what_a_fresh_scan_finds(
 ) -> None:
     """Agent conversations over many turns, two scanners sharing one store (some tiny)."""
     cache = ScanCache(KEY, max_entries=max_entries)
-    cached = _wrap(plain, TERMS, cache)
-    cached_other = _wrap(plain_other, OTHER_TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
+    cached_other = wrap(plain_other, OTHER_TERMS, cache)
     history: list[Any] = [{"role": "system", "content": system}]
     for change in turns:
         _apply(history, change)
@@ -194,7 +175,7 @@ def _conversation(*contents: Any) -> dict[str, Any]:
 
 def test_a_seen_message_is_one_lookup(plain: Scanner) -> None:
     cache = ScanCache(KEY)
-    cached = _wrap(plain, TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
     filler = "lorem ipsum " * 10
     body = _conversation(filler + "card 4111 1111 1111 1111. " + filler, "hello", "and more")
     first = scan_body(cached, body)
@@ -210,7 +191,7 @@ def test_a_seen_message_is_one_lookup(plain: Scanner) -> None:
 def test_types_are_part_of_the_key(plain: Scanner) -> None:
     """Values that pickle apart are never served each other's scan."""
     cache = ScanCache(KEY)
-    cached = _wrap(plain, TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
 
     class Text(str):
         pass
@@ -236,7 +217,7 @@ def test_types_are_part_of_the_key(plain: Scanner) -> None:
 
 def test_a_message_moved_to_another_place_is_scanned_there(plain: Scanner) -> None:
     cache = ScanCache(KEY)
-    cached = _wrap(plain, TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
     msg = {"role": "user", "content": "card 4111 1111 1111 1111"}
     scan_body(cached, {"messages": [msg]})
     body = {"messages": [{"role": "user", "content": "hi"}, msg], "input": [msg]}
@@ -254,7 +235,7 @@ def test_a_value_split_into_a_stored_message_is_found(plain: Scanner) -> None:
     the end of ``alice@example.com``, and the inner address only extends that.
     """
     cache = ScanCache(KEY)
-    cached = _wrap(plain, TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
     parts = [{"type": "text", "text": "example.com"}, {"type": "text", "text": "@foo.org"}]
     stored = {"role": "user", "content": parts}
     before = {"messages": [{"role": "user", "content": "hello"}, stored]}
@@ -267,7 +248,7 @@ def test_a_value_split_into_a_stored_message_is_found(plain: Scanner) -> None:
 
 def test_a_clean_seam_is_remembered_only_for_the_same_neighbour(plain: Scanner) -> None:
     cache = ScanCache(KEY)
-    cached = _wrap(plain, TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
     first = {"role": "user", "content": "the test card is 4111 1111"}
     for nxt in ("hello", " 1111 1111 and that is all", "hello"):
         body = {"messages": [first, {"role": "user", "content": nxt}]}
@@ -280,7 +261,7 @@ def test_a_clean_seam_is_remembered_only_for_the_same_neighbour(plain: Scanner) 
 def test_a_message_inside_a_binary_body_is_keyed_apart(plain: Scanner) -> None:
     """The same message, its payload read as text or skipped as an image's bytes."""
     cache = ScanCache(KEY)
-    cached = _wrap(plain, TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
     message = {"data": "4111 1111 1111 1111"}
     for body in ({"messages": [message]}, {"type": "input_image", "messages": [message]}) * 2:
         assert scan_body(cached, body) == _fresh(plain, body)
@@ -289,7 +270,7 @@ def test_a_message_inside_a_binary_body_is_keyed_apart(plain: Scanner) -> None:
 def test_a_value_found_later_is_swept_through_stored_messages(plain: Scanner) -> None:
     """A bare number is clean alone; labelled in a later turn, the stored message is masked."""
     cache = ScanCache(KEY)
-    cached = _wrap(plain, TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
     history: list[Any] = ["please call back on 536221234 today"]
     first = scan_body(cached, _conversation(*history))
     assert not first[1].data_classes
@@ -308,7 +289,7 @@ def test_a_value_found_later_is_swept_through_stored_messages(plain: Scanner) ->
 def test_a_message_whose_scan_failed_is_not_stored(flaky: FlakyRecognizer) -> None:
     s = build_scanner(ScannerConfig(), plugins=[flaky])
     cache = ScanCache(KEY)
-    cached = _wrap(s, ScannerConfig(), cache)
+    cached = wrap(s, ScannerConfig(), cache)
     body = {"messages": [{"role": "user", "content": "hello"}]}
     _, first = scan_body(cached, body)
     assert not first.complete and first.errors
@@ -319,7 +300,7 @@ def test_a_message_whose_scan_failed_is_not_stored(flaky: FlakyRecognizer) -> No
 
 def test_an_image_stays_unknown_when_its_message_is_served(plain: Scanner) -> None:
     cache = ScanCache(KEY)
-    cached = _wrap(plain, TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, image]}]}
     for _ in range(2):
@@ -343,14 +324,14 @@ def test_message_keys_are_hmacs_under_the_deployment_key() -> None:
 def test_stored_messages_respect_the_bounds(plain: Scanner) -> None:
     history = [f"message {i} " + "lorem ipsum " * 40 for i in range(30)]
     cache = ScanCache(KEY, max_entries=10_000, max_bytes=60_000)
-    cached = _wrap(plain, TERMS, cache)
+    cached = wrap(plain, TERMS, cache)
     for n in range(1, len(history) + 1):
         body = _conversation(*history[:n])
         assert scan_body(cached, body) == _fresh(plain, body)
         assert cache.bytes_held <= cache.max_bytes
     assert cache.stats.evictions > 0
     by_count = ScanCache(KEY, max_entries=5)
-    counted = _wrap(plain, TERMS, by_count)
+    counted = wrap(plain, TERMS, by_count)
     scan_body(counted, _conversation(*history))
     assert len(by_count) == 5
 
@@ -358,7 +339,7 @@ def test_stored_messages_respect_the_bounds(plain: Scanner) -> None:
 def test_plain_scanner_and_disabled_cache_take_the_plain_path(plain: Scanner) -> None:
     body = _conversation("card 4111 1111 1111 1111")
     assert scan_body(plain, body) == _fresh(plain, body)
-    off = _wrap(plain, TERMS, ScanCache(KEY, max_entries=0))
+    off = wrap(plain, TERMS, ScanCache(KEY, max_entries=0))
     assert scan_body(off, body) == _fresh(plain, body)
     assert scan_body(off, ["a list body", "4111 1111 1111 1111"]) == _fresh(
         plain, ["a list body", "4111 1111 1111 1111"]
