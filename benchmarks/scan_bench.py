@@ -17,10 +17,13 @@ One run prints:
 7. fresh text (never seen, no cache) as one chat request of 10 KB, 100 KB and
    1 MB: CPU ms and ms per KB, for agent prose and for the 1 KB prompts joined;
 8. every hostile input at 256 KB and 1 MB (CPU seconds, one scan; the ratio
-   shows linearity) and the worst 1 MB case.
+   shows linearity) and the worst 1 MB case;
+9. agent turns whose history was seen before (``benchmarks/agent_scan_bench.py``'s
+   sessions): the last turn of 10 KB, 100 KB and 400 KB sessions fresh, with its
+   history in the scan cache, and the same body again.
 
     .venv/bin/python benchmarks/scan_bench.py --presidio-python /tmp/presidio-venv/bin/python
-    .venv/bin/python benchmarks/scan_bench.py --sections fresh,adversarial   # speed only
+    .venv/bin/python benchmarks/scan_bench.py --sections fresh,adversarial,seen   # speed only
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_scan_bench import prose as agent_prose  # benchmarks/ is on sys.path
+from agent_scan_bench import conversation, prose  # benchmarks/ is on sys.path
 from hybridgate.config import ScannerConfig
 from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request
+from hybridgate.scan.cache import CachedScanner, ScanCache, scanner_fingerprint
 from hybridgate.scan.normalize import normalize
+from hybridgate.scan.seen import scan_body
 from hybridgate.scan.synth import generate_corpus, generate_prompts_1kb
 from hybridgate.scan.variants import (
     ADVERSARIAL,
@@ -51,7 +56,7 @@ from hybridgate.scan.variants import (
     variant_corpus,
 )
 
-SECTIONS = ("accuracy", "spelling", "fresh", "adversarial")
+SECTIONS = ("accuracy", "spelling", "fresh", "adversarial", "seen")
 PRESIDIO_TYPES = (
     "CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS",
 )  # fmt: skip
@@ -229,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         fresh_section(scanner, args.seed + 4)
     if "adversarial" in sections:
         adversarial_section(scanner)
+    if "seen" in sections:
+        seen_section(args.seed)
     return 0
 
 
@@ -505,7 +512,7 @@ def fresh_texts(seed: int, size: int) -> dict[str, str]:
     while len(joined) < size:
         joined += "\n" + joined
     return {
-        "agent prose": agent_prose(random.Random(seed), size),
+        "agent prose": prose(random.Random(seed), size),
         "1 KB prompts joined": joined[:size],
     }
 
@@ -536,6 +543,42 @@ def fresh_section(scanner: Scanner, seed: int) -> None:
             "Fresh text, whole request (extract + scan + seams + sweep; CPU ms, best of 3, "
             "1 MB once)",
             ["text", "size", "ms", "ms per KB"],
+            rows,
+        )
+    )
+
+
+def seen_section(seed: int) -> None:
+    """The last turn of an agent session: fresh, with its history seen, and seen whole.
+
+    The gateway's path (``scan_body`` with a cached scanner); each repetition
+    warms a new cache with every earlier turn, so "history seen" is the first
+    time the last turn is scanned. CPU ms, best of 3.
+    """
+    cfg = ScannerConfig(terms=["Project Falcon", "Bluebird"])
+    plain = build_scanner(cfg)
+    rows = []
+    for kb in (10, 100, 400):
+        bodies = conversation(kb * 1024, 20, seed)
+        last = bodies[-1]
+        fresh = seen = again = float("inf")
+        for _ in range(3):
+            cached = CachedScanner.wrap(
+                plain, ScanCache(b"scan-bench-key-0123456789abcdef"), scanner_fingerprint(cfg)
+            )
+            for body in bodies[:-1]:
+                scan_body(cached, body)
+            fresh = min(fresh, _cpu(scan_body, plain, last))
+            seen = min(seen, _cpu(scan_body, cached, last))
+            again = min(again, _cpu(scan_body, cached, last))
+        size = len(json.dumps(last)) / 1024
+        rows.append(
+            [f"{size:.0f} KB", f"{fresh * 1e3:.2f}", f"{seen * 1e3:.2f}", f"{again * 1e3:.2f}"]
+        )
+    print(
+        table(
+            "Agent turn, last of 20 (extract + scan; CPU ms, best of 3)",
+            ["last request", "fresh", "history seen before", "whole body seen before"],
             rows,
         )
     )

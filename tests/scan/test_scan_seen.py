@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import json
@@ -189,12 +190,15 @@ def test_a_seen_message_is_one_lookup(plain: Scanner) -> None:
 
 
 def test_types_are_part_of_the_key(plain: Scanner) -> None:
-    """Values that pickle apart are never served each other's scan."""
+    """Values that differ in type are never served each other's scan; other types are walked."""
     cache = ScanCache(KEY)
     cached = wrap(plain, TERMS, cache)
 
     class Text(str):
         pass
+
+    class Kind(enum.Enum):
+        CARD = "4111111111111111"
 
     variants: list[Any] = [
         {"n": 4111111111111111},
@@ -208,6 +212,12 @@ def test_types_are_part_of_the_key(plain: Scanner) -> None:
         {"n": (1,)},
         {"type": "image_url", "data": "4111111111111111"},
         {"type": "image_url", "data": Text("4111111111111111")},
+        {1: "4111111111111111"},
+        {"1": "4111111111111111"},
+        {"n": Kind.CARD},
+        [Text("4111111111111111")],
+        ["4111111111111111"],
+        {"n": {"4111111111111111"}},
     ]
     for _ in range(2):
         for v in variants:
@@ -311,10 +321,10 @@ def test_an_image_stays_unknown_when_its_message_is_served(plain: Scanner) -> No
 
 def test_message_keys_are_hmacs_under_the_deployment_key() -> None:
     cache = ScanCache(KEY)
-    identity, data = b"scope", b"pickled message"
+    identity, data = b"scope", b"a marshalled message"
     expected = hmac.new(KEY, len(identity).to_bytes(4, "big") + identity + data, hashlib.sha256)
     assert cache.digest_bytes(identity, data) == expected.digest()
-    assert cache.digest_bytes(identity, b"pickled ", b"message") == expected.digest()
+    assert cache.digest_bytes(identity, b"a marshalled ", b"message") == expected.digest()
     assert cache.digest(identity, "x") == cache.digest_bytes(identity, b"x")
     long_key = b"q" * 100
     expected = hmac.new(long_key, len(identity).to_bytes(4, "big") + identity, hashlib.sha256)

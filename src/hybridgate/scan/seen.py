@@ -23,10 +23,12 @@ Why a stored message is exactly a fresh scan of it:
   paths and key contexts depend on it) and whether it sits in an
   image/audio/file part, and of the scanner. The key covers all of it: a
   keyed digest under the scanner's identity of the place, that flag, and
-  the message's pickle, which is type-exact (``1`` and ``1.0``, ``"1"`` and
-  ``1``, a string and a string subclass, NaN and ``None`` all differ) and
-  from which the message could be rebuilt. Something pickle refuses (or
-  nesting too deep for it) is walked and scanned as usual.
+  the message's :mod:`marshal` form, which is type-exact (``1`` and
+  ``1.0``, ``"1"`` and ``1``, a key ``1`` and a key ``"1"``, NaN and
+  ``None``, a list and a tuple all differ) and from which the message could
+  be rebuilt. marshal takes only the interpreter's own types (no subclass,
+  no enum, nothing with code of its own), so anything else, or nesting too
+  deep for it, is walked and scanned as usual.
 * The seams inside a message read what the seam before each added to its
   left neighbour; they were stored as computed with nothing added to the
   message's first value from outside, and are used only when that is so
@@ -43,7 +45,7 @@ plain scanner for generated agent conversations over many turns.
 
 from __future__ import annotations
 
-import pickle
+import marshal
 import sys
 from typing import Any
 
@@ -63,6 +65,9 @@ from hybridgate.scan.request import (
 from hybridgate.scan.scanner import Scanner
 from hybridgate.scan.sweep import Values
 
+#: marshal's format 2: no back-references, which later formats write depending on
+#: an object's reference count, so the same data always gives the same bytes.
+_MARSHAL_VERSION = 2
 #: Estimated bytes of a stored message beyond its texts' analyses.
 _RUN_OVERHEAD = 500
 _SEGMENT_BYTES = 200
@@ -129,26 +134,29 @@ class _Body:
 
     def message(self, path: Path, node: Any, binary: bool, where: bytes) -> None:
         try:
-            data = pickle.dumps(node, protocol=5)
-        except Exception:  # not plain data, or nested past pickle's depth: walked as usual
+            data = marshal.dumps(node, _MARSHAL_VERSION)
+        except ValueError:  # not plain data, or nested past marshal's depth: walked as usual
             self.walk.node(path, node, binary, 2)
             return
-        digest = self.cache.digest_bytes(self.scope, where, data)
-        run = self.cache.get(digest)
+        cache = self.cache
+        digest = cache.digest_bytes(self.scope, where, data)
+        run = cache.get(digest)
         if type(run) is not Scanned:
             segments: list[Segment] = []
             unscannable: list[str] = []
             Walk(segments, unscannable, RECURSE_DEPTH).node(path, node, binary, 2)
             run = scan_run(self.scanner, segments, unscannable, self.p.memo)
             if run is None:  # a scan failed: scanned again in place, where it is reported
-                self.cache.note_skipped()
+                cache.note_skipped()
                 self.pending.extend(segments)
                 self.unscannable.extend(unscannable)
                 return
-            self.cache.put(digest, run, run_bytes(run))
-        self.flush()
+            cache.put(digest, run, run_bytes(run))
+        if self.pending:
+            self.flush()
         self.p.graft(run)
-        self.unscannable.extend(run.unscannable)
+        if run.unscannable:
+            self.unscannable.extend(run.unscannable)
 
     def flush(self) -> None:
         if self.pending:
