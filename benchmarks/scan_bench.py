@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     if "adversarial" in sections:
         adversarial_section(scanner)
     if "seen" in sections:
-        seen_section(args.seed)
+        seen_section(args.seed + 5)
     return 0
 
 

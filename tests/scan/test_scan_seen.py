@@ -256,16 +256,24 @@ def test_a_value_split_into_a_stored_message_is_found(plain: Scanner) -> None:
     assert [segments[s.segment].text for s in scan.segments] == ["alice@", "example.com"]
 
 
-def test_a_clean_seam_is_remembered_only_for_the_same_neighbour(plain: Scanner) -> None:
+def test_a_seam_at_a_stored_message_is_its_own_for_each_neighbour(plain: Scanner) -> None:
+    """A clean seam is remembered for that neighbour only; a split value reaches the stored side."""
     cache = ScanCache(KEY)
     cached = wrap(plain, TERMS, cache)
-    first = {"role": "user", "content": "the test card is 4111 1111"}
+    # a finding of its own, and the first half of a card at its end
+    first = {"role": "user", "content": "mail bob@example.org, the card is 4111 1111"}
     for nxt in ("hello", " 1111 1111 and that is all", "hello"):
         body = {"messages": [first, {"role": "user", "content": nxt}]}
         assert scan_body(cached, body) == _fresh(plain, body)
     body = {"messages": [first, {"role": "user", "content": " 1111 1111 and that is all"}]}
-    _, scan = scan_body(cached, body)
-    assert "financial" in scan.data_classes
+    segments, scan = scan_body(cached, body)
+    halves = {
+        segments[s.segment].text[f.start : f.end]
+        for s in scan.segments
+        for f in s.findings
+        if f.type == "CREDIT_CARD"
+    }
+    assert halves == {"4111 1111", " 1111 1111"}
 
 
 def test_a_message_inside_a_binary_body_is_keyed_apart(plain: Scanner) -> None:

@@ -28,11 +28,12 @@ from hybridgate.scan.sweep import Value, Values, View, collect, remember, sweep,
 
 #: Characters of each neighbour read together when values may span two strings.
 JOIN_WINDOW = 96
-#: Sets of values a stored message keeps its sweep result for (conversations
-#: sharing a system prompt each have their own), and the most findings such a
-#: result may hold (a larger one is recomputed each time: memory stays bounded).
-SWEEP_MEMO = 4
-SWEEP_MEMO_FINDINGS = 8
+#: Sets of values a stored message keeps its sweep and findings for
+#: (conversations sharing a system prompt each have their own), and the most
+#: findings such a result may hold (a larger one is recomputed each time: memory
+#: stays bounded).
+MEMO_SLOTS = 4
+MEMO_FINDINGS = 8
 #: Clean seams a stored message remembers (one per message that followed it).
 CLEAN_AFTER = 4
 
@@ -78,26 +79,42 @@ class Scanned:
     first_own: int
     #: the first value's first characters (what a seam into this run reads of it)
     head: str
-    #: sweep results by set of values (see :meth:`swept`); deterministic, so a
-    #: race between two threads only computes the same value twice
-    memo: dict[bytes, tuple[tuple[int, tuple[Finding, ...]], ...]] = field(default_factory=dict)
+    #: what :meth:`finished` computed, by set of values; deterministic, so a race
+    #: between two threads only computes the same value twice
+    memo: dict[bytes, Finished] = field(default_factory=dict)
     #: heads of runs that followed this one with nothing at all at the seam between
     #: (its scans complete and without findings): that seam is a pure function of
     #: this run's last value and that head
     clean_after: set[str] = field(default_factory=set)
 
-    def swept(
-        self, values: Values, key: bytes | None
-    ) -> tuple[tuple[int, tuple[Finding, ...]], ...]:
-        """:func:`sweep` over this run for ``values``; ``key`` names the set exactly (or None)."""
-        found = self.memo.get(key) if key is not None else None
-        if found is None:
-            found = tuple((i, tuple(fs)) for i, fs in sweep(self.views, values).items())
-            if key is not None and sum(len(fs) for _, fs in found) <= SWEEP_MEMO_FINDINGS:
-                if len(self.memo) >= SWEEP_MEMO:
+    def finished(self, values: Values, key: bytes) -> Finished:
+        """This run's sweep for ``values`` (``key`` names the set exactly), and its findings.
+
+        The findings are what :meth:`Pass.finish` resolves for each of the run's
+        segments when nothing from outside reached it (no seam at the run's
+        edges added to it): own, then inner seams', then the sweep's.
+        """
+        done = self.memo.get(key)
+        if done is None:
+            found = sweep(self.views, values) if values else {}
+            held: dict[int, list[Finding]] = {i: list(fs) for i, fs in self.own}
+            for i, f in self.seam_adds:
+                held.setdefault(i, []).append(f)
+            for i, fs in found.items():
+                held.setdefault(i, []).extend(fs)
+            resolved = tuple((i, _resolved(held[i])) for i in sorted(held) if held[i])
+            done = (tuple((i, tuple(fs)) for i, fs in found.items()), resolved)
+            if sum(len(fs) for _, fs in done[0]) + len(resolved) <= MEMO_FINDINGS:
+                if len(self.memo) >= MEMO_SLOTS:
                     self.memo.clear()
-                self.memo[key] = found
-        return found
+                self.memo[key] = done
+        return done
+
+
+#: A run's sweep hits, and each segment's resolved findings (by local index).
+Finished = tuple[
+    tuple[tuple[int, tuple[Finding, ...]], ...], tuple[tuple[int, tuple[Finding, ...]], ...]
+]
 
 
 class Pass:
@@ -105,7 +122,8 @@ class Pass:
 
     __slots__ = (
         "analyze", "complete", "ends", "errors", "grafted", "grafts", "joinable", "log",
-        "loose", "memo", "per_seg", "seam_values", "seg_values", "segments", "starts", "views",
+        "loose", "memo", "per_seg", "seam_values", "seg_values", "segments", "starts",
+        "stored", "touched", "views",
     )  # fmt: skip
 
     def __init__(self, scanner: Scanner, memo: dict[str, Analysis] | None = None) -> None:
@@ -130,6 +148,10 @@ class Pass:
         #: a grafted run's first and last value (segment index) -> the run
         self.starts: dict[int, Scanned] = {}
         self.ends: dict[int, Scanned] = {}
+        #: grafted runs (first segment) whose inner seams are as stored
+        self.stored: set[int] = set()
+        #: segments a seam computed here added to
+        self.touched: set[int] = set()
 
     def add(self, segments: Sequence[Segment]) -> None:
         """Scan each segment on its own, with its key as context."""
@@ -167,6 +189,8 @@ class Pass:
         self.seg_values.extend(run.seg_values)
         if len(run.joinable) > 1:
             self.grafts[len(self.joinable)] = (base, run)
+        else:
+            self.stored.add(base)  # no inner seam
         if run.joinable:
             self.starts[base + run.joinable[0]] = run
             self.ends[base + run.joinable[-1]] = run
@@ -191,6 +215,7 @@ class Pass:
                     for i, f in run.seam_adds:
                         per_seg.setdefault(base + i, []).append(f)
                     self.seam_values.extend(run.seam_values)
+                    self.stored.add(base)
                     k += len(run.joinable) - 1
                     continue
             prev, nxt = joinable[k], joinable[k + 1]
@@ -244,6 +269,7 @@ class Pass:
 
     def _add(self, i: int, f: Finding) -> None:
         self.per_seg.setdefault(i, []).append(f)
+        self.touched.add(i)
         if self.log is not None:
             self.log.append((i, f))
 
@@ -256,27 +282,37 @@ class Pass:
     ) -> RequestScan:
         """Sweep every value found anywhere through every segment; resolve overlaps.
 
-        ``values_key`` names a set of values exactly (a keyed digest of it):
-        grafted runs keep their sweep result under it.
+        ``values_key`` names a set of values exactly (a keyed digest of it): a
+        grafted run keeps its sweep and resolved findings under it, used for its
+        segments no seam computed here added to.
         """
         values = collect(self.seg_values, self.seam_values)
-        per_seg = self.per_seg
+        per_seg, touched = self.per_seg, self.touched
         if values:
             hits = (sweep_reference if reference else sweep)(self.views, values)
             for j, found in hits.items():
                 per_seg.setdefault(self.loose[j], []).extend(found)
-            key = values_key(values) if values_key is not None and self.grafted else None
-            for base, run in self.grafted:
-                for i, fs in run.swept(values, key):
+        final: dict[int, tuple[Finding, ...]] = {}
+        key = values_key(values) if values_key is not None and self.grafted else None
+        for base, run in self.grafted:
+            if key is not None and base in self.stored:
+                swept, resolved = run.finished(values, key)
+                for i, fs in resolved:
+                    if base + i not in touched:
+                        final[base + i] = fs
+                        per_seg.pop(base + i, None)
+            elif values:
+                swept = tuple((i, tuple(fs)) for i, fs in sweep(run.views, values).items())
+            else:
+                continue
+            for i, fs in swept:
+                if base + i in per_seg or base + i not in final:
                     per_seg.setdefault(base + i, []).extend(fs)
-        segments = self.segments
-        results = []
-        for i in sorted(per_seg):
-            held = per_seg[i]
+        for i, held in per_seg.items():
             if held:
-                # one finding needs no resolving (resolve_overlaps returns it as it is)
-                resolved = (held[0],) if len(held) == 1 else resolve_overlaps(held)
-                results.append(SegmentFindings(i, resolved, segments[i].maskable))
+                final[i] = _resolved(held)
+        segments = self.segments
+        results = [SegmentFindings(i, final[i], segments[i].maskable) for i in sorted(final)]
         return RequestScan(
             segments=tuple(results),
             complete=self.complete and not unscannable,
@@ -317,6 +353,11 @@ def scan_run(
         first_own=len(first),
         head=segments[joinable[0]].text[:JOIN_WINDOW] if joinable else "",
     )
+
+
+def _resolved(findings: list[Finding]) -> tuple[Finding, ...]:
+    # one finding needs no resolving (resolve_overlaps returns it as it is)
+    return (findings[0],) if len(findings) == 1 else resolve_overlaps(findings)
 
 
 def _shift(findings: Sequence[Finding], offset: int, limit: int) -> list[Finding]:

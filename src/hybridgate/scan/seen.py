@@ -55,8 +55,8 @@ from hybridgate.scan.findings import RequestScan, Segment
 from hybridgate.scan.request import (
     CLEAN_AFTER,
     JOIN_WINDOW,
-    SWEEP_MEMO,
-    SWEEP_MEMO_FINDINGS,
+    MEMO_FINDINGS,
+    MEMO_SLOTS,
     Pass,
     Scanned,
     scan_request,
@@ -74,7 +74,7 @@ _SEGMENT_BYTES = 200
 _FINDING_BYTES = 150
 #: What a message keeps after it is stored: sweep results (one per set of values,
 #: see Scanned.swept) and clean seams (Scanned.clean_after).
-_MEMO_ALLOWANCE = SWEEP_MEMO * (120 + SWEEP_MEMO_FINDINGS * _FINDING_BYTES) + CLEAN_AFTER * (
+_MEMO_ALLOWANCE = MEMO_SLOTS * (120 + MEMO_FINDINGS * _FINDING_BYTES) + CLEAN_AFTER * (
     100 + 4 * JOIN_WINDOW
 )
 
