@@ -18,6 +18,51 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 
 
+class HeadWithBody:
+    """A response's transport that sends its status line and headers with the first body
+    bytes, in one write (one ``send`` system call instead of two).
+
+    uvicorn writes the head as soon as the app sends ``http.response.start`` and the body
+    on the next message; a JSON answer sends both in the same step of its task, so the
+    head is held and joined to the body. A head whose body does not follow in that step
+    (a stream still waiting for its first event) goes out on its own at the loop's next
+    iteration, so nothing is held longer than the step that wrote it. Only the first
+    write of a response is held; a close sends what is held first.
+    """
+
+    __slots__ = ("_first", "_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._first = True
+
+    def write(self, data: bytes) -> None:
+        if self._first:
+            self._first = False
+            self._held = data
+            self._loop.call_soon(self._flush)
+            return
+        held, self._held = self._held, None
+        self._transport.write(held + data if held is not None else data)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class HeaderDeadlineProtocol(HttpToolsProtocol):
     """uvicorn's httptools HTTP protocol with a header read deadline.
 
@@ -25,7 +70,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     request line and headers a byte at a time, so a few hundred such clients
     hold every connection slot. The deadline is armed when a connection opens
     and after each response, and disarmed once a request's headers are complete;
-    a body is the app's to bound (``BodyDeadline``).
+    a body is the app's to bound (the body deadline of ``api/edge.py``).
 
     The deadline is the ``header_timeout_s`` attribute of uvicorn's config
     (:func:`uvicorn_config` sets it). A module-level class configured that way,
@@ -63,7 +108,11 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        previous = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle is not previous:  # a new request (not an upgrade)
+            cycle.transport = HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
