@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import signal
 from collections.abc import AsyncIterator
 
@@ -19,13 +18,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hybridgate.api.access_log import AccessLog
 from hybridgate.api.actions import action_routes
 from hybridgate.api.admin import AdminDeps, admin_routes, config_policy_loader
 from hybridgate.api.anthropic import anthropic_routes
 from hybridgate.api.common import make_authenticator
+from hybridgate.api.edge import EdgeMiddleware
 from hybridgate.api.errors import exception_handlers
 from hybridgate.api.exchange import ExchangeRunner
 from hybridgate.api.governance import governance_routes
@@ -35,7 +33,6 @@ from hybridgate.api.openai import openai_routes
 from hybridgate.api.responses import responses_routes
 from hybridgate.config import GatewayConfig
 from hybridgate.console import ConsoleDeps, console_routes
-from hybridgate.errors import RequestTimeout
 from hybridgate.governance.service import GovernanceService
 from hybridgate.governance.store import GovernanceStore
 from hybridgate.pipeline import Pipeline, PipelineDeps, ScanLimits
@@ -43,79 +40,6 @@ from hybridgate.providers.registry import ProviderRegistry
 from hybridgate.runtime import Gateway
 
 log = logging.getLogger("hybridgate")
-
-
-class GatewayHeaders:
-    """Plain ASGI middleware: every response carries the gateway's id headers.
-
-    Endpoints set them with real values; this fills them in for the responses
-    that never reach an endpoint (404, 405).
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {k.lower() for k, _ in headers}
-                if b"x-hybridgate-request-id" not in names:
-                    headers.append(
-                        (b"x-hybridgate-request-id", b"req_" + secrets.token_hex(12).encode())
-                    )
-                if b"x-hybridgate-route" not in names:
-                    headers.append((b"x-hybridgate-route", b"none"))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class BodyDeadline:
-    """Plain ASGI middleware: a request body must arrive within ``timeout_s`` of its start.
-
-    A client that trickles its body a byte at a time would otherwise hold a
-    connection and a task forever; past the deadline the app's body read
-    raises :class:`RequestTimeout` (408 in the API's format, receipted when a
-    key was presented). Once the body is complete, ``receive`` is passed
-    through untouched (streams wait on it for the client's disconnect).
-    """
-
-    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
-        self.app = app
-        self.timeout_s = timeout_s
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        deadline: float | None = None
-        done = False
-
-        async def bounded_receive() -> Message:
-            nonlocal deadline, done
-            if done:
-                return await receive()
-            loop = asyncio.get_running_loop()
-            if deadline is None:
-                deadline = loop.time() + self.timeout_s
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise RequestTimeout(
-                    f"the request body did not arrive within {self.timeout_s:g} s"
-                ) from None
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                done = True
-            return message
-
-        await self.app(scope, bounded_receive, send)
 
 
 def pipeline_for(gw: Gateway) -> Pipeline:
@@ -263,9 +187,8 @@ def create_app(
         lifespan=lifespan,
         exception_handlers=exception_handlers(),
     )
-    app.add_middleware(BodyDeadline, timeout_s=config.server.body_timeout_s)
-    app.add_middleware(GatewayHeaders)
-    app.add_middleware(AccessLog)  # outermost: sees the ids GatewayHeaders fills in
+    # id headers, the body deadline and the access log, in one wrapper (api/edge.py)
+    app.add_middleware(EdgeMiddleware, body_timeout_s=config.server.body_timeout_s)
     app.state.gateway = gw
     app.state.pipeline = pipeline
     app.state.governance = governance
