@@ -233,9 +233,11 @@ def usage_record(o: Outcome) -> UsageRecord:
 
 def record_metrics(metrics: Metrics, o: Outcome) -> None:
     """Prometheus counters for one finished exchange (labels from config only)."""
+    child = metrics.child
     if o.route is not None:
-        metrics.tokens.labels(o.route.name, "in").inc(o.usage.prompt_tokens)
-        metrics.tokens.labels(o.route.name, "out").inc(o.usage.completion_tokens)
-        metrics.cost.labels(o.route.name).inc(float(o.cost))
-    metrics.requests.labels(o.api, o.kind.value, o.action).inc()
-    metrics.latency.labels(o.api).observe(o.latency_ms / 1000.0)
+        name = o.route.name
+        child(metrics.tokens, name, "in").inc(o.usage.prompt_tokens)
+        child(metrics.tokens, name, "out").inc(o.usage.completion_tokens)
+        child(metrics.cost, name).inc(float(o.cost))
+    child(metrics.requests, o.api, o.kind.value, o.action).inc()
+    child(metrics.latency, o.api).observe(o.latency_ms / 1000.0)

@@ -141,6 +141,6 @@ async def record(d: PipelineDeps, ex: Exchange, o: Outcome) -> None:
     record_metrics(d.metrics, o)
     d.usage.record(usage_record(o))
     appended = await d.ledger.append(o.receipt_id, receipt_fields(o))
-    d.metrics.receipts.labels("request").inc()
+    d.metrics.child(d.metrics.receipts, "request").inc()
     if d.hook is not None and ex.task is not None:
         d.hook.finished(ex, appended)

@@ -205,7 +205,7 @@ class Pipeline:
             decision = confine_decision(decision, candidates, confine)
         ex.decision = decision
         for dc in decision.data_classes:
-            d.metrics.findings.labels(dc).inc()
+            d.metrics.child(d.metrics.findings, dc).inc()
         if decision.action is Action.BLOCK:
             raise PolicyBlocked(
                 "request blocked by policy: it contains data of class "

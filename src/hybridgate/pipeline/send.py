@@ -51,7 +51,7 @@ async def attempts(
         try:
             result = await call(d.providers[name])
         except UpstreamError as exc:
-            d.metrics.route_requests.labels(name, route.location, exc.code).inc()
+            d.metrics.child(d.metrics.route_requests, name, route.location, exc.code).inc()
             if not exc.retryable:
                 raise _client_error(exc) from exc
             # A 5xx *answer* may be this request's fault: attribute it to the key,
@@ -63,7 +63,7 @@ async def attempts(
             log.warning("route %s failed (%s); trying the next permitted route", name, exc.code)
             continue
         d.health.record_success(name, (time.perf_counter() - t0) * 1000)
-        d.metrics.route_requests.labels(name, route.location, "ok").inc()
+        d.metrics.child(d.metrics.route_requests, name, route.location, "ok").inc()
         ex.route = route
         return result
     confined = ex.decision is not None and ex.decision.action is Action.ON_PREM_ONLY
