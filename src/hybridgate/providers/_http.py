@@ -14,13 +14,16 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncGenerator, Callable
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from hybridgate import fastjson
 from hybridgate.config import RouteConfig
 from hybridgate.errors import UpstreamError, UpstreamTimeout
+from hybridgate.providers._lean import REDIRECTS, LeanPool, TooLarge, Unsupported, request_head
 
 #: A non-streaming answer larger than this is refused (a model reply is far smaller).
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
@@ -104,6 +107,11 @@ class HTTPClient:
 
     Sessions belong to one event loop; if the provider is used from another
     loop (tests create one per test) a fresh session is made for it.
+
+    A non-streaming POST to a plain-HTTP upstream, without per-call headers,
+    goes through the lean client of :mod:`hybridgate.providers._lean` instead
+    (the same request and the same errors at a fraction of the CPU); it hands
+    back to aiohttp whatever it does not do (see there).
     """
 
     def __init__(self, route: RouteConfig, headers: dict[str, str]) -> None:
@@ -111,6 +119,11 @@ class HTTPClient:
         self._headers = headers
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lean: LeanPool | None = None
+        #: Request heads per URL; None: that URL is aiohttp's (see ``_lean_head``).
+        self._heads: dict[str, tuple[bytes, str, int] | None] = {}
+        #: The upstream set a cookie: aiohttp's session (its jar) does every request now.
+        self._cookies = False
         # Built once per route, not per request.
         self._timeouts = {
             # a long answer may stream for minutes; bound the gaps instead
@@ -129,8 +142,52 @@ class HTTPClient:
             self._session = aiohttp.ClientSession(
                 connector=connector, headers=self._headers, auto_decompress=True
             )
+            if self._lean is not None:
+                self._lean.close()  # its connections belong to the loop that was
+            self._lean = LeanPool()
             self._loop = loop
         return self._session
+
+    def _lean_head(self, url: str) -> tuple[bytes, str, int] | None:
+        try:
+            return self._heads[url]
+        except KeyError:
+            pass
+        try:
+            head: tuple[bytes, str, int] | None = request_head(url, self._headers)
+        except Unsupported:
+            head = None
+        if len(self._heads) < 64:  # a route posts to a few URLs of its own
+            self._heads[url] = head
+        return head
+
+    async def _post_lean(
+        self, url: str, target: tuple[bytes, str, int], data: bytes
+    ) -> tuple[int, bytes] | None:
+        """(status, body) through the lean client; None: aiohttp repeats it (a redirect)."""
+        self.session()  # the pool of this loop
+        assert self._lean is not None
+        head, host, port = target
+        try:
+            async with asyncio.timeout(self.route.timeout_s):
+                answer = await self._lean.post(
+                    head, host, port, data, self.route.connect_timeout_s, MAX_RESPONSE_BYTES
+                )
+        except TooLarge:
+            raise UpstreamError(
+                "upstream response too large", code="upstream_protocol_error"
+            ) from None
+        if answer.set_cookies:  # kept in the session's jar and sent by aiohttp from now on
+            self._cookies = True
+            jar = self.session().cookie_jar
+            for header in answer.set_cookies:
+                cookie: SimpleCookie = SimpleCookie()
+                with contextlib.suppress(CookieError):
+                    cookie.load(header)
+                    jar.update_cookies(cookie, URL(url))
+        if answer.location and answer.status in REDIRECTS:
+            return None
+        return answer.status, answer.body
 
     def timeout(self, *, stream: bool) -> aiohttp.ClientTimeout:
         return self._timeouts[stream]
@@ -144,12 +201,20 @@ class HTTPClient:
     ) -> dict[str, Any]:
         """POST and return the decoded JSON object; errors arrive as UpstreamError."""
         try:
-            async with self.session().post(
-                url, data=_encode(body), timeout=self._timeouts[False], headers=headers
-            ) as resp:
-                raw = await _read_bounded(resp)
-                if resp.status >= 400:
-                    raise on_error(resp.status, raw)
+            target = None if headers or self._cookies else self._lean_head(url)
+            answer = None
+            if target is not None:
+                answer = await self._post_lean(url, target, fastjson.dumps(body))
+            if answer is None:
+                session = self.session()
+                async with session.post(
+                    url, data=_encode(body), timeout=self._timeouts[False], headers=headers
+                ) as resp:
+                    answer = resp.status, await _read_bounded(resp)
+                self._cookies = self._cookies or len(session.cookie_jar) > 0
+            status, raw = answer
+            if status >= 400:
+                raise on_error(status, raw)
         except UpstreamError:
             raise
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -190,6 +255,9 @@ class HTTPClient:
             raise transport_error(self.route, exc) from None
 
     async def aclose(self) -> None:
+        if self._lean is not None:
+            self._lean.close()
+            self._lean = None
         if self._session is not None and not self._session.closed:
             # A session bound to a loop that already closed has nothing left to free.
             with contextlib.suppress(RuntimeError):
