@@ -61,14 +61,16 @@ def test_a_stream_gets_its_head_before_its_first_event() -> None:
         await release.wait()  # the body comes only once the client saw the head
         await send({"type": "http.response.body", "body": b"done", "more_body": False})
 
-    with ServerThread(app) as server:
-        with socket.create_connection((server.host, server.port), timeout=30) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n")
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += sock.recv(4096)
-            assert head.startswith(b"HTTP/1.1 200 ")
-            server.server.servers[0].get_loop().call_soon_threadsafe(release.set)
-            rest = head.split(b"\r\n\r\n", 1)[1]
-            while b"done" not in rest:
-                rest += sock.recv(4096)
+    with (
+        ServerThread(app) as server,
+        socket.create_connection((server.host, server.port), timeout=30) as sock,
+    ):
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        server.server.servers[0].get_loop().call_soon_threadsafe(release.set)
+        rest = head.split(b"\r\n\r\n", 1)[1]
+        while b"done" not in rest:
+            rest += sock.recv(4096)

@@ -1,8 +1,8 @@
 """A lean HTTP/1.1 client for one job: a non-streaming JSON POST to a plain-HTTP upstream.
 
 Why: on a short request to a nearby upstream (a vLLM, llama.cpp or Ollama server
-on the same network), aiohttp's client was about a fifth of the gateway's CPU
-per request (py-spy, ``benchmarks/overhead.py``): a request, a response, a
+on the same network), aiohttp's client was over a quarter of the gateway's
+GIL-held time per request (py-spy under wrk): a request, a response, a
 payload, a stream reader, a URL, timer handles and cookie filtering per call,
 most of it generic machinery this call does not use. Here a request is one
 prebuilt head plus the body in one write on a pooled keep-alive connection, and
