@@ -13,10 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hybridgate.config import ScannerConfig
-from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request
+from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request, seen
 from hybridgate.scan.cache import ScanCache
 from hybridgate.scan.request import Scanned
-from hybridgate.scan.seen import scan_body
 from scan.conftest import KEY, OTHER_TERMS, TERMS, FlakyRecognizer, wrap
 
 #: Sensitive values, their halves (found only across a seam), spellings the
@@ -128,6 +127,11 @@ def _apply(history: list[Any], change: tuple[str, Any]) -> None:
         history[1 + i % (len(history) - 1)] = m
     elif kind == "drop" and len(history) > 1:
         del history[1]
+
+
+def scan_body(scanner: Scanner, body: Any) -> tuple[Any, Any]:
+    """The message grain whatever the body's size (short bodies are what the tests make)."""
+    return seen.scan_body(scanner, body, min_messages=0)
 
 
 def _fresh(scanner: Scanner, body: Any) -> tuple[Any, Any]:
@@ -327,13 +331,18 @@ def test_an_image_stays_unknown_when_its_message_is_served(plain: Scanner) -> No
         assert not scan.complete and scan.unscannable == ("messages[0].content[1]",)
 
 
-def test_message_keys_are_hmacs_under_the_deployment_key() -> None:
+def test_keys_are_macs_under_the_deployment_key() -> None:
     cache = ScanCache(KEY)
     identity, data = b"scope", b"a marshalled message"
     expected = hmac.new(KEY, len(identity).to_bytes(4, "big") + identity + data, hashlib.sha256)
     assert cache.digest_bytes(identity, data) == expected.digest()
     assert cache.digest_bytes(identity, b"a marshalled ", b"message") == expected.digest()
-    assert cache.digest(identity, "x") == cache.digest_bytes(identity, b"x")
+    assert (
+        cache.digest(identity, "x")
+        == hashlib.blake2b(
+            len(identity).to_bytes(4, "big") + identity + b"x", key=KEY, digest_size=32
+        ).digest()
+    )
     long_key = b"q" * 100
     expected = hmac.new(long_key, len(identity).to_bytes(4, "big") + identity, hashlib.sha256)
     assert ScanCache(long_key).digest_bytes(identity) == expected.digest()
@@ -362,3 +371,14 @@ def test_plain_scanner_and_disabled_cache_take_the_plain_path(plain: Scanner) ->
     assert scan_body(off, ["a list body", "4111 1111 1111 1111"]) == _fresh(
         plain, ["a list body", "4111 1111 1111 1111"]
     )
+
+
+def test_short_bodies_are_looked_up_text_by_text(plain: Scanner) -> None:
+    cache = ScanCache(KEY)
+    cached = wrap(plain, TERMS, cache)
+    short = _conversation(*(["card 4111 1111 1111 1111"] * (seen.MIN_MESSAGES - 1)))
+    assert seen.scan_body(cached, short) == _fresh(plain, short)
+    assert not any(type(v) is Scanned for v, _ in cache._entries.values())
+    long = _conversation(*(["card 4111 1111 1111 1111"] * seen.MIN_MESSAGES))
+    assert seen.scan_body(cached, long) == _fresh(plain, long)
+    assert sum(type(v) is Scanned for v, _ in cache._entries.values()) == seen.MIN_MESSAGES

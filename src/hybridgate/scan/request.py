@@ -87,27 +87,25 @@ class Scanned:
     #: this run's last value and that head
     clean_after: set[str] = field(default_factory=set)
 
-    def finished(self, values: Values, key: bytes) -> Finished:
-        """This run's sweep for ``values`` (``key`` names the set exactly), and its findings.
+    def settle(self, key: bytes, found: dict[int, list[Finding]]) -> Finished:
+        """This run's findings given its sweep ``found`` for the values ``key`` names exactly.
 
-        The findings are what :meth:`Pass.finish` resolves for each of the run's
+        They are what :meth:`Pass.finish` resolves for each of the run's
         segments when nothing from outside reached it (no seam at the run's
-        edges added to it): own, then inner seams', then the sweep's.
+        edges added to it): own, then inner seams', then the sweep's. Kept
+        under ``key`` when small.
         """
-        done = self.memo.get(key)
-        if done is None:
-            found = sweep(self.views, values) if values else {}
-            held: dict[int, list[Finding]] = {i: list(fs) for i, fs in self.own}
-            for i, f in self.seam_adds:
-                held.setdefault(i, []).append(f)
-            for i, fs in found.items():
-                held.setdefault(i, []).extend(fs)
-            resolved = tuple((i, _resolved(held[i])) for i in sorted(held) if held[i])
-            done = (tuple((i, tuple(fs)) for i, fs in found.items()), resolved)
-            if sum(len(fs) for _, fs in done[0]) + len(resolved) <= MEMO_FINDINGS:
-                if len(self.memo) >= MEMO_SLOTS:
-                    self.memo.clear()
-                self.memo[key] = done
+        held: dict[int, list[Finding]] = {i: list(fs) for i, fs in self.own}
+        for i, f in self.seam_adds:
+            held.setdefault(i, []).append(f)
+        for i, fs in found.items():
+            held.setdefault(i, []).extend(fs)
+        resolved = tuple((i, _resolved(held[i])) for i in sorted(held) if held[i])
+        done = (tuple((i, tuple(fs)) for i, fs in found.items()), resolved)
+        if sum(len(fs) for _, fs in done[0]) + len(resolved) <= MEMO_FINDINGS:
+            if len(self.memo) >= MEMO_SLOTS:
+                self.memo.clear()
+            self.memo[key] = done
         return done
 
 
@@ -288,26 +286,40 @@ class Pass:
         """
         values = collect(self.seg_values, self.seam_values)
         per_seg, touched = self.per_seg, self.touched
-        if values:
-            hits = (sweep_reference if reference else sweep)(self.views, values)
-            for j, found in hits.items():
-                per_seg.setdefault(self.loose[j], []).extend(found)
-        final: dict[int, tuple[Finding, ...]] = {}
         key = values_key(values) if values_key is not None and self.grafted else None
+        # Everything not known yet is swept at once: the loose views, then each
+        # grafted run without a result for these values (one search, not one a run).
+        views = list(self.views)
+        runs: list[tuple[int, Scanned, Finished | None, int]] = []
         for base, run in self.grafted:
-            if key is not None and base in self.stored:
-                swept, resolved = run.finished(values, key)
-                for i, fs in resolved:
-                    if base + i not in touched:
-                        final[base + i] = fs
-                        per_seg.pop(base + i, None)
-            elif values:
-                swept = tuple((i, tuple(fs)) for i, fs in sweep(run.views, values).items())
-            else:
-                continue
-            for i, fs in swept:
-                if base + i in per_seg or base + i not in final:
-                    per_seg.setdefault(base + i, []).extend(fs)
+            done = run.memo.get(key) if key is not None and base in self.stored else None
+            runs.append((base, run, done, len(views)))
+            if done is None and values:
+                views.extend(run.views)
+        found: dict[int, list[Finding]] = {}
+        if values and views:
+            found = (sweep_reference if reference else sweep)(views, values)
+        loose = len(self.views)
+        for j, fs in found.items():
+            if j < loose:
+                per_seg.setdefault(self.loose[j], []).extend(fs)
+        final: dict[int, tuple[Finding, ...]] = {}
+        for base, run, done, at in runs:
+            if done is None:
+                mine = {j - at: found[j] for j in range(at, at + len(run.views)) if j in found}
+                if key is None or base not in self.stored:
+                    for i, fs in mine.items():
+                        per_seg.setdefault(base + i, []).extend(fs)
+                    continue
+                done = run.settle(key, mine)
+            swept, resolved = done
+            for i, rfs in resolved:
+                if base + i not in touched:
+                    final[base + i] = rfs
+                    per_seg.pop(base + i, None)
+            for i, sfs in swept:
+                if base + i not in final:
+                    per_seg.setdefault(base + i, []).extend(sfs)
         for i, held in per_seg.items():
             if held:
                 final[i] = _resolved(held)
