@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anthropic
 from openai import AsyncOpenAI, OpenAI
@@ -24,6 +24,7 @@ from hybridgate.server import ServerThread
 from hybridgate.testing import AnthropicUpstream, OpenAIUpstream
 
 ADMIN_KEY = "test-admin-key-0123456789"
+C = TypeVar("C", OpenAI, anthropic.Anthropic)
 
 
 @dataclass
@@ -36,19 +37,33 @@ class Harness:
     claude: AnthropicUpstream
     onprem: OpenAIUpstream
     key: str
+    #: SDK clients handed out, closed with the gateway (their pooled sockets otherwise
+    #: linger until the garbage collector finds them, as ResourceWarnings)
+    clients: list[Any] = field(default_factory=list)
+
+    def _keep(self, client: C) -> C:
+        self.clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        for c in self.clients:
+            c.close()
+        self.clients.clear()
 
     @property
     def url(self) -> str:
         return self.server.base_url
 
     def openai(self, key: str | None = None, **kw: Any) -> OpenAI:
-        return OpenAI(base_url=self.url + "/v1", api_key=key or self.key, max_retries=0, **kw)
+        client = OpenAI(base_url=self.url + "/v1", api_key=key or self.key, max_retries=0, **kw)
+        return self._keep(client)
 
     def async_openai(self, key: str | None = None) -> AsyncOpenAI:
         return AsyncOpenAI(base_url=self.url + "/v1", api_key=key or self.key, max_retries=0)
 
     def anthropic(self, key: str | None = None) -> anthropic.Anthropic:
-        return anthropic.Anthropic(base_url=self.url, api_key=key or self.key, max_retries=0)
+        client = anthropic.Anthropic(base_url=self.url, api_key=key or self.key, max_retries=0)
+        return self._keep(client)
 
     def new_key(self, team: str = "default", budget_usd: str | None = None) -> str:
         from decimal import Decimal
@@ -146,4 +161,8 @@ def running_gateway(
         gw: Gateway = app.state.gateway
         with ServerThread(app) as server:
             key = gw.keys.create("default")
-            yield Harness(server, gw, app.state.pipeline, config, ext, claude, onprem, key)
+            h = Harness(server, gw, app.state.pipeline, config, ext, claude, onprem, key)
+            try:
+                yield h
+            finally:
+                h.close_clients()

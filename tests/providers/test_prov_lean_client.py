@@ -260,3 +260,75 @@ async def test_a_cookie_the_lean_client_received_is_sent_from_then_on(raw: Raw) 
         await p.aclose()
     assert "cookie" not in raw.seen[0].head
     assert raw.seen[1].head.get("cookie") == "lb=node-1"
+
+
+EVIL = json.dumps(
+    {
+        "id": "x",
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "an answer nobody asked for"}}
+        ],
+    }
+).encode()
+
+
+async def test_an_answer_nobody_asked_for_never_reaches_the_next_request(raw: Raw) -> None:
+    """An upstream out of step sends a second answer after the first, in the same write
+    or later while the connection is idle: the connection is dropped, and the next
+    request gets its own answer on a new one, never the stray."""
+    calls = 0
+
+    def answer(seen: Seen) -> tuple[bytes, bool]:
+        nonlocal calls
+        calls += 1
+        return (ok() + ok(EVIL) if calls == 1 else ok()), False
+
+    raw.answer = answer
+    p = provider(raw.port)
+    try:
+        for _ in range(3):
+            assert (await chat(p))["choices"][0]["message"]["content"] == "hello"
+    finally:
+        await p.aclose()
+    conns = [s.connection for s in raw.seen]
+    assert conns[0] != conns[1]  # the first connection, out of step, was not reused
+    assert conns[1] == conns[2]
+
+
+async def test_bytes_on_an_idle_connection_close_it() -> None:
+    """The stray answer arrives after the exchange ended, while the connection waits in
+    the pool for the next request."""
+    conns: list[int] = []
+    stray_sent = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = len(conns)
+        conns.append(conn)
+        try:
+            while (seen := await _read_request(reader, conn)) is not None:
+                writer.write(ok())
+                await writer.drain()
+                if conn == 0:
+                    await asyncio.sleep(0.05)  # the client has its answer and is idle
+                    writer.write(ok(EVIL)[:40])
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+                    stray_sent.set()
+                    writer.write(ok(EVIL)[40:])
+                    await writer.drain()
+                    del seen
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    p = provider(server.sockets[0].getsockname()[1])
+    try:
+        assert (await chat(p))["choices"][0]["message"]["content"] == "hello"
+        await asyncio.wait_for(stray_sent.wait(), 5)
+        assert (await chat(p))["choices"][0]["message"]["content"] == "hello"
+    finally:
+        await p.aclose()
+        server.close()
+        await server.wait_closed()
+    assert conns == [0, 1]  # the idle connection that received bytes was dropped

@@ -20,6 +20,11 @@ closed inside the body), so the provider maps them to the same errors. A
 redirect or a cookie is left to aiohttp too: the caller repeats the request
 through aiohttp for a redirect and stops using this client for an upstream that
 sets cookies (its session keeps and sends them, as before).
+
+A pooled connection is only reused in step: bytes that arrive outside an exchange
+(after its answer, or while it waits in the pool) mean the upstream sent something
+nobody asked for, and the connection is closed rather than let the next request
+read it as its own answer.
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ class Unsupported(Exception):
 
 class TooLarge(Exception):
     """The answer passed the caller's size bound."""
+
+
+class _OutOfStep(Exception):
+    """A second message began after the answer (the connection is closed already)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +119,7 @@ class _Conn(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
+        self._complete = False
         self._body = bytearray()
         self._encoding = b""
         self._cookies: list[str] = []
@@ -122,9 +132,17 @@ class _Conn(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        if self._waiter is None or self._waiter.done():
+            # Bytes nobody asked for: after its answer, or while idle in the pool. An
+            # upstream that sends them is out of step (a second answer, a smuggled one);
+            # reused, the connection would hand them to the next request as its answer.
+            self._fail(aiohttp.ServerDisconnectedError("data outside an exchange"))
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:  # a callback's error is its context
+            if isinstance(exc.__context__, _OutOfStep):
+                return  # failed (and closed) in the callback
             if isinstance(exc.__context__, TooLarge):
                 self._fail(exc.__context__)
             else:
@@ -172,6 +190,15 @@ class _Conn(asyncio.Protocol):
             self._reset()
             return
         self._finish()
+        # Whatever follows in the same read is a message nobody asked for (see
+        # ``data_received``): stop parsing, and never reuse the connection.
+        if not self.closed:
+            self._complete = True
+
+    def on_message_begin(self) -> None:
+        if self._complete:
+            self._fail(aiohttp.ServerDisconnectedError("data outside an exchange"))
+            raise _OutOfStep
 
     # -- the request ---------------------------------------------------------
     def _finish(self) -> None:
