@@ -119,6 +119,8 @@ def test_sigkill_under_load_then_restart(tmp_path: Path) -> None:
         time.sleep(2.0)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
         stop.set()
         for t in threads:
             t.join(10)
@@ -151,6 +153,8 @@ def test_sigkill_under_load_then_restart(tmp_path: Path) -> None:
         finally:
             proc2.terminate()
             proc2.wait(15)
+            if proc2.stderr is not None:
+                proc2.stderr.close()
         verify = subprocess.run(
             [*HG, "log", "verify", "--config", str(config)], capture_output=True, text=True
         )

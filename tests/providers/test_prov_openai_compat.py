@@ -269,8 +269,14 @@ def test_recording_can_be_switched_off(openai_up: OpenAIUpstream) -> None:
 
     openai_up.configure(record=False)
     p = _provider(openai_up)
-    asyncio.run(p.chat(REQ))
-    asyncio.run(p.aclose())
+
+    async def call() -> None:  # one loop: the connection is closed by the loop that opened it
+        try:
+            await p.chat(REQ)
+        finally:
+            await p.aclose()
+
+    asyncio.run(call())
     assert openai_up.requests == []
 
 

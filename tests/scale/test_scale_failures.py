@@ -223,6 +223,8 @@ def test_sequencer_replica_sigkilled_under_load(tmp_path: Path, pg_dsn: str, red
                     if p.poll() is None:
                         p.terminate()
                         p.wait(15)
+                    if p.stderr is not None:
+                        p.stderr.close()
 
 
 def _kill_inside_batch(dsn: str, home: str) -> None:

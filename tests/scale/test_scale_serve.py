@@ -105,3 +105,5 @@ def test_workers_close_a_connection_that_never_finishes_its_headers(
     finally:
         proc.terminate()
         proc.wait(30)
+        if proc.stderr is not None:
+            proc.stderr.close()

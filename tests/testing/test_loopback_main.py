@@ -34,7 +34,10 @@ def test_module_runner_serves_and_stops() -> None:
             assert json.loads(r.read())["choices"][0]["message"]["content"] == "fixed answer"
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        code = proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        assert code == 0
 
 
 def test_port_validation_and_restart() -> None:
