@@ -199,3 +199,29 @@ def test_a_batch_that_fails_to_commit_reports_every_job_failed(tmp_path: Path) -
             assert s.query("SELECT id FROM items ORDER BY id") == [(10,)]
         finally:
             s.close()
+
+
+def test_a_violation_in_a_callers_own_transaction_leaves_the_connection_usable() -> None:
+    """Connections outside the writer (the sequencer's) run their own transactions: a
+    violation there is undone at once, so nothing is left to ride with a later statement
+    once that transaction has ended."""
+    with pg_database() as dsn:
+        s = PostgresStore(dsn)
+        s.open(T)
+        conn = s.connect()
+        try:
+            conn.execute("INSERT INTO items (id, v) VALUES (1, 'a')")
+            with pytest.raises(sqlite3.IntegrityError), conn.raw.transaction():
+                conn.execute("INSERT INTO items (id, v) VALUES (2, 'b')")
+                conn.execute("INSERT INTO items (id, v) VALUES (1, 'dup')")
+            # the transaction rolled back as a whole; the connection goes on
+            assert conn.execute("SELECT id FROM items ORDER BY id").fetchall() == [(1,)]
+            with conn.raw.transaction():
+                try:
+                    conn.execute("INSERT INTO items (id, v) VALUES (1, 'dup')")
+                except sqlite3.IntegrityError:
+                    conn.execute("INSERT INTO items (id, v) VALUES (3, 'c')")
+            assert conn.execute("SELECT id FROM items ORDER BY id").fetchall() == [(1,), (3,)]
+        finally:
+            conn.close()
+            s.close()

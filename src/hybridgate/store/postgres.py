@@ -169,7 +169,10 @@ class PgConn:
                 to_pg(sql) + "; RELEASE SAVEPOINT hg_stmt", _params(params) or ()
             )
         except IntegrityError:
-            self._later += ["ROLLBACK TO SAVEPOINT hg_stmt", "RELEASE SAVEPOINT hg_stmt"]
+            # At once, not held back: the caller may be a transaction of its own (the
+            # sequencer's) that ends on this error, with no next statement to carry it.
+            self.raw.execute("ROLLBACK TO SAVEPOINT hg_stmt")
+            self.raw.execute("RELEASE SAVEPOINT hg_stmt")
             raise
         return cur
 
