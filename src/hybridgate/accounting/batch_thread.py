@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
+
+from hybridgate.store.writer import gather
 
 log = logging.getLogger("hybridgate.budgets")
 
@@ -70,19 +71,7 @@ class BatchThread(Generic[J]):
                 continue
             if first is None:
                 break
-            batch = [first]
-            deadline = time.monotonic() + self._linger_s
-            while len(batch) < MAX_BATCH:
-                try:
-                    left = deadline - time.monotonic()
-                    nxt = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._q.put(None)
-                    break
-                batch.append(nxt)
-            conn = self._run_safely(conn, batch)
+            conn = self._run_safely(conn, gather(self._q, first, MAX_BATCH, self._linger_s))
         if conn is not None:
             conn.close()
 

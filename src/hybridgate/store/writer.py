@@ -23,12 +23,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 from hybridgate.errors import ServiceUnavailable
 from hybridgate.store.base import StoreClosed, WriteFn
 
 log = logging.getLogger("hybridgate.store")
+
+T = TypeVar("T")
 
 #: How soon a deferred write commits when no other write comes along to carry it.
 DEFER_FLUSH_S = 0.05
@@ -198,33 +200,8 @@ class GroupCommitWriter:
                 continue
             if first is None:
                 break
-            batch = [first]
-            if self.commit_window_s > 0:
-                deadline = time.monotonic() + self.commit_window_s
-                while len(batch) < self.max_batch:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    try:
-                        nxt = self._jobs.get(timeout=remaining)
-                    except queue.Empty:
-                        break
-                    if nxt is None:
-                        self._jobs.put(None)
-                        break
-                    batch.append(nxt)
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._jobs.put(None)
-                    break
-                batch.append(nxt)
-            conn = self._run_batch(
-                conn, [*self._take_deferred(), *(j for j in batch if j is not None)]
-            )
+            batch = gather(self._jobs, first, self.max_batch, self.commit_window_s)
+            conn = self._run_batch(conn, [*self._take_deferred(), *batch])
         if self._deferred:
             conn = self._run_batch(conn, self._take_deferred())
         if conn is not None:
@@ -296,6 +273,28 @@ class GroupCommitWriter:
             else:
                 fut.set_result(res)
         return conn
+
+
+def gather(q: queue.SimpleQueue[T | None], first: T, limit: int, window_s: float = 0.0) -> list[T]:
+    """``first`` and what follows it on ``q``, up to ``limit`` items: everything already
+    waiting, and for ``window_s`` after ``first`` whatever arrives meanwhile.
+
+    ``None`` on the queue means "stop": it is put back for the caller's next ``get`` to
+    see, and ends the batch.
+    """
+    batch = [first]
+    deadline = time.monotonic() + window_s
+    while len(batch) < limit:
+        left = deadline - time.monotonic()
+        try:
+            nxt = q.get(timeout=left) if left > 0 else q.get_nowait()
+        except queue.Empty:
+            break
+        if nxt is None:
+            q.put(None)
+            break
+        batch.append(nxt)
+    return batch
 
 
 def _probe_write(conn: Any) -> None:
