@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -343,12 +344,15 @@ def _mask(text: str, spans: list[Span]) -> str:
     return "".join(out)
 
 
-def _time(fn: object, *a: object, repeat: int = 3) -> float:
+def _time(
+    fn: object, *a: object, repeat: int = 3, clock: Callable[[], float] = time.perf_counter
+) -> float:
+    """Best seconds of ``fn(*a)`` over ``repeat`` calls, by ``clock``."""
     best = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn(*a)  # type: ignore[operator]
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return best
 
 
@@ -496,12 +500,7 @@ def adversarial_section(scanner: Scanner) -> None:
 def _cpu(fn: object, *a: object, repeat: int = 1) -> float:
     """Best CPU seconds of this process over ``repeat`` calls (steadier than wall time
     on a shared machine; the scan is single-threaded)."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.process_time()
-        fn(*a)  # type: ignore[operator]
-        best = min(best, time.process_time() - t0)
-    return best
+    return _time(fn, *a, repeat=repeat, clock=time.process_time)
 
 
 def fresh_texts(seed: int, size: int) -> dict[str, str]:
