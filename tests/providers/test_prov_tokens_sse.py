@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hybridgate.config import RouteConfig
 from hybridgate.errors import UpstreamError
@@ -48,6 +52,28 @@ def test_estimate_request_tokens_counts_messages_parts_tools() -> None:
     assert estimate_request_tokens(req) == expected
     with_tools = dict(req, tools=[{"type": "function", "function": {"name": "f"}}])
     assert estimate_request_tokens(with_tools) > expected
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tools=st.lists(_JSON, min_size=1, max_size=4))
+def test_tool_tokens_count_the_characters_of_compact_json(tools: list[object]) -> None:
+    """Tools are counted as the characters ``json.dumps(ensure_ascii=False)`` writes
+    (serialized by orjson, counted from its UTF-8 without a second serializer)."""
+    try:
+        text = json.dumps(tools, separators=(",", ":"), ensure_ascii=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return  # a lone surrogate: written escaped, counted as escaped
+    base = estimate_request_tokens({"messages": [{"role": "user", "content": "x"}]})
+    got = estimate_request_tokens({"messages": [{"role": "user", "content": "x"}], "tools": tools})
+    assert got - base == estimate_tokens(text)
 
 
 def test_estimate_request_tokens_embeddings_and_junk() -> None:
