@@ -57,8 +57,9 @@ def stages(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def run(
     workload: str, tmp: Path, args: argparse.Namespace
-) -> tuple[dict[str, list[float]], int, float, float]:
-    """One gateway for ``workload``: each stage's times (s), requests timed, p50s (ms)."""
+) -> tuple[dict[str, list[float]], int, float, float, float]:
+    """One gateway for ``workload``: each stage's times (s), requests timed, p50s (ms),
+    and the gateway's resident memory (MB) at the end."""
     site = tmp / f"site-{workload}"
     site.mkdir()
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -108,6 +109,7 @@ def run(
                 raise SystemExit(f"{err} failed requests to {t.name}")
             p50[t.name] = statistics.median(lat)
             timed = len(lat)
+        rss = peers.rss_mb(gateway.pid)
     finally:
         gateway.terminate()
         gateway.wait(15)
@@ -123,7 +125,7 @@ def run(
         kept = {
             fn: [x for i, x in enumerate(xs[-total:]) if i % args.turns] for fn, xs in times.items()
         }
-    return kept, timed, p50["direct"], p50["hybridgate"]
+    return kept, timed, p50["direct"], p50["hybridgate"], rss
 
 
 def main() -> None:
@@ -143,7 +145,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hg-stages-"))
     for workload in args.workloads.split(","):
-        times, n, direct, via = run(workload, tmp, args)
+        times, n, direct, via, rss = run(workload, tmp, args)
         label = (
             "short chat"
             if workload == "short"
@@ -151,7 +153,8 @@ def main() -> None:
         )
         print(
             f"\n{label}: {n} timed requests at concurrency 1; p50 direct {direct:.2f} ms, "
-            f"through the gateway {via:.2f} ms (added {via - direct:+.2f} ms)"
+            f"through the gateway {via:.2f} ms (added {via - direct:+.2f} ms); gateway RSS "
+            f"{rss:.0f} MB at the end"
         )
         print("| stage | median ms | mean ms |")
         print("|---|---|---|")
