@@ -115,8 +115,11 @@ def start_floor(port: int, upstream_port: int, durable: Path | None) -> subproce
 
 
 def thread_round_trip_us(n: int = 5000) -> float:
-    """Event loop -> a thread taking jobs from a queue -> the loop, wall microseconds."""
-    sys.setswitchinterval(0.0005)
+    """Event loop -> a thread taking jobs from a queue -> the loop, wall microseconds
+    (with the GIL switch interval ``hybridgate serve`` sets)."""
+    from hybridgate.server import short_gil_switch
+
+    short_gil_switch()
     jobs: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]] | None]
     jobs = queue.SimpleQueue()
 

@@ -111,6 +111,18 @@ async def chat(p: OpenAICompatProvider) -> dict[str, Any]:
     return (await p.chat(REQ)).body
 
 
+async def chats(p: OpenAICompatProvider, n: int) -> list[dict[str, Any]]:
+    """``n`` chats one after another through ``p``, which is closed after them."""
+    try:
+        return [await chat(p) for _ in range(n)]
+    finally:
+        await p.aclose()
+
+
+def hello(answer: dict[str, Any]) -> bool:
+    return bool(answer["choices"][0]["message"]["content"] == "hello")
+
+
 async def test_sends_what_aiohttp_sends_and_keeps_the_connection(raw: Raw) -> None:
     p = provider(raw.port, api_key="sk-test", headers={"x-team": "t1"})
     try:
@@ -148,23 +160,13 @@ async def test_sends_what_aiohttp_sends_and_keeps_the_connection(raw: Raw) -> No
 )
 async def test_framings_and_encodings(raw: Raw, answer: bytes) -> None:
     raw.answer = lambda _: (answer, False)
-    p = provider(raw.port)
-    try:
-        for _ in range(2):
-            assert (await chat(p))["choices"][0]["message"]["content"] == "hello"
-    finally:
-        await p.aclose()
+    assert all(map(hello, await chats(provider(raw.port), 2)))
     assert raw.seen[0].connection == raw.seen[1].connection
 
 
 async def test_a_body_read_until_the_close(raw: Raw) -> None:
     raw.answer = lambda _: (b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n" + ANSWER, True)
-    p = provider(raw.port)
-    try:
-        for _ in range(2):
-            assert (await chat(p))["choices"]
-    finally:
-        await p.aclose()
+    assert all(a["choices"] for a in await chats(provider(raw.port), 2))
     assert raw.seen[0].connection != raw.seen[1].connection  # not reused after a close
 
 
@@ -252,12 +254,7 @@ async def test_redirects_and_cookies_are_left_to_aiohttp(raw: Raw) -> None:
 
 async def test_a_cookie_the_lean_client_received_is_sent_from_then_on(raw: Raw) -> None:
     raw.answer = lambda s: (ok(extra="set-cookie: lb=node-1; Path=/\r\n"), False)
-    p = provider(raw.port, host="localhost")
-    try:
-        for _ in range(2):
-            assert (await chat(p))["choices"]
-    finally:
-        await p.aclose()
+    assert all(a["choices"] for a in await chats(provider(raw.port, host="localhost"), 2))
     assert "cookie" not in raw.seen[0].head
     assert raw.seen[1].head.get("cookie") == "lb=node-1"
 
@@ -285,12 +282,7 @@ async def test_an_answer_nobody_asked_for_never_reaches_the_next_request(raw: Ra
         return (ok() + ok(EVIL) if calls == 1 else ok()), False
 
     raw.answer = answer
-    p = provider(raw.port)
-    try:
-        for _ in range(3):
-            assert (await chat(p))["choices"][0]["message"]["content"] == "hello"
-    finally:
-        await p.aclose()
+    assert all(map(hello, await chats(provider(raw.port), 3)))
     conns = [s.connection for s in raw.seen]
     assert conns[0] != conns[1]  # the first connection, out of step, was not reused
     assert conns[1] == conns[2]

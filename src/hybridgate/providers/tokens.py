@@ -29,12 +29,10 @@ TOKENS_PER_IMAGE = 85
 
 def estimate_tokens(text: str) -> int:
     """Tokens in ``text`` by the ~4 chars/token heuristic; 0 only for the empty string."""
-    if not text:
-        return 0
-    return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+    return _tokens_of_length(len(text))
 
 
-def estimate_tokens_of_length(chars: int) -> int:
+def _tokens_of_length(chars: int) -> int:
     """Tokens in a text of ``chars`` characters (what :func:`estimate_tokens` counts)."""
     return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
 
@@ -90,8 +88,7 @@ def estimate_request_tokens(request: dict[str, Any]) -> int:
         total += sum(_message_tokens(m) for m in messages)
     tools = request.get("tools")
     if isinstance(tools, list) and tools:
-        data = fastjson.dumps(tools)
-        total += estimate_tokens_of_length(_chars(data))
+        total += _tokens_of_length(_chars(fastjson.dumps(tools)))
     inp = request.get("input")
     if isinstance(inp, str):
         total += estimate_tokens(inp)
