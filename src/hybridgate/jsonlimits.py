@@ -10,15 +10,13 @@ are needed.
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 from typing import Any
 
 #: Deeper than any real request (tool schemas nest a dozen levels); far below the stack.
 MAX_DEPTH = 100
-
-
-_CONTAINERS = (dict, list)
 
 
 class JSONLimitError(ValueError):
@@ -37,24 +35,55 @@ def deeper_than(obj: Any, limit: int = MAX_DEPTH) -> bool:
     """Whether ``obj`` nests containers more than ``limit`` levels (iterative).
 
     Level by level, one list per level: every request body of any size is walked
-    once, and a per-node stack entry cost twice as much on agent-size bodies. The
-    classes are a tuple, not ``dict | list``: ``isinstance`` with a union costs a
-    quarter more per node (0.41 against 0.30 ms on a 400 KB agent body).
+    once, and a per-node stack entry cost twice as much on agent-size bodies.
+    Children are told apart by ``type(c) is``, in a plain loop: half the time of a
+    comprehension with ``isinstance`` (0.15 against 0.29 ms on a 400 KB agent body);
+    parsed JSON holds exactly ``dict`` and ``list``, never subclasses.
     """
-    if not isinstance(obj, _CONTAINERS):
-        return False
+    return survey(obj, limit, wide=None) is Survey.TOO_DEEP
+
+
+class Survey(enum.Enum):
+    """What one walk of a parsed JSON value found."""
+
+    FITS = "fits"
+    TOO_DEEP = "too_deep"
+    #: A float at least as large as :data:`WIDE_FLOAT`: orjson may have made it from an integer.
+    WIDE_FLOAT = "wide_float"
+
+
+#: orjson parses an integer it cannot hold in 64 bits as a float, and every such float
+#: is at least 2**63 in magnitude; a float this large may be one (1e19 in the text, too).
+WIDE_FLOAT = 9.2e18
+
+
+def survey(obj: Any, limit: int = MAX_DEPTH, wide: float | None = WIDE_FLOAT) -> Survey:
+    """Walk ``obj`` once: nested deeper than ``limit``, or holding a float of ``wide`` or more.
+
+    The first found is returned; either sends a body to the standard library, which
+    decides (a body that is both is refused there). ``wide=None`` looks at depth only.
+    """
+    top = type(obj)
+    if top is float and wide is not None:
+        return Survey.WIDE_FLOAT if obj >= wide or obj <= -wide else Survey.FITS
+    if top is not dict and top is not list:
+        return Survey.FITS
     level: list[Any] = [obj]
     depth = 1
     while level:
         below: list[Any] = []
         for node in level:
-            children = node.values() if isinstance(node, dict) else node
-            below += [c for c in children if isinstance(c, _CONTAINERS)]
+            for c in node.values() if type(node) is dict else node:
+                t = type(c)
+                if t is dict or t is list:
+                    below.append(c)
+                elif t is float and wide is not None and (c >= wide or c <= -wide):
+                    return Survey.WIDE_FLOAT
         if below and depth >= limit:
-            return True
+            return Survey.TOO_DEEP
         level = below
         depth += 1
-    return False
+    return Survey.FITS
 
 
 def text_deeper_than(text: str, limit: int = MAX_DEPTH) -> bool:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hybridgate import fastjson
 from hybridgate.api.common import parse_json
 from hybridgate.errors import InvalidRequest
-from hybridgate.jsonlimits import deeper_than
+from hybridgate.jsonlimits import Survey, deeper_than, survey
 
 _scalars = (
     st.none()
@@ -119,3 +119,49 @@ def test_deeper_than_at_the_limit(depth: int) -> None:
         nested = [nested] if i % 2 else {"k": nested}
     assert deeper_than(nested) == (depth > 100)
     assert deeper_than([0, {"a": nested}]) == (depth + 2 > 100)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values)
+def test_request_parse_matches_the_standard_library(value: Any) -> None:
+    """Every integer past 64 bits, at any depth, comes back exact from ``parse_json``."""
+    text = json.dumps({"v": value}, ensure_ascii=False)
+    assert _same(parse_json(text.encode("utf-8", "surrogatepass")), json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"-9223372036854775809",  # one below i64: orjson makes it a float
+        b'[[{"a": [18446744073709551616]}]]',  # one above u64, nested
+        b"[1e19]",  # a float literal this large is parsed by json too (same value)
+    ],
+)
+def test_wide_floats_go_to_the_standard_library(raw: bytes) -> None:
+    assert fastjson.try_loads(raw) is fastjson.UNSURE
+    assert _same(parse_json(raw), json.loads(raw))
+
+
+def test_long_digit_runs_in_strings_stay_on_the_fast_path() -> None:
+    raw = b'{"ts": "1764979200123456789", "n": 9223372036854775807, "m": -9223372036854775808}'
+    value = fastjson.try_loads(raw)
+    assert value == json.loads(raw)
+    assert type(value["n"]) is int and type(value["m"]) is int
+
+
+def test_too_deep_is_said_without_the_standard_library() -> None:
+    nested: Any = 0
+    for _ in range(101):
+        nested = [nested]
+    raw = json.dumps(nested).encode()
+    assert fastjson.try_loads(raw, 100) is fastjson.TOO_DEEP
+    assert fastjson.try_loads(raw, 101) == nested
+
+
+def test_depth_walk_does_not_stop_at_a_nan() -> None:
+    """``text_deeper_than`` parses with json, which accepts NaN: the walk must go on past it."""
+    nested: Any = 0
+    for _ in range(101):
+        nested = [nested]
+    assert deeper_than([float("nan"), float("inf"), nested])
+    assert survey([float("nan"), nested], wide=None) is Survey.TOO_DEEP

@@ -90,10 +90,10 @@ def parse_json(raw: bytes) -> Any:
     """
     if not raw:
         raise InvalidRequest("request body is empty; expected a JSON object")
-    value = fastjson.try_loads(raw)
+    value = fastjson.try_loads(raw, MAX_DEPTH)
+    if value is fastjson.TOO_DEEP:
+        raise InvalidRequest(f"request body is nested more than {MAX_DEPTH} levels deep")
     if value is not fastjson.UNSURE:
-        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and deeper_than(value):
-            raise InvalidRequest(f"request body is nested more than {MAX_DEPTH} levels deep")
         return value
     # The standard library decides, and says what is wrong.
     try:
