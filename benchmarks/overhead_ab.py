@@ -6,7 +6,9 @@ tar -x -C /tmp/before``) runs as its own ``hybridgate serve`` in front of one sh
 loopback upstream; the rounds alternate between them so load from elsewhere falls on
 both. Per tree and cell: p50 latency and requests/s (median over rounds) and the
 gateway's CPU milliseconds per request (user + system time of its process, less
-sensitive to a shared machine than latency).
+sensitive to a shared machine than latency). Cells: short chats at concurrency 1 and
+16, fresh agent prompts (``--agent-kb``) and an agent conversation growing turn by
+turn (``--growing-kb``; each round a new one, turns 2-20 timed).
 
     .venv/bin/python benchmarks/overhead_ab.py before=/tmp/before/src after=src [--rounds 3]
 """
@@ -38,6 +40,13 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000, help="per round at concurrency 16")
     ap.add_argument("--requests-c1", type=int, default=500, help="per round at concurrency 1")
     ap.add_argument("--agent-kb", type=int, default=100, help="fresh agent prompts, 0: none")
+    ap.add_argument(
+        "--growing-kb",
+        type=int,
+        default=0,
+        help="an agent conversation growing to this size, turns 2-20 timed, 0: none",
+    )
+    ap.add_argument("--only-agent", action="store_true", help="skip the short-chat cells")
     args = ap.parse_args()
     trees = dict(t.split("=", 1) for t in args.trees)
     tmp = Path(tempfile.mkdtemp(prefix="hg-ab-"))
@@ -50,14 +59,20 @@ def main() -> None:
             port = free_port()
             proc, key = start_gateway(tmp / name, up, port, "power_loss")
             gateways[name] = (proc, key, port)
-        cells = ["json c=1", "json c=16"] + ([f"{args.agent_kb} KB c=1"] if args.agent_kb else [])
+        agent_cell = f"{args.agent_kb} KB c=1"
+        growing_cell = f"growing to {args.growing_kb} KB c=1"
+        cells = [] if args.only_agent else ["json c=1", "json c=16"]
+        cells += [agent_cell] if args.agent_kb else []
+        cells += [growing_cell] if args.growing_kb else []
         results: dict[tuple[str, str], list[tuple[float, float, float, int]]] = {
             (n, c): [] for n in trees for c in cells
         }
         for r in range(args.rounds):
             for name, (proc, key, port) in gateways.items():
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                for conc, n in ((1, args.requests_c1), (16, args.requests)):
+                for conc, n in (
+                    () if args.only_agent else ((1, args.requests_c1), (16, args.requests))
+                ):
                     c0 = cpu_seconds(proc.pid)
                     cell = asyncio.run(load(url, key, n, conc, False))
                     cpu = (cpu_seconds(proc.pid) - c0) * 1000 / (n + min(50, n))
@@ -70,7 +85,21 @@ def main() -> None:
                     c0 = cpu_seconds(proc.pid)
                     lat, secs, err = asyncio.run(peers.post_all(t, bodies, 1))
                     cpu = (cpu_seconds(proc.pid) - c0) * 1000 / len(bodies)
-                    results[(name, cells[-1])].append(
+                    results[(name, agent_cell)].append(
+                        (statistics.median(lat) if lat else float("nan"), len(lat) / secs, cpu, err)
+                    )
+                if args.growing_kb:
+                    # a new conversation each round (same for every tree): turn 1 untimed
+                    t = peers.Target(name, url, {"authorization": f"Bearer {key}"})
+                    convo = [
+                        peers.agent_body(t, b)
+                        for b in peers.conversation(args.growing_kb * 1024, 20, 1000 * r + 11)
+                    ]
+                    asyncio.run(peers.post_all(t, convo[:1], 1))
+                    c0 = cpu_seconds(proc.pid)
+                    lat, secs, err = asyncio.run(peers.post_all(t, convo[1:], 1))
+                    cpu = (cpu_seconds(proc.pid) - c0) * 1000 / (len(convo) - 1)
+                    results[(name, growing_cell)].append(
                         (statistics.median(lat) if lat else float("nan"), len(lat) / secs, cpu, err)
                     )
         print("| tree | cell | p50 ms | req/s | gateway CPU ms/request | RSS MB | errors |")

@@ -324,13 +324,14 @@ def conversation(target: int, turns: int, seed: int) -> list[dict[str, Any]]:
         agent_scan_bench.SENSITIVE[:] = planted
 
 
+def agent_body(target: Target, body: dict[str, Any]) -> bytes:
+    """One of :func:`conversation`'s requests as ``target`` takes it."""
+    return _body(target, body["messages"], tools=body["tools"], max_tokens=64)
+
+
 def fresh_bodies(target: Target, size: int, count: int, seed: int) -> list[bytes]:
     """``count`` agent requests of about ``size`` bytes, each with content never sent before."""
-    out = []
-    for i in range(count):
-        body = conversation(size, 1, seed + i)[0]
-        out.append(_body(target, body["messages"], tools=body["tools"], max_tokens=64))
-    return out
+    return [agent_body(target, conversation(size, 1, seed + i)[0]) for i in range(count)]
 
 
 def agent_table(targets: list[Target], sizes_kb: list[int], turns: int, seed: int) -> list[str]:
@@ -360,10 +361,7 @@ def agent_table(targets: list[Target], sizes_kb: list[int], turns: int, seed: in
     top = max(sizes_kb) if sizes_kb else 100
 
     def growing(t: Target) -> tuple[list[bytes], list[bytes]]:
-        bodies = [
-            _body(t, b["messages"], tools=b["tools"], max_tokens=64)
-            for b in conversation(top * 1024, turns, conv_seed)
-        ]
+        bodies = [agent_body(t, b) for b in conversation(top * 1024, turns, conv_seed)]
         return bodies[:1], bodies[1:]  # turn 1 has no history yet: sent, not timed
 
     cells.append((f"growing history to {top} KB, turns 2–{turns}", growing))

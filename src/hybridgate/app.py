@@ -61,6 +61,7 @@ def pipeline_for(gw: Gateway) -> Pipeline:
             store_unavailable=gw.store.unavailable_reason,
             scan_limits=ScanLimits(
                 inline_bytes=gw.config.server.scan_inline_bytes,
+                inline_seen_bytes=gw.config.server.scan_inline_seen_bytes,
                 workers=gw.config.server.scan_workers,
                 queue=gw.config.server.scan_queue,
                 max_bytes=gw.config.server.max_scan_bytes,

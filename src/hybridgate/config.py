@@ -216,6 +216,10 @@ class ServerConfig(_Strict):
     #: Scanning: bodies up to ``scan_inline_bytes`` scan on the event loop; larger ones on
     #: a pool of ``scan_workers`` threads with at most ``scan_queue`` waiting (503 beyond).
     scan_inline_bytes: int = Field(default=32 * 1024, ge=0)
+    #: A body up to this size whose messages the scan cache mostly holds (at most
+    #: ``scan_inline_bytes`` of it new) scans on the event loop too: an agent's next turn.
+    #: 0: every body over ``scan_inline_bytes`` goes to the pool.
+    scan_inline_seen_bytes: int = Field(default=512 * 1024, ge=0)
     scan_workers: int = Field(default=2, ge=1, le=64)
     scan_queue: int = Field(default=32, ge=0)
     #: The per-request scan budget: more bytes than this are refused (413) unscanned, and a

@@ -6,6 +6,7 @@ import enum
 import hashlib
 import hmac
 import json
+import marshal
 import math
 from typing import Any
 
@@ -169,7 +170,10 @@ def test_cached_messages_find_exactly_what_a_fresh_scan_finds(
         if user is not None:
             body["user"] = user
         for fresh, warm in ((plain, cached), (plain_other, cached_other)):
-            assert scan_body(warm, body) == _fresh(fresh, body)
+            # the gateway looks a large body's messages up first and hands the lookups on
+            looked = seen.look_up(warm, body, min_messages=0)
+            assert looked is not None
+            assert seen.scan_body(warm, body, min_messages=0, looked=looked) == _fresh(fresh, body)
             assert scan_body(warm, body) == _fresh(fresh, body)  # every message seen now
         assert len(cache) <= max_entries and cache.bytes_held <= cache.max_bytes
 
@@ -191,6 +195,38 @@ def test_a_seen_message_is_one_lookup(plain: Scanner) -> None:
     # one lookup per message, and one per text outside them ("model", "messages", "m");
     # the seams between the messages were clean and are remembered with them
     assert cache.stats.hits + cache.stats.misses - before == 3 + 3
+
+
+def test_look_up_says_what_is_new_and_its_lookups_are_not_made_twice(plain: Scanner) -> None:
+    cache = ScanCache(KEY)
+    cached = wrap(plain, TERMS, cache)
+    body = _conversation("card 4111 1111 1111 1111", "hello", "and more")
+    sizes = [len(marshal.dumps(m, 2)) for m in body["messages"]]
+    first = seen.look_up(cached, body, min_messages=0)
+    assert first is not None and first.unseen == sum(sizes) + len("m")  # "model": "m" counts
+    assert seen.scan_body(cached, body, min_messages=0, looked=first) == _fresh(plain, body)
+    body["messages"].append({"role": "user", "content": "one more"})
+    looks = cache.stats.hits + cache.stats.misses
+    later = seen.look_up(cached, body, min_messages=0)
+    assert later is not None
+    assert later.unseen == len(marshal.dumps(body["messages"][-1], 2)) + len("m")
+    assert cache.stats.hits + cache.stats.misses - looks == 4  # one per message
+    digests = 0
+    digest_bytes = cache.digest_bytes
+
+    def counted(*args: bytes) -> bytes:
+        nonlocal digests
+        digests += 1
+        return digest_bytes(*args)
+
+    cache.digest_bytes = counted  # type: ignore[method-assign,assignment]
+    assert seen.scan_body(cached, body, min_messages=0, looked=later) == _fresh(plain, body)
+    assert digests == 0  # no message was digested again
+    assert seen.scan_body(cached, body, min_messages=0) == _fresh(plain, body)
+    assert digests == 4  # without the lookups, each message is
+    # a body too short for the message grain, or no cache: nothing to say
+    assert seen.look_up(cached, _conversation("hi")) is None
+    assert seen.look_up(plain, body, min_messages=0) is None
 
 
 def test_types_are_part_of_the_key(plain: Scanner) -> None:

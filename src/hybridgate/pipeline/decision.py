@@ -21,17 +21,32 @@ from hybridgate.scan.findings import RequestScan, Segment
 log = logging.getLogger("hybridgate.pipeline")
 
 
-def scan_body(scanner: Scanner, body: Any) -> tuple[list[Segment], RequestScan]:
+def scan_body(
+    scanner: Scanner, body: Any, looked: seen.Looked | None = None
+) -> tuple[list[Segment], RequestScan]:
     """Scan every string; any failure yields an *incomplete* scan, never a clean one.
 
     With the gateway's cached scanner, a message seen before costs one lookup
     (:mod:`hybridgate.scan.seen`); the result is the same either way.
     """
     try:
-        return seen.scan_body(scanner, body)
+        return seen.scan_body(scanner, body, looked=looked)
     except Exception as exc:  # fail closed: the policy treats incomplete as sensitive
         log.error("scanner failed: %s", type(exc).__name__)
         return [], RequestScan(complete=False, errors=(f"scanner error: {type(exc).__name__}",))
+
+
+def look_up(scanner: Scanner, body: Any) -> seen.Looked | None:
+    """What of ``body`` the scan cache holds (:func:`hybridgate.scan.seen.look_up`).
+
+    None when it cannot say, a failure included: the body is then scanned as its size
+    says, and a failure there is reported by the scan itself.
+    """
+    try:
+        return seen.look_up(scanner, body)
+    except Exception as exc:
+        log.warning("scan cache lookup failed: %s", type(exc).__name__)
+        return None
 
 
 def decide(

@@ -29,6 +29,7 @@ class ScanLimits:
     """The per-request scan budget and the pool large scans run on."""
 
     inline_bytes: int = 32 * 1024
+    inline_seen_bytes: int = 512 * 1024
     workers: int = 2
     queue: int = 32
     max_bytes: int = 8 * 1024 * 1024

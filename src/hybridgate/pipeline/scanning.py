@@ -2,7 +2,10 @@
 
 Scanning is the only CPU-heavy stage. Small bodies scan inline (a thread
 hand-off costs more than their scan); larger ones go to a bounded pool, so one
-huge prompt cannot stall every other request.
+huge prompt cannot stall every other request. An agent's next turn is large but
+mostly seen: its messages are looked up first (digests only), and when what is
+new fits the inline budget it scans inline too, with those lookups. Handing such a
+turn to the pool cost it more than its scan (README, *An agent's next turn*).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hybridgate.errors import PayloadTooLarge, ServiceUnavailable
-from hybridgate.pipeline.decision import scan_body
+from hybridgate.pipeline.decision import look_up, scan_body
 from hybridgate.pipeline.deps import ScanLimits
 from hybridgate.scan import Scanner
 from hybridgate.scan.findings import RequestScan, Segment
@@ -44,6 +47,9 @@ class ScanPool:
             )
         if size <= lim.inline_bytes:
             return scan_body(scanner, body)
+        looked = look_up(scanner, body) if size <= lim.inline_seen_bytes else None
+        if looked is not None and looked.unseen <= lim.inline_bytes:
+            return scan_body(scanner, body, looked)
         if self._scans_in_pool >= lim.workers + lim.queue:
             raise ServiceUnavailable(
                 "the scanner is busy with other large requests; nothing was sent, retry later",
@@ -52,7 +58,9 @@ class ScanPool:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(lim.workers, thread_name_prefix="hybridgate-scan")
         self._scans_in_pool += 1
-        fut = asyncio.get_running_loop().run_in_executor(self._pool, scan_body, scanner, body)
+        fut = asyncio.get_running_loop().run_in_executor(
+            self._pool, scan_body, scanner, body, looked
+        )
         fut.add_done_callback(self._scan_done)  # a timed-out scan holds its slot until it ends
         try:
             return await asyncio.wait_for(asyncio.shield(fut), lim.timeout_s)

@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import marshal
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -85,16 +87,8 @@ _MEMO_ALLOWANCE = MEMO_SLOTS * (120 + MEMO_FINDINGS * _FINDING_BYTES) + CLEAN_AF
 )
 
 
-def scan_body(
-    scanner: Scanner, body: Any, *, min_messages: int = MIN_MESSAGES
-) -> tuple[list[Segment], RequestScan]:
-    """The request's segments and scan: what ``extract_segments`` + ``scan_request`` return.
-
-    With a :class:`~hybridgate.scan.cache.CachedScanner` whose cache is on and
-    a body of at least ``min_messages`` messages, every message seen before
-    costs one keyed digest and one lookup. Fewer messages are looked up text
-    by text: storing a message costs more than it saves on a short chat.
-    """
+def _eligible(scanner: Scanner, body: Any, min_messages: int) -> ScanCache | None:
+    """The cache a body is looked up in message by message, or None (text by text)."""
     cache = scanner.cache if isinstance(scanner, CachedScanner) else None
     if (
         cache is None
@@ -102,18 +96,120 @@ def scan_body(
         or type(body) is not dict
         or sum(len(v) for v in body.values() if type(v) is list) < min_messages
     ):
+        return None
+    return cache
+
+
+def scan_body(
+    scanner: Scanner,
+    body: Any,
+    *,
+    min_messages: int = MIN_MESSAGES,
+    looked: Looked | None = None,
+) -> tuple[list[Segment], RequestScan]:
+    """The request's segments and scan: what ``extract_segments`` + ``scan_request`` return.
+
+    With a :class:`~hybridgate.scan.cache.CachedScanner` whose cache is on and
+    a body of at least ``min_messages`` messages, every message seen before
+    costs one keyed digest and one lookup. Fewer messages are looked up text
+    by text: storing a message costs more than it saves on a short chat.
+    ``looked`` (from :func:`look_up` on the same body) saves the lookups it made.
+    """
+    cache = _eligible(scanner, body, min_messages)
+    if cache is None:
         segments, unscannable = extract_segments(body)
         return segments, scan_request(scanner, segments, unscannable)
     assert isinstance(scanner, CachedScanner)
-    return _Body(scanner, cache).scan(body)
+    return _Body(scanner, cache, looked).scan(body)
+
+
+@dataclass(frozen=True)
+class Looked:
+    """A body's messages looked up before its scan: what is new in it, and the lookups made.
+
+    ``unseen`` is the bytes (marshal form) of the messages the cache does not hold,
+    plus every other top-level string, counted as new: what the scan will have to
+    scan fresh, at most. The gateway uses it to scan a turn whose history was seen
+    on the event loop and send a body with much that is new to the scan pool.
+    """
+
+    unseen: int
+    #: path of each message -> (the message object, its digest, what the cache held)
+    found: dict[Path, tuple[Any, bytes, object | None]]
+
+
+def look_up(scanner: Scanner, body: Any, *, min_messages: int = MIN_MESSAGES) -> Looked | None:
+    """Look ``body``'s messages up in the cache; None when it is not scanned message by message.
+
+    Only digests and lookups (about 0.1 ms per 100 KB): nothing is scanned. A
+    lookup made here counts in the cache's statistics once; the scan reuses it.
+    """
+    cache = _eligible(scanner, body, min_messages)
+    if cache is None:
+        return None
+    assert isinstance(scanner, CachedScanner)
+    scope = scanner.message_scope
+    found: dict[Path, tuple[Any, bytes, object | None]] = {}
+    unseen = 0
+    for item in _top(Walk([], [], RECURSE_DEPTH), body):
+        if item[0] is _NODE:
+            value = item[2]
+            if type(value) is str:
+                unseen += len(value)
+            continue
+        _, path, node, _binary, where = item
+        try:
+            data = marshal.dumps(node, _MARSHAL_VERSION)
+        except ValueError:  # walked as usual by the scan: taken as all new, whatever its size
+            unseen += _UNSIZED
+            continue
+        digest = cache.digest_bytes(scope, where, data)
+        run = cache.get(digest)
+        found[path] = (node, digest, run)
+        if type(run) is not Scanned:
+            unseen += len(data)
+    return Looked(unseen, found)
+
+
+_NODE = "node"
+_MESSAGE = "message"
+#: What a message marshal cannot write (nested past its depth) counts as: more than any bound.
+_UNSIZED = 1 << 40
+
+
+def _top(walk: Walk, body: dict[Any, Any]) -> Iterator[tuple[Any, ...]]:
+    """A body's first two levels exactly as :meth:`Walk.node` visits them.
+
+    Yields ``(_NODE, path, value, binary, depth)`` for what is walked as usual and
+    ``(_MESSAGE, path, message, binary, where)`` for each message, ``where`` being
+    its place as bytes (part of its key: its paths and key contexts hang on it).
+    """
+    binary = walk.dict_binary((), body, False)
+    for key, value in walk.keys((), body):
+        path: Path = (key,)
+        t = type(value)
+        if t is not list and t is not tuple:
+            yield _NODE, path, value, binary, 1
+            continue
+        if walk.token_ids(path, value):
+            continue
+        kb = key.encode("utf-8", "surrogatepass")
+        lead = len(kb).to_bytes(4, "big") + kb + (b"\1" if binary else b"\0")
+        for i, item in enumerate(value):
+            ti = type(item)
+            if ti is dict or ti is list or ti is tuple:
+                yield _MESSAGE, (key, i), item, binary, lead + i.to_bytes(8, "big")
+            else:
+                yield _NODE, (key, i), item, binary, 2
 
 
 class _Body:
     """One request walked like :class:`Walk` walks it, each message looked up whole."""
 
-    def __init__(self, scanner: CachedScanner, cache: ScanCache) -> None:
+    def __init__(self, scanner: CachedScanner, cache: ScanCache, looked: Looked | None) -> None:
         self.scanner = scanner
         self.cache = cache
+        self.found = looked.found if looked is not None else {}
         self.scope = scanner.message_scope
         self.p = Pass(scanner)
         #: segments walked but not yet scanned (scanned before the next message is grafted)
@@ -122,40 +218,30 @@ class _Body:
         self.walk = Walk(self.pending, self.unscannable, RECURSE_DEPTH)
 
     def scan(self, body: dict[Any, Any]) -> tuple[list[Segment], RequestScan]:
-        # The first two levels exactly as Walk.node visits them; then each message.
         walk = self.walk
-        binary = walk.dict_binary((), body, False)
-        for key, value in walk.keys((), body):
-            path: Path = (key,)
-            t = type(value)
-            if t is not list and t is not tuple:
-                walk.node(path, value, binary, 1)
-                continue
-            if walk.token_ids(path, value):
-                continue
-            # where a message sits is part of its key: its paths and key contexts hang on it
-            kb = key.encode("utf-8", "surrogatepass")
-            lead = len(kb).to_bytes(4, "big") + kb + (b"\1" if binary else b"\0")
-            for i, item in enumerate(value):
-                ti = type(item)
-                if ti is dict or ti is list or ti is tuple:
-                    self.message((key, i), item, binary, lead + i.to_bytes(8, "big"))
-                else:
-                    walk.node((key, i), item, binary, 2)
+        for kind, path, node, binary, extra in _top(walk, body):
+            if kind is _NODE:
+                walk.node(path, node, binary, extra)
+            else:
+                self.message(path, node, binary, extra)
         self.flush()
         p = self.p
         p.seams()
         return p.segments, p.finish(self.unscannable, values_key=self.values_key)
 
     def message(self, path: Path, node: Any, binary: bool, where: bytes) -> None:
-        try:
-            data = marshal.dumps(node, _MARSHAL_VERSION)
-        except ValueError:  # not plain data, or nested past marshal's depth: walked as usual
-            self.walk.node(path, node, binary, 2)
-            return
         cache = self.cache
-        digest = cache.digest_bytes(self.scope, where, data)
-        run = cache.get(digest)
+        pre = self.found.get(path)
+        if pre is not None and pre[0] is node:
+            _, digest, run = pre
+        else:
+            try:
+                data = marshal.dumps(node, _MARSHAL_VERSION)
+            except ValueError:  # not plain data, or nested past marshal's depth: walked as usual
+                self.walk.node(path, node, binary, 2)
+                return
+            digest = cache.digest_bytes(self.scope, where, data)
+            run = cache.get(digest)
         if type(run) is not Scanned:
             segments: list[Segment] = []
             unscannable: list[str] = []
