@@ -35,7 +35,7 @@ def check_workers(cfg: GatewayConfig, workers: int) -> None:
 def worker_app() -> Starlette:
     """The app factory each worker process calls."""
     from hybridgate.app import create_app
-    from hybridgate.server import short_gil_switch
+    from hybridgate.server import short_gil_switch, tune_gc
 
     short_gil_switch()  # as a single-process serve does
 
@@ -46,7 +46,9 @@ def worker_app() -> Starlette:
     home = os.environ.get(ENV_HOME)
     if home:
         cfg = cfg.model_copy(update={"home": home})
-    return create_app(cfg, config_path=path, handle_sighup=True)
+    app = create_app(cfg, config_path=path, handle_sighup=True)
+    tune_gc()  # the app is built: what exists now is frozen, as a single-process serve does
+    return app
 
 
 def serve_workers(
