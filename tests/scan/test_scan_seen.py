@@ -224,6 +224,10 @@ def test_look_up_says_what_is_new_and_its_lookups_are_not_made_twice(plain: Scan
     assert digests == 0  # no message was digested again
     assert seen.scan_body(cached, body, min_messages=0) == _fresh(plain, body)
     assert digests == 4  # without the lookups, each message is
+    # what sits outside the messages counts as new, however it nests
+    body["response_format"] = {"type": "json_schema", "schema": {"properties": {"a": "x" * 900}}}
+    outside = seen.look_up(cached, body, min_messages=0)
+    assert outside is not None and outside.unseen > later.unseen + 900
     # a body too short for the message grain, or no cache: nothing to say
     assert seen.look_up(cached, _conversation("hi")) is None
     assert seen.look_up(plain, body, min_messages=0) is None

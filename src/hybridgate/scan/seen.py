@@ -128,9 +128,10 @@ class Looked:
     """A body's messages looked up before its scan: what is new in it, and the lookups made.
 
     ``unseen`` is the bytes (marshal form) of the messages the cache does not hold,
-    plus every other top-level string, counted as new: what the scan will have to
-    scan fresh, at most. The gateway uses it to scan a turn whose history was seen
-    on the event loop and send a body with much that is new to the scan pool.
+    plus everything outside the messages (``model``, ``response_format`` ...), counted
+    as new: what the scan will have to scan fresh, at most. The gateway uses it to
+    scan a turn whose history was seen on the event loop and send a body with much
+    that is new to the scan pool.
     """
 
     unseen: int
@@ -152,10 +153,8 @@ def look_up(scanner: Scanner, body: Any, *, min_messages: int = MIN_MESSAGES) ->
     found: dict[Path, tuple[Any, bytes, object | None]] = {}
     unseen = 0
     for item in _top(Walk([], [], RECURSE_DEPTH), body):
-        if item[0] is _NODE:
-            value = item[2]
-            if type(value) is str:
-                unseen += len(value)
+        if item[0] is _NODE:  # scanned text by text: counted as new, whatever the cache holds
+            unseen += _size(item[2])
             continue
         _, path, node, _binary, where = item
         try:
@@ -175,6 +174,19 @@ _NODE = "node"
 _MESSAGE = "message"
 #: What a message marshal cannot write (nested past its depth) counts as: more than any bound.
 _UNSIZED = 1 << 40
+
+
+def _size(value: Any) -> int:
+    """The bytes a value outside the messages may bring to scan (``response_format``'s schema)."""
+    t = type(value)
+    if t is str:
+        return len(value)
+    if t is dict or t is list or t is tuple:
+        try:
+            return len(marshal.dumps(value, _MARSHAL_VERSION))
+        except ValueError:
+            return _UNSIZED
+    return 0
 
 
 def _top(walk: Walk, body: dict[Any, Any]) -> Iterator[tuple[Any, ...]]:
