@@ -3,8 +3,10 @@ LangChain's ChatOpenAI with ``use_responses_api=True``, on native and translated
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import agents
 import langchain_openai
@@ -34,14 +36,27 @@ def _client(h: Harness) -> AsyncOpenAI:
     return AsyncOpenAI(base_url=h.url + "/v1", api_key=h.key, max_retries=0)
 
 
+def _run(agent: Any, prompt: str, client: AsyncOpenAI) -> Any:
+    """``Runner.run_sync``, with the client's connections closed in the loop that opened them
+    (``run_sync``'s own loop is gone when it returns, and its sockets with nobody to close them)."""
+
+    async def go() -> Any:
+        try:
+            return await agents.Runner.run(agent, prompt)
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
 @pytest.mark.parametrize("model", ["gpt-4o", "claude", "llama-onprem"])
 def test_agents_sdk_plain(h: Harness, model: str) -> None:
     agent = agents.Agent(
         name="helper",
         instructions="Answer briefly.",
-        model=agents.OpenAIResponsesModel(model=model, openai_client=_client(h)),
+        model=agents.OpenAIResponsesModel(model=model, openai_client=(client := _client(h))),
     )
-    result = agents.Runner.run_sync(agent, "hello agent")
+    result = _run(agent, "hello agent", client)
     assert result.final_output == "echo: hello agent"
 
 
@@ -59,9 +74,9 @@ def test_agents_sdk_tool_round_trip(h: Harness) -> None:
         name="weather",
         instructions="Use the tool.",
         tools=[get_weather],
-        model=agents.OpenAIResponsesModel(model="gpt-4o", openai_client=_client(h)),
+        model=agents.OpenAIResponsesModel(model="gpt-4o", openai_client=(client := _client(h))),
     )
-    result = agents.Runner.run_sync(agent, "weather in Oslo?")
+    result = _run(agent, "weather in Oslo?", client)
     assert calls == ["Oslo"]
     assert result.final_output.startswith("echo:")
     second = h.external.requests[-1].body

@@ -123,14 +123,16 @@ async def test_vllm_never_exceeds_slots_under_concurrency(engines: Any) -> None:
     e, (gw, _, server, key) = engines
     ad = adapters(e, ["a", "b", "c", "d", "e"])
     e.vllm.set_latency(0.05)
-    client = openai.AsyncOpenAI(base_url=server.base_url + "/v1", api_key=key, max_retries=0)
     jobs = [f"vllm:{n}" for n in ad for _ in range(3)]
-    answers = await asyncio.gather(
-        *(
-            client.chat.completions.create(model=m, messages=[{"role": "user", "content": "x"}])
-            for m in jobs
+    async with openai.AsyncOpenAI(
+        base_url=server.base_url + "/v1", api_key=key, max_retries=0
+    ) as client:  # its connections closed in this test's loop
+        answers = await asyncio.gather(
+            *(
+                client.chat.completions.create(model=m, messages=[{"role": "user", "content": "x"}])
+                for m in jobs
+            )
         )
-    )
     for m, a in zip(jobs, answers, strict=True):
         assert a.choices[0].message.content == f"[adapter {served_name(ad[m[5:]])}] ok"
     # the stand-in refuses a third load, so every request succeeding proves the slots held

@@ -94,17 +94,17 @@ async def test_concurrent_mixed_adapters_match_sequential(env: Env, tiny_kit: Ti
     prompts = ["say one two three", "login error please", "the order status is open"]
     jobs = [(f"tiny:{n}", p) for n in names for p in prompts]
     sequential = [env.ask(m, p).parse().choices[0].message.content for m, p in jobs]
-    client = openai.AsyncOpenAI(
+    async with openai.AsyncOpenAI(
         base_url=env.server.base_url + "/v1", api_key=env.key, max_retries=0
-    )
+    ) as client:  # its connections closed in this test's loop
 
-    async def one(model: str, text: str) -> str | None:
-        r = await client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": text}]
-        )
-        return r.choices[0].message.content
+        async def one(model: str, text: str) -> str | None:
+            r = await client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": text}]
+            )
+            return r.choices[0].message.content
 
-    together = await asyncio.gather(*(one(m, p) for m, p in jobs))
+        together = await asyncio.gather(*(one(m, p) for m, p in jobs))
     assert list(together) == sequential
     engine = env.gw.providers["tiny"].engine  # type: ignore[attr-defined]
     assert engine.max_rows_seen > 1  # concurrent requests shared decode steps
