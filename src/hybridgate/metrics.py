@@ -6,11 +6,17 @@ outcomes and data classes, all of which come from configuration.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from hybridgate.scan.cache import ScanCache
 
 M = TypeVar("M", bound=MetricWrapperBase)
 
@@ -76,6 +82,13 @@ class Metrics:
             registry=r,
         )
         self.log_size = Gauge("hybridgate_log_size", "Entries in the receipt log", registry=r)
+        self.scans = Counter(
+            "hybridgate_scans",
+            "Request scans by where they ran: inline (a small body), seen (a large body whose"
+            " history the scan cache held, on the loop) or pool",
+            ["where"],
+            registry=r,
+        )
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def child(self, metric: M, *values: str) -> M:
@@ -91,5 +104,43 @@ class Metrics:
             found = self._children[key] = metric.labels(*values)
         return found
 
+    def watch_scan_cache(self, cache_of: Callable[[], ScanCache | None]) -> None:
+        """Export the scan cache's counters, read when scraped (nothing per request)."""
+        self.registry.register(_ScanCacheCollector(cache_of))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ScanCacheCollector(Collector):
+    """The scan cache's lookups, evictions and size: what ``scanner.cache_max_mb`` and
+    ``server.scan_inline_seen_bytes`` are tuned by, read at each scrape."""
+
+    def __init__(self, cache_of: Callable[[], ScanCache | None]) -> None:
+        self._cache_of = cache_of
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # names are known only at collection; the registry skips the check
+
+    def collect(self) -> Iterable[Metric]:
+        cache = self._cache_of()
+        if cache is None:
+            return
+        stats = cache.stats
+        lookups = CounterMetricFamily(
+            "hybridgate_scan_cache_lookups",
+            "Scan cache lookups of texts and whole messages, by result",
+            labels=["result"],
+        )
+        lookups.add_metric(["hit"], stats.hits)
+        lookups.add_metric(["miss"], stats.misses)
+        yield lookups
+        yield CounterMetricFamily(
+            "hybridgate_scan_cache_evictions", "Scan results evicted", value=stats.evictions
+        )
+        yield GaugeMetricFamily(
+            "hybridgate_scan_cache_bytes", "Bytes the scan cache holds", value=cache.bytes_held
+        )
+        yield GaugeMetricFamily(
+            "hybridgate_scan_cache_entries", "Entries the scan cache holds", value=len(cache)
+        )

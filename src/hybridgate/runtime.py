@@ -284,6 +284,7 @@ class Gateway:
             signin_throttle=_signin_throttle(config, metrics),
             table=table,
         )
+        metrics.watch_scan_cache(lambda: getattr(gw.scanner, "cache", None))
         serving_metrics = ServingMetrics(gw.metrics.registry)
         for p in gw.providers.values():
             bind = getattr(p, "bind_metrics", None)

@@ -165,6 +165,34 @@ def test_health_ready_metrics(h: Harness) -> None:
     assert h.key not in metrics and "sk-upstream-secret-openai" not in metrics
 
 
+def _scrape(h: Harness) -> dict[str, float]:
+    text = httpx.get(h.url + "/metrics").text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("hybridgate_scan"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_scan_metrics_say_where_scans_ran_and_how_the_cache_did(h: Harness) -> None:
+    before = _scrape(h)
+    for _ in range(2):
+        h.openai().chat.completions.create(
+            model="llama-onprem", messages=[{"role": "user", "content": "a metrics probe"}]
+        )
+    after = _scrape(h)
+
+    def grew(name: str) -> float:
+        return after[name] - before.get(name, 0.0)
+
+    assert grew('hybridgate_scans_total{where="inline"}') == 2  # short bodies scan inline
+    assert grew('hybridgate_scan_cache_lookups_total{result="hit"}') > 0  # the second one
+    assert grew('hybridgate_scan_cache_lookups_total{result="miss"}') >= 0
+    assert after["hybridgate_scan_cache_entries"] > 0 and after["hybridgate_scan_cache_bytes"] > 0
+    assert "hybridgate_scan_cache_evictions_total" in after
+
+
 def test_unknown_path_still_carries_gateway_headers(h: Harness) -> None:
     r = httpx.get(h.url + "/v1/nope")
     assert r.status_code == 404

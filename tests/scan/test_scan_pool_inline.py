@@ -125,3 +125,17 @@ async def test_a_failed_lookup_falls_back_to_the_pool_and_still_scans(
     assert where[-1] == ("pool", False)
     assert (segments, scan) == _fresh(plain, body)
     assert scan.complete and scan.data_classes  # the planted card is found
+
+
+async def test_the_pool_says_where_each_scan_ran(scanners: tuple[Scanner, CachedScanner]) -> None:
+    _, cached = scanners
+    told: list[str] = []
+    pool = ScanPool(told.append)
+    try:
+        body = _body(12)
+        await _scan(pool, cached, body, LIMITS)  # all new
+        await _scan(pool, cached, body, LIMITS)  # all seen
+        await pool.scan(cached, LIMITS, b"{}", {"model": "m"})  # small
+        assert told == ["pool", "seen", "inline"]
+    finally:
+        pool.close()

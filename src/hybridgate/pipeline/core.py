@@ -66,7 +66,11 @@ class Pipeline:
         self.deps = deps
         #: Closes still running after their caller was cancelled (kept referenced).
         self._closing: set[asyncio.Task[BaseException | None]] = set()
-        self._scans = ScanPool()
+        self._scans = ScanPool(self._count_scan)
+
+    def _count_scan(self, where: str) -> None:
+        m = self.deps.metrics
+        m.child(m.scans, where).inc()
 
     @property
     def scanner(self) -> Scanner:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,9 +26,11 @@ from hybridgate.scan.findings import RequestScan, Segment
 class ScanPool:
     """The bounded pool large scans run on, and how many it holds now."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_scan: Callable[[str], None] | None = None) -> None:
         self._pool: ThreadPoolExecutor | None = None
         self._scans_in_pool = 0
+        #: told where each scan ran: "inline", "seen" (large, on the loop) or "pool"
+        self._on_scan = on_scan if on_scan is not None else _ignore
 
     async def scan(
         self, scanner: Scanner, lim: ScanLimits, raw_body: bytes, body: dict[str, Any]
@@ -46,9 +49,11 @@ class ScanPool:
                 code="scan_budget_exceeded",
             )
         if size <= lim.inline_bytes:
+            self._on_scan("inline")
             return scan_body(scanner, body)
         looked = look_up(scanner, body) if size <= lim.inline_seen_bytes else None
         if looked is not None and looked.unseen <= lim.inline_bytes:
+            self._on_scan("seen")
             return scan_body(scanner, body, looked)
         if self._scans_in_pool >= lim.workers + lim.queue:
             raise ServiceUnavailable(
@@ -58,6 +63,7 @@ class ScanPool:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(lim.workers, thread_name_prefix="hybridgate-scan")
         self._scans_in_pool += 1
+        self._on_scan("pool")
         fut = asyncio.get_running_loop().run_in_executor(
             self._pool, scan_body, scanner, body, looked
         )
@@ -79,3 +85,7 @@ class ScanPool:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def _ignore(_: str) -> None:
+    """No one asked where scans run."""
