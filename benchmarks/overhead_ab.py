@@ -31,6 +31,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def timed_bodies(
+    pid: int, target: peers.Target, bodies: list[bytes]
+) -> tuple[float, float, float, int]:
+    """Post ``bodies`` one at a time: p50 ms, requests/s, the gateway's CPU ms per request,
+    failures."""
+    c0 = cpu_seconds(pid)
+    lat, secs, err = asyncio.run(peers.post_all(target, bodies, 1))
+    cpu = (cpu_seconds(pid) - c0) * 1000 / len(bodies)
+    return (statistics.median(lat) if lat else float("nan"), len(lat) / secs, cpu, err)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,29 +90,18 @@ def main() -> None:
                     results[(name, f"json c={conc}")].append(
                         (cell.pct(0.5), cell.rps, cpu, cell.errors)
                     )
+                t = peers.Target(name, url, {"authorization": f"Bearer {key}"})
                 if args.agent_kb:
-                    t = peers.Target(name, url, {"authorization": f"Bearer {key}"})
                     bodies = peers.fresh_bodies(t, args.agent_kb * 1024, 15, 1000 * r + 7)
-                    c0 = cpu_seconds(proc.pid)
-                    lat, secs, err = asyncio.run(peers.post_all(t, bodies, 1))
-                    cpu = (cpu_seconds(proc.pid) - c0) * 1000 / len(bodies)
-                    results[(name, agent_cell)].append(
-                        (statistics.median(lat) if lat else float("nan"), len(lat) / secs, cpu, err)
-                    )
+                    results[(name, agent_cell)].append(timed_bodies(proc.pid, t, bodies))
                 if args.growing_kb:
                     # a new conversation each round (same for every tree): turn 1 untimed
-                    t = peers.Target(name, url, {"authorization": f"Bearer {key}"})
                     convo = [
                         peers.agent_body(t, b)
                         for b in peers.conversation(args.growing_kb * 1024, 20, 1000 * r + 11)
                     ]
                     asyncio.run(peers.post_all(t, convo[:1], 1))
-                    c0 = cpu_seconds(proc.pid)
-                    lat, secs, err = asyncio.run(peers.post_all(t, convo[1:], 1))
-                    cpu = (cpu_seconds(proc.pid) - c0) * 1000 / (len(convo) - 1)
-                    results[(name, growing_cell)].append(
-                        (statistics.median(lat) if lat else float("nan"), len(lat) / secs, cpu, err)
-                    )
+                    results[(name, growing_cell)].append(timed_bodies(proc.pid, t, convo[1:]))
         print("| tree | cell | p50 ms | req/s | gateway CPU ms/request | RSS MB | errors |")
         print("|---|---|---|---|---|---|---|")
         for (name, label), xs in results.items():

@@ -11,9 +11,9 @@ concurrency 1 (aiohttp), against the loopback upstream:
   the first timed.
 
 Each stage's median and mean wall milliseconds per request are printed, nested as the
-stages nest (the scan runs in the scan pool for bodies over 32 KB: its wall time there
-includes the hand-over). Each wrapper costs under half a microsecond a call
-(timed in-process).
+stages nest (a body over 32 KB with more than 32 KB new in it is scanned in the scan
+pool: its wall time there includes the hand-over). Each wrapper costs under half a
+microsecond a call (timed in-process).
 
     .venv/bin/python benchmarks/stage_times.py [--kb 400] [--conversations 4]
 """
@@ -98,7 +98,7 @@ def run(
                 lat, err = [], 0
                 for c in range(args.conversations):
                     bodies = [
-                        peers._body(t, b["messages"], tools=b["tools"], max_tokens=64)
+                        peers.agent_body(t, b)
                         for b in peers.conversation(args.kb * 1024, args.turns, 1000 + c)
                     ]
                     asyncio.run(peers.post_all(t, bodies[:1], 1))

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from hybridgate.config import ScannerConfig
-from hybridgate.scan import Finding, Scanner, build_scanner
+from hybridgate.scan import Finding, Scanner, build_scanner, extract_segments, scan_request
 from hybridgate.scan.cache import CachedScanner, ScanCache, scanner_fingerprint
+from hybridgate.scan.findings import RequestScan, Segment
 
 Found = Callable[[Scanner, str], list[tuple[str, str]]]
 Types = Callable[[Scanner, str], set[str]]
@@ -62,6 +64,12 @@ OTHER_TERMS = ScannerConfig(terms=["Nightjar"])
 
 def wrap(s: Scanner, cfg: ScannerConfig, cache: ScanCache) -> CachedScanner:
     return CachedScanner.wrap(s, cache, scanner_fingerprint(cfg, s.detector_names))
+
+
+def fresh_scan(scanner: Scanner, body: Any) -> tuple[list[Segment], RequestScan]:
+    """What a body scans to with no cache: the reference the cached paths must equal."""
+    segments, unscannable = extract_segments(body)
+    return segments, scan_request(scanner, segments, unscannable)
 
 
 @pytest.fixture(scope="module")

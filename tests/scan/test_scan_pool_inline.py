@@ -10,25 +10,20 @@ from typing import Any
 
 import pytest
 
-from hybridgate.config import ScannerConfig
 from hybridgate.pipeline import decision, scanning
 from hybridgate.pipeline.deps import ScanLimits
 from hybridgate.pipeline.scanning import ScanPool
-from hybridgate.scan import Scanner, build_scanner, seen
-from hybridgate.scan.cache import CachedScanner, ScanCache, scanner_fingerprint
-from hybridgate.scan.extract import extract_segments
-from hybridgate.scan.request import scan_request
+from hybridgate.scan import Scanner, seen
+from hybridgate.scan.cache import CachedScanner, ScanCache
+from scan.conftest import KEY, TERMS, fresh_scan, wrap
 
 LIMITS = ScanLimits(inline_bytes=2048, inline_seen_bytes=1 << 20)
 
 
 @pytest.fixture
-def scanners() -> tuple[Scanner, CachedScanner]:
+def scanners(plain: Scanner) -> tuple[Scanner, CachedScanner]:
     """A plain scanner and the same scanner with a cache of its own."""
-    cfg = ScannerConfig()
-    plain = build_scanner(cfg)
-    cache = ScanCache(b"k" * 32)
-    return plain, CachedScanner.wrap(plain, cache, scanner_fingerprint(cfg, plain.detector_names))
+    return plain, wrap(plain, TERMS, ScanCache(KEY))
 
 
 @pytest.fixture
@@ -71,25 +66,20 @@ async def _scan(pool: ScanPool, scanner: Scanner, body: dict[str, Any], lim: Sca
     return await pool.scan(scanner, lim, raw, body)
 
 
-def _fresh(scanner: Scanner, body: Any) -> Any:
-    segments, unscannable = extract_segments(body)
-    return segments, scan_request(scanner, segments, unscannable)
-
-
 async def test_a_turn_whose_history_was_seen_scans_on_the_loop(
     where: list[tuple[str, bool]], scanners: tuple[Scanner, CachedScanner], pool: ScanPool
 ) -> None:
     plain, cached = scanners
     body = _body(12)
-    assert await _scan(pool, cached, body, LIMITS) == _fresh(plain, body)
+    assert await _scan(pool, cached, body, LIMITS) == fresh_scan(plain, body)
     assert where[-1] == ("pool", True)  # all new: the pool, with the lookups made
-    assert await _scan(pool, cached, body, LIMITS) == _fresh(plain, body)
+    assert await _scan(pool, cached, body, LIMITS) == fresh_scan(plain, body)
     assert where[-1] == ("loop", True)  # all seen
     body["messages"].append({"role": "user", "content": "one short new turn"})
-    assert await _scan(pool, cached, body, LIMITS) == _fresh(plain, body)
+    assert await _scan(pool, cached, body, LIMITS) == fresh_scan(plain, body)
     assert where[-1] == ("loop", True)  # a little new
     body["messages"].append({"role": "tool", "content": "x " * 2000})
-    assert await _scan(pool, cached, body, LIMITS) == _fresh(plain, body)
+    assert await _scan(pool, cached, body, LIMITS) == fresh_scan(plain, body)
     assert where[-1] == ("pool", True)  # more new than the inline budget
 
 
@@ -100,10 +90,10 @@ async def test_the_seen_path_can_be_turned_off_and_is_bounded_by_size(
     body = _body(12)
     await _scan(pool, cached, body, LIMITS)
     off = dataclasses.replace(LIMITS, inline_seen_bytes=0)
-    assert await _scan(pool, cached, body, off) == _fresh(plain, body)
+    assert await _scan(pool, cached, body, off) == fresh_scan(plain, body)
     assert where[-1] == ("pool", False)
     small = dataclasses.replace(LIMITS, inline_seen_bytes=len(json.dumps(body)) - 1)
-    assert await _scan(pool, cached, body, small) == _fresh(plain, body)
+    assert await _scan(pool, cached, body, small) == fresh_scan(plain, body)
     assert where[-1] == ("pool", False)  # larger than the bound: not even looked up
 
 
@@ -123,7 +113,7 @@ async def test_a_failed_lookup_falls_back_to_the_pool_and_still_scans(
     monkeypatch.setattr(seen, "look_up", broken)
     segments, scan = await _scan(pool, cached, body, LIMITS)
     assert where[-1] == ("pool", False)
-    assert (segments, scan) == _fresh(plain, body)
+    assert (segments, scan) == fresh_scan(plain, body)
     assert scan.complete and scan.data_classes  # the planted card is found
 
 

@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hybridgate.config import ScannerConfig
-from hybridgate.scan import Scanner, build_scanner, extract_segments, scan_request, seen
+from hybridgate.scan import Scanner, build_scanner, seen
 from hybridgate.scan.cache import ScanCache
 from hybridgate.scan.request import Scanned
-from scan.conftest import KEY, OTHER_TERMS, TERMS, FlakyRecognizer, wrap
+from scan.conftest import KEY, OTHER_TERMS, TERMS, FlakyRecognizer, fresh_scan, wrap
 
 #: Sensitive values, their halves (found only across a seam), spellings the
 #: sweep must catch elsewhere, look-alikes and filler.
@@ -135,11 +135,6 @@ def scan_body(scanner: Scanner, body: Any) -> tuple[Any, Any]:
     return seen.scan_body(scanner, body, min_messages=0)
 
 
-def _fresh(scanner: Scanner, body: Any) -> tuple[Any, Any]:
-    segments, unscannable = extract_segments(body)
-    return segments, scan_request(scanner, segments, unscannable)
-
-
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     system=text,
@@ -173,8 +168,9 @@ def test_cached_messages_find_exactly_what_a_fresh_scan_finds(
             # the gateway looks a large body's messages up first and hands the lookups on
             looked = seen.look_up(warm, body, min_messages=0)
             assert looked is not None
-            assert seen.scan_body(warm, body, min_messages=0, looked=looked) == _fresh(fresh, body)
-            assert scan_body(warm, body) == _fresh(fresh, body)  # every message seen now
+            with_lookups = seen.scan_body(warm, body, min_messages=0, looked=looked)
+            assert with_lookups == fresh_scan(fresh, body)
+            assert scan_body(warm, body) == fresh_scan(fresh, body)  # every message seen now
         assert len(cache) <= max_entries and cache.bytes_held <= cache.max_bytes
 
 
@@ -191,7 +187,7 @@ def test_a_seen_message_is_one_lookup(plain: Scanner) -> None:
     runs = [v for v, _ in cache._entries.values() if type(v) is Scanned]
     assert len(runs) == 3
     before = cache.stats.hits + cache.stats.misses
-    assert scan_body(cached, body) == first == _fresh(plain, body)
+    assert scan_body(cached, body) == first == fresh_scan(plain, body)
     # one lookup per message, and one per text outside them ("model", "messages", "m");
     # the seams between the messages were clean and are remembered with them
     assert cache.stats.hits + cache.stats.misses - before == 3 + 3
@@ -204,7 +200,7 @@ def test_look_up_says_what_is_new_and_its_lookups_are_not_made_twice(plain: Scan
     sizes = [len(marshal.dumps(m, 2)) for m in body["messages"]]
     first = seen.look_up(cached, body, min_messages=0)
     assert first is not None and first.unseen == sum(sizes) + len("m")  # "model": "m" counts
-    assert seen.scan_body(cached, body, min_messages=0, looked=first) == _fresh(plain, body)
+    assert seen.scan_body(cached, body, min_messages=0, looked=first) == fresh_scan(plain, body)
     body["messages"].append({"role": "user", "content": "one more"})
     looks = cache.stats.hits + cache.stats.misses
     later = seen.look_up(cached, body, min_messages=0)
@@ -220,9 +216,9 @@ def test_look_up_says_what_is_new_and_its_lookups_are_not_made_twice(plain: Scan
         return digest_bytes(*args)
 
     cache.digest_bytes = counted  # type: ignore[method-assign,assignment]
-    assert seen.scan_body(cached, body, min_messages=0, looked=later) == _fresh(plain, body)
+    assert seen.scan_body(cached, body, min_messages=0, looked=later) == fresh_scan(plain, body)
     assert digests == 0  # no message was digested again
-    assert seen.scan_body(cached, body, min_messages=0) == _fresh(plain, body)
+    assert seen.scan_body(cached, body, min_messages=0) == fresh_scan(plain, body)
     assert digests == 4  # without the lookups, each message is
     # what sits outside the messages counts as new, however it nests
     body["response_format"] = {"type": "json_schema", "schema": {"properties": {"a": "x" * 900}}}
@@ -266,7 +262,7 @@ def test_types_are_part_of_the_key(plain: Scanner) -> None:
     for _ in range(2):
         for v in variants:
             body = {"messages": [v]}
-            assert scan_body(cached, body) == _fresh(plain, body), v
+            assert scan_body(cached, body) == fresh_scan(plain, body), v
 
 
 def test_a_message_moved_to_another_place_is_scanned_there(plain: Scanner) -> None:
@@ -276,7 +272,7 @@ def test_a_message_moved_to_another_place_is_scanned_there(plain: Scanner) -> No
     scan_body(cached, {"messages": [msg]})
     body = {"messages": [{"role": "user", "content": "hi"}, msg], "input": [msg]}
     segments, scan = scan_body(cached, body)
-    assert (segments, scan) == _fresh(plain, body)
+    assert (segments, scan) == fresh_scan(plain, body)
     paths = {segments[s.segment].path for s in scan.segments}
     assert paths == {("messages", 1, "content"), ("input", 0, "content")}
 
@@ -293,10 +289,10 @@ def test_a_value_split_into_a_stored_message_is_found(plain: Scanner) -> None:
     parts = [{"type": "text", "text": "example.com"}, {"type": "text", "text": "@foo.org"}]
     stored = {"role": "user", "content": parts}
     before = {"messages": [{"role": "user", "content": "hello"}, stored]}
-    assert scan_body(cached, before) == _fresh(plain, before)
+    assert scan_body(cached, before) == fresh_scan(plain, before)
     body = {"messages": [{"role": "user", "content": "alice@"}, stored]}
     segments, scan = scan_body(cached, body)
-    assert (segments, scan) == _fresh(plain, body)
+    assert (segments, scan) == fresh_scan(plain, body)
     assert [segments[s.segment].text for s in scan.segments] == ["alice@", "example.com"]
 
 
@@ -308,7 +304,7 @@ def test_a_seam_at_a_stored_message_is_its_own_for_each_neighbour(plain: Scanner
     first = {"role": "user", "content": "mail bob@example.org, the card is 4111 1111"}
     for nxt in ("hello", " 1111 1111 and that is all", "hello"):
         body = {"messages": [first, {"role": "user", "content": nxt}]}
-        assert scan_body(cached, body) == _fresh(plain, body)
+        assert scan_body(cached, body) == fresh_scan(plain, body)
     body = {"messages": [first, {"role": "user", "content": " 1111 1111 and that is all"}]}
     segments, scan = scan_body(cached, body)
     halves = {
@@ -326,7 +322,7 @@ def test_a_message_inside_a_binary_body_is_keyed_apart(plain: Scanner) -> None:
     cached = wrap(plain, TERMS, cache)
     message = {"data": "4111 1111 1111 1111"}
     for body in ({"messages": [message]}, {"type": "input_image", "messages": [message]}) * 2:
-        assert scan_body(cached, body) == _fresh(plain, body)
+        assert scan_body(cached, body) == fresh_scan(plain, body)
 
 
 def test_a_value_found_later_is_swept_through_stored_messages(plain: Scanner) -> None:
@@ -338,7 +334,7 @@ def test_a_value_found_later_is_swept_through_stored_messages(plain: Scanner) ->
     assert not first[1].data_classes
     history.append("my ssn is 536-22-1234")
     segments, scan = scan_body(cached, _conversation(*history))
-    assert (segments, scan) == _fresh(plain, _conversation(*history))
+    assert (segments, scan) == fresh_scan(plain, _conversation(*history))
     spans = [
         segments[s.segment].text[f.start : f.end]
         for s in scan.segments
@@ -367,7 +363,7 @@ def test_an_image_stays_unknown_when_its_message_is_served(plain: Scanner) -> No
     body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, image]}]}
     for _ in range(2):
         segments, scan = scan_body(cached, body)
-        assert (segments, scan) == _fresh(plain, body)
+        assert (segments, scan) == fresh_scan(plain, body)
         assert not scan.complete and scan.unscannable == ("messages[0].content[1]",)
 
 
@@ -394,7 +390,7 @@ def test_stored_messages_respect_the_bounds(plain: Scanner) -> None:
     cached = wrap(plain, TERMS, cache)
     for n in range(1, len(history) + 1):
         body = _conversation(*history[:n])
-        assert scan_body(cached, body) == _fresh(plain, body)
+        assert scan_body(cached, body) == fresh_scan(plain, body)
         assert cache.bytes_held <= cache.max_bytes
     assert cache.stats.evictions > 0
     by_count = ScanCache(KEY, max_entries=5)
@@ -405,10 +401,10 @@ def test_stored_messages_respect_the_bounds(plain: Scanner) -> None:
 
 def test_plain_scanner_and_disabled_cache_take_the_plain_path(plain: Scanner) -> None:
     body = _conversation("card 4111 1111 1111 1111")
-    assert scan_body(plain, body) == _fresh(plain, body)
+    assert scan_body(plain, body) == fresh_scan(plain, body)
     off = wrap(plain, TERMS, ScanCache(KEY, max_entries=0))
-    assert scan_body(off, body) == _fresh(plain, body)
-    assert scan_body(off, ["a list body", "4111 1111 1111 1111"]) == _fresh(
+    assert scan_body(off, body) == fresh_scan(plain, body)
+    assert scan_body(off, ["a list body", "4111 1111 1111 1111"]) == fresh_scan(
         plain, ["a list body", "4111 1111 1111 1111"]
     )
 
@@ -417,8 +413,8 @@ def test_short_bodies_are_looked_up_text_by_text(plain: Scanner) -> None:
     cache = ScanCache(KEY)
     cached = wrap(plain, TERMS, cache)
     short = _conversation(*(["card 4111 1111 1111 1111"] * (seen.MIN_MESSAGES - 1)))
-    assert seen.scan_body(cached, short) == _fresh(plain, short)
+    assert seen.scan_body(cached, short) == fresh_scan(plain, short)
     assert not any(type(v) is Scanned for v, _ in cache._entries.values())
     long = _conversation(*(["card 4111 1111 1111 1111"] * seen.MIN_MESSAGES))
-    assert seen.scan_body(cached, long) == _fresh(plain, long)
+    assert seen.scan_body(cached, long) == fresh_scan(plain, long)
     assert sum(type(v) is Scanned for v, _ in cache._entries.values()) == seen.MIN_MESSAGES
