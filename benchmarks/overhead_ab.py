@@ -4,7 +4,7 @@ A change to the request path is worth keeping only if it shows here. Each tree
 (``NAME=PATH`` to a ``src`` directory, e.g. one made with ``git archive main src |
 tar -x -C /tmp/before``) runs as its own ``hybridgate serve`` in front of one shared
 loopback upstream; the rounds alternate between them so load from elsewhere falls on
-both. Per tree and cell: p50 latency and requests/s (median over rounds) and the
+both. Per tree and cell: p50 and p99 latency and requests/s (medians over rounds) and the
 gateway's CPU milliseconds per request (user + system time of its process, less
 sensitive to a shared machine than latency). Cells: short chats at concurrency 1 and
 16, fresh agent prompts (``--agent-kb``) and an agent conversation growing turn by
@@ -31,15 +31,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def p99(lat: list[float]) -> float:
+    xs = sorted(lat)
+    return xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else float("nan")
+
+
 def timed_bodies(
     pid: int, target: peers.Target, bodies: list[bytes]
-) -> tuple[float, float, float, int]:
-    """Post ``bodies`` one at a time: p50 ms, requests/s, the gateway's CPU ms per request,
-    failures."""
+) -> tuple[float, float, float, float, int]:
+    """Post ``bodies`` one at a time: p50 and p99 ms, requests/s, the gateway's CPU ms per
+    request, failures."""
     c0 = cpu_seconds(pid)
     lat, secs, err = asyncio.run(peers.post_all(target, bodies, 1))
     cpu = (cpu_seconds(pid) - c0) * 1000 / len(bodies)
-    return (statistics.median(lat) if lat else float("nan"), len(lat) / secs, cpu, err)
+    p50 = statistics.median(lat) if lat else float("nan")
+    return (p50, p99(lat), len(lat) / secs, cpu, err)
 
 
 def main() -> None:
@@ -75,7 +81,7 @@ def main() -> None:
         cells = [] if args.only_agent else ["json c=1", "json c=16"]
         cells += [agent_cell] if args.agent_kb else []
         cells += [growing_cell] if args.growing_kb else []
-        results: dict[tuple[str, str], list[tuple[float, float, float, int]]] = {
+        results: dict[tuple[str, str], list[tuple[float, float, float, float, int]]] = {
             (n, c): [] for n in trees for c in cells
         }
         for r in range(args.rounds):
@@ -88,7 +94,7 @@ def main() -> None:
                     cell = asyncio.run(load(url, key, n, conc, False))
                     cpu = (cpu_seconds(proc.pid) - c0) * 1000 / (n + min(50, n))
                     results[(name, f"json c={conc}")].append(
-                        (cell.pct(0.5), cell.rps, cpu, cell.errors)
+                        (cell.pct(0.5), cell.pct(0.99), cell.rps, cpu, cell.errors)
                     )
                 t = peers.Target(name, url, {"authorization": f"Bearer {key}"})
                 if args.agent_kb:
@@ -102,14 +108,17 @@ def main() -> None:
                     ]
                     asyncio.run(peers.post_all(t, convo[:1], 1))
                     results[(name, growing_cell)].append(timed_bodies(proc.pid, t, convo[1:]))
-        print("| tree | cell | p50 ms | req/s | gateway CPU ms/request | RSS MB | errors |")
-        print("|---|---|---|---|---|---|---|")
+        print(
+            "| tree | cell | p50 ms | p99 ms | req/s | gateway CPU ms/request | RSS MB | errors |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         for (name, label), xs in results.items():
             print(
                 f"| {name} | {label} | {statistics.median(x[0] for x in xs):.2f} "
-                f"| {statistics.median(x[1] for x in xs):,.0f} "
-                f"| {statistics.median(x[2] for x in xs):.3f} "
-                f"| {rss_mb(gateways[name][0].pid):.0f} | {sum(x[3] for x in xs)} |"
+                f"| {statistics.median(x[1] for x in xs):.2f} "
+                f"| {statistics.median(x[2] for x in xs):,.0f} "
+                f"| {statistics.median(x[3] for x in xs):.3f} "
+                f"| {rss_mb(gateways[name][0].pid):.0f} | {sum(x[4] for x in xs)} |"
             )
     finally:
         for proc, _, _ in gateways.values():
