@@ -87,13 +87,8 @@ def snapshot(db: Path, into: Path) -> tuple[list[list[int]], dict[int, str]]:
 
 
 async def send(url: str, key: str, n: int, conc: int) -> int:
-    """Send ``n`` requests (after ``load_body``'s warm-up); how many were sent in all."""
-    body: dict[str, object] = {
-        "model": "bench",
-        "messages": [{"role": "user", "content": ov.PROMPT}],
-        "max_tokens": 64,
-    }
-    cell = await ov.load_body(url, key, n, conc, body, False, b"choices")
+    """Send ``n`` short chats (after ``load``'s warm-up); how many were sent in all."""
+    cell = await ov.load(url, key, n, conc, False)
     if cell.errors:
         raise SystemExit(f"{cell.errors} requests failed")
     return n + min(50, n)

@@ -23,17 +23,12 @@ import tempfile
 from pathlib import Path
 
 import overhead_peers as peers
-from overhead import free_port, load, rss_mb, start_gateway, start_upstream
+from overhead import Cell, free_port, load, rss_mb, start_gateway, start_upstream
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def p99(lat: list[float]) -> float:
-    xs = sorted(lat)
-    return xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else float("nan")
 
 
 def timed_bodies(
@@ -45,7 +40,7 @@ def timed_bodies(
     lat, secs, err = asyncio.run(peers.post_all(target, bodies, 1))
     cpu = (cpu_seconds(pid) - c0) * 1000 / len(bodies)
     p50 = statistics.median(lat) if lat else float("nan")
-    return (p50, p99(lat), len(lat) / secs, cpu, err)
+    return (p50, Cell(lat, secs, err).pct(0.99), len(lat) / secs, cpu, err)
 
 
 def main() -> None:

@@ -157,17 +157,28 @@ def look_up(scanner: Scanner, body: Any, *, min_messages: int = MIN_MESSAGES) ->
             unseen += _size(item[2])
             continue
         _, path, node, _binary, where = item
-        try:
-            data = marshal.dumps(node, _MARSHAL_VERSION)
-        except ValueError:  # walked as usual by the scan: taken as all new, whatever its size
+        hit = _find(cache, scope, where, node)
+        if hit is None:  # walked as usual by the scan: taken as all new, whatever its size
             unseen += _UNSIZED
             continue
-        digest = cache.digest_bytes(scope, where, data)
-        run = cache.get(digest)
+        digest, run, size = hit
         found[path] = (node, digest, run)
         if type(run) is not Scanned:
-            unseen += len(data)
+            unseen += size
     return Looked(unseen, found)
+
+
+def _find(
+    cache: ScanCache, scope: bytes, where: bytes, node: Any
+) -> tuple[bytes, object | None, int] | None:
+    """A message's digest, what the cache holds under it and its marshal form's size; None
+    when marshal cannot write it (not plain data, or nested past marshal's depth)."""
+    try:
+        data = marshal.dumps(node, _MARSHAL_VERSION)
+    except ValueError:
+        return None
+    digest = cache.digest_bytes(scope, where, data)
+    return digest, cache.get(digest), len(data)
 
 
 _NODE = "node"
@@ -247,13 +258,11 @@ class _Body:
         if pre is not None and pre[0] is node:
             _, digest, run = pre
         else:
-            try:
-                data = marshal.dumps(node, _MARSHAL_VERSION)
-            except ValueError:  # not plain data, or nested past marshal's depth: walked as usual
+            hit = _find(cache, self.scope, where, node)
+            if hit is None:  # not plain data, or nested past marshal's depth: walked as usual
                 self.walk.node(path, node, binary, 2)
                 return
-            digest = cache.digest_bytes(self.scope, where, data)
-            run = cache.get(digest)
+            digest, run, _ = hit
         if type(run) is not Scanned:
             segments: list[Segment] = []
             unscannable: list[str] = []
